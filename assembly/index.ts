@@ -1,0 +1,8 @@
+// The kernels' entry point: everything exported here becomes a WASM export.
+// Kernels are pure functions over byte offsets into the one linear memory; the
+// TypeScript side (src/) owns the layout of that memory.
+export * from "./memory";
+export * from "./gemm";
+export * from "./im2col";
+export * from "./jacobian";
+export * from "./nn";

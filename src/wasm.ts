@@ -1,0 +1,185 @@
+/**
+ * The one WebAssembly instance every computation runs in: its memory, its kernels, and an
+ * arena that hands out byte ranges of that memory.
+ *
+ * Loading is asynchronous (browsers' main threads refuse synchronous compilation of large
+ * modules) and can be given a precompiled `WebAssembly.Module` (edge runtimes such as workerd
+ * refuse to compile from bytes).
+ */
+import { baselineWasmBase64, relaxedWasmBase64 } from "./wasm/kernels.generated.ts";
+
+/** The kernels' exports. Pointers are byte offsets into `memory`, sizes are element counts. */
+// deno-lint-ignore no-explicit-any
+export type Kernels = Record<string, any> & {
+  readonly memory: WebAssembly.Memory;
+  heapBase(): number;
+};
+
+/** Which compiled build of the kernels is running. */
+export type SimdBuild = "relaxed" | "baseline";
+
+interface Loaded {
+  kernels: Kernels;
+  build: SimdBuild;
+}
+
+let loaded: Loaded | undefined;
+
+function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
+  const binary = atob(text);
+  const bytes = new Uint8Array(binary.length);
+  for (let i = 0; i < binary.length; i++) bytes[i] = binary.charCodeAt(i);
+  return bytes;
+}
+
+/** The relaxed-SIMD build where the runtime validates it, the baseline SIMD build otherwise. */
+export function preferredBuild(): SimdBuild {
+  const forced = readForcedBuild();
+  if (forced) return forced;
+  return WebAssembly.validate(decodeBase64(relaxedWasmBase64)) ? "relaxed" : "baseline";
+}
+
+// JACOBIAN_WASM_SIMD=baseline|relaxed forces a build (tests use it to cover both).
+function readForcedBuild(): SimdBuild | undefined {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  let value: string | undefined;
+  try {
+    value = g.process?.env?.JACOBIAN_WASM_SIMD ?? g.Deno?.env?.get?.("JACOBIAN_WASM_SIMD");
+  } catch {
+    value = undefined; // Deno without --allow-env: no override
+  }
+  if (value === undefined || value === "") return undefined;
+  if (value !== "baseline" && value !== "relaxed") {
+    throw new TypeError(`JACOBIAN_WASM_SIMD must be "baseline" or "relaxed", got "${value}"`);
+  }
+  return value;
+}
+
+/** The bytes of one embedded build, for hosts that precompile modules themselves. */
+export function wasmBytes(build: SimdBuild = preferredBuild()): Uint8Array<ArrayBuffer> {
+  return decodeBase64(build === "relaxed" ? relaxedWasmBase64 : baselineWasmBase64);
+}
+
+/**
+ * Instantiates the kernels. Called once at import with the embedded bytes; call it yourself
+ * with a precompiled module where the host cannot compile from bytes (workerd).
+ *
+ * @example
+ * ```ts
+ * import { initialize } from "jacobian-wasm";
+ * await initialize(); // a no-op when the import already did it
+ * ```
+ */
+export async function initialize(
+  module?: WebAssembly.Module,
+  build?: SimdBuild,
+): Promise<SimdBuild> {
+  if (loaded && module === undefined) return loaded.build;
+  const chosen = build ?? preferredBuild();
+  const compiled = module ?? (await WebAssembly.compile(wasmBytes(chosen)));
+  const instance = await WebAssembly.instantiate(compiled, {
+    env: {
+      abort(_message: number, _file: number, line: number, column: number) {
+        throw new Error(`jacobian-wasm kernel aborted at ${line}:${column}`);
+      },
+    },
+  });
+  loaded = { kernels: instance.exports as unknown as Kernels, build: chosen };
+  arena.reset();
+  return chosen;
+}
+
+/** Whether the kernels are ready (false only where the import could not compile them). */
+export function isInitialized(): boolean {
+  return loaded !== undefined;
+}
+
+/** The loaded kernels; a clear error if the host never initialised them. */
+export function kernels(): Kernels {
+  if (!loaded) {
+    throw new Error(
+      "jacobian-wasm: the WebAssembly kernels are not loaded; this host could not compile " +
+        "them at import. Call `await initialize(module)` with a precompiled WebAssembly.Module.",
+    );
+  }
+  return loaded.kernels;
+}
+
+/** Which build is loaded. */
+export function simdBuild(): SimdBuild {
+  kernels();
+  return loaded!.build;
+}
+
+const PAGE = 65536;
+const MAX_BYTES = 4 * 1024 * 1024 * 1024 - PAGE;
+
+/**
+ * The WASM memory above the module's static data. Plans lay out their buffers from
+ * `base()` upward; every computation is sequential, so all plans share the same range and
+ * the memory only ever grows to the largest plan.
+ */
+export const arena = {
+  f32View: new Float32Array(0),
+  i32View: new Int32Array(0),
+
+  reset(): void {
+    this.f32View = new Float32Array(0);
+    this.i32View = new Int32Array(0);
+  },
+
+  /** First usable byte, 64-byte aligned. */
+  base(): number {
+    return align(kernels().heapBase(), 64);
+  },
+
+  /** Grows the memory so that bytes [0, end) exist. */
+  ensure(end: number): void {
+    if (end > MAX_BYTES) {
+      throw new RangeError(
+        `jacobian-wasm needs ${formatBytes(end)} of WebAssembly memory, more than the 4 GiB a ` +
+          `32-bit WebAssembly memory can hold: use a smaller batch`,
+      );
+    }
+    const memory = kernels().memory;
+    const have = memory.buffer.byteLength;
+    if (end > have) memory.grow(Math.ceil((end - have) / PAGE));
+  },
+
+  /** A Float32Array over the whole memory, renewed after growth detaches the old one. */
+  f32(): Float32Array {
+    const buffer = kernels().memory.buffer;
+    if (this.f32View.buffer !== buffer) this.f32View = new Float32Array(buffer);
+    return this.f32View;
+  },
+
+  i32(): Int32Array {
+    const buffer = kernels().memory.buffer;
+    if (this.i32View.buffer !== buffer) this.i32View = new Int32Array(buffer);
+    return this.i32View;
+  },
+
+  /** Bytes of WASM memory now (tests use it to check that repeated calls do not grow it). */
+  byteLength(): number {
+    return kernels().memory.buffer.byteLength;
+  },
+};
+
+export function align(bytes: number, to: number): number {
+  return Math.ceil(bytes / to) * to;
+}
+
+export function formatBytes(bytes: number): string {
+  if (bytes >= 1024 ** 3) return `${(bytes / 1024 ** 3).toFixed(2)} GiB`;
+  if (bytes >= 1024 ** 2) return `${(bytes / 1024 ** 2).toFixed(1)} MiB`;
+  return `${bytes} bytes`;
+}
+
+// Compile at import. Hosts that refuse (workerd) leave the kernels unloaded until the user
+// calls initialize(module); the error then says so.
+try {
+  await initialize();
+} catch {
+  loaded = undefined;
+}
