@@ -1,3 +1,43 @@
-export { tensor, randn, zeros, numel } from "./src/tensor.ts";
+/**
+ * jacobian-wasm: per-sample gradients and Jacobians of a network's outputs or losses with
+ * respect to its parameters, for a whole batch, in one forward and one backward pass.
+ *
+ * @example
+ * ```ts
+ * import { Sequential, Linear, ReLU, perSampleGradients, randn, tensor } from "jacobian-wasm";
+ * const net = new Sequential(new Linear(784, 256), new ReLU(), new Linear(256, 10));
+ * const x = randn([32, 784], 0);
+ * const y = tensor(new Float32Array(32).map((_, i) => i % 10), [32]);
+ * const G = perSampleGradients(net, x, y, { loss: "cross_entropy", reduction: "sum" }); // [32, D]
+ * ```
+ * @module
+ */
 export type { Tensor } from "./src/tensor.ts";
-export { initialize, simdBuild, wasmBytes } from "./src/wasm.ts";
+export { numel, randn, tensor, zeros } from "./src/tensor.ts";
+export { initialize, isInitialized, simdBuild, wasmBytes } from "./src/wasm.ts";
+export type { SimdBuild } from "./src/wasm.ts";
+export { FormatError, ShapeError, UnsupportedError, ValueError } from "./src/errors.ts";
+
+export { Module } from "./src/layers/module.ts";
+export type { Named } from "./src/layers/module.ts";
+export { manualSeed } from "./src/layers/init.ts";
+export { Sequential } from "./src/layers/sequential.ts";
+export { Linear } from "./src/layers/linear.ts";
+export type { LinearOptions } from "./src/layers/linear.ts";
+export { Conv1d, Conv2d, Conv3d, ConvNd } from "./src/layers/conv.ts";
+export type { ConvOptions, Size } from "./src/layers/conv.ts";
+export { ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh } from "./src/layers/activation.ts";
+export type { GELUApproximation } from "./src/layers/activation.ts";
+export { Dropout, Flatten, Identity } from "./src/layers/reshape.ts";
+export type { FlattenOptions } from "./src/layers/reshape.ts";
+export { AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d } from "./src/layers/pooling.ts";
+export type { AvgPoolOptions, MaxPoolOptions } from "./src/layers/pooling.ts";
+
+export { jacobian, jacobianNaive, perSampleGradients, perSampleGradientsNaive } from "./src/jacobian.ts";
+export type { LossOptions, ResultOptions } from "./src/jacobian.ts";
+export type { LossName, Reduction, Target } from "./src/losses.ts";
+
+export { loadModel, loadWeights, modelFromSpec, SUPPORTED_LAYERS } from "./src/io/spec.ts";
+export type { LayerSpec, ModelSpec } from "./src/io/spec.ts";
+export { readSafetensors, writeSafetensors } from "./src/io/safetensors.ts";
+export { readNpy, writeNpy } from "./src/io/npy.ts";

@@ -24,8 +24,13 @@ export class UnsupportedError extends TypeError {
   override name = "UnsupportedError";
 }
 
+/** A file cannot be read or written: missing, a directory, no permission, disk full. */
+export class FileError extends Error {
+  override name = "FileError";
+}
+
 /** Whether an error is the user's (bad input) rather than a bug: the CLI prints these without a stack. */
 export function isUserError(error: unknown): error is Error {
   return error instanceof ShapeError || error instanceof FormatError || error instanceof ValueError ||
-    error instanceof UnsupportedError;
+    error instanceof UnsupportedError || error instanceof FileError;
 }

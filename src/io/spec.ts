@@ -1,0 +1,337 @@
+/**
+ * The model file format: a JSON spec naming PyTorch layers and their constructor arguments,
+ * plus a .safetensors file of weights keyed by state-dict names.
+ *
+ * ```json
+ * {"format": "torch.nn.Sequential", "layers": [
+ *   {"type": "Conv2d", "in_channels": 3, "out_channels": 16, "kernel_size": [3, 3], "padding": 1},
+ *   {"type": "ReLU"},
+ *   {"type": "Sequential", "layers": [{"type": "Flatten"}, {"type": "Linear", "in_features": 16384, "out_features": 10}]}
+ * ]}
+ * ```
+ * Every hyperparameter has its PyTorch constructor name and default; sizes are an int or a list.
+ */
+import { FormatError, ValueError } from "../errors.ts";
+import type { Module } from "../layers/module.ts";
+import { Sequential } from "../layers/sequential.ts";
+import { Linear } from "../layers/linear.ts";
+import { Conv1d, Conv2d, Conv3d } from "../layers/conv.ts";
+import type { ConvOptions, Size } from "../layers/conv.ts";
+import { ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh } from "../layers/activation.ts";
+import { Dropout, Flatten, Identity } from "../layers/reshape.ts";
+import { AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d } from "../layers/pooling.ts";
+import type { AvgPoolOptions, MaxPoolOptions } from "../layers/pooling.ts";
+import type { Tensor } from "../tensor.ts";
+import { formatShape } from "../tensor.ts";
+import { readSafetensors } from "./safetensors.ts";
+import { unravel } from "../forward.ts";
+
+/** The spec's top level. */
+export interface ModelSpec {
+  format: "torch.nn.Sequential";
+  layers: LayerSpec[];
+}
+
+/** One layer: its PyTorch class name and constructor arguments. */
+export interface LayerSpec {
+  type: string;
+  [argument: string]: unknown;
+}
+
+/** The arguments of one layer spec; remembers which were read so unknown ones can be refused. */
+class Arguments {
+  private readonly used = new Set<string>(["type"]);
+
+  constructor(private readonly spec: LayerSpec, readonly where: string) {}
+
+  /** An argument read by the caller itself (a Sequential's "layers"). */
+  raw(key: string, spec: LayerSpec): unknown {
+    this.used.add(key);
+    return spec[key];
+  }
+
+  private take(key: string): unknown {
+    this.used.add(key);
+    return this.spec[key];
+  }
+
+  private fail(key: string, expected: string, value: unknown): never {
+    throw new FormatError(`${this.where}: "${key}" must be ${expected}, got ${JSON.stringify(value)}`);
+  }
+
+  int(key: string, fallback?: number): number {
+    const v = this.take(key);
+    if (v === undefined && fallback !== undefined) return fallback;
+    if (typeof v !== "number" || !Number.isInteger(v)) this.fail(key, "an integer", v);
+    return v;
+  }
+
+  number(key: string, fallback: number): number {
+    const v = this.take(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== "number" || !Number.isFinite(v)) this.fail(key, "a finite number", v);
+    return v;
+  }
+
+  bool(key: string, fallback: boolean): boolean {
+    const v = this.take(key);
+    if (v === undefined) return fallback;
+    if (typeof v !== "boolean") this.fail(key, "true or false", v);
+    return v;
+  }
+
+  /** An int or a list of ints (PyTorch's `_size_any_t`). */
+  size(key: string, fallback?: Size): Size {
+    const v = this.take(key);
+    if ((v === undefined || v === null) && fallback !== undefined) return fallback;
+    if (typeof v === "number" && Number.isInteger(v)) return v;
+    if (Array.isArray(v) && v.length > 0 && v.every((e) => typeof e === "number" && Number.isInteger(e))) return v;
+    this.fail(key, "an integer or a list of integers", v);
+  }
+
+  optionalInt(key: string): number | null {
+    const v = this.take(key);
+    if (v === undefined || v === null) return null;
+    if (typeof v !== "number" || !Number.isInteger(v)) this.fail(key, "an integer or null", v);
+    return v;
+  }
+
+  choice<T extends string>(key: string, choices: readonly T[], fallback: T): T {
+    const v = this.take(key);
+    if (v === undefined) return fallback;
+    if (!choices.includes(v as T)) this.fail(key, choices.map((c) => JSON.stringify(c)).join(" or "), v);
+    return v as T;
+  }
+
+  /** Conv padding: an int, a list, or "same"/"valid". */
+  padding(): Size | "same" | "valid" {
+    const v = this.spec.padding;
+    if (v === "same" || v === "valid") {
+      this.take("padding");
+      return v;
+    }
+    return this.size("padding", 0);
+  }
+
+  /** Accepted for PyTorch compatibility and ignored (`inplace`). */
+  ignore(key: string): void {
+    this.bool(key, false);
+  }
+
+  /** Refuses keys no constructor argument of the layer has. */
+  finish(): void {
+    const unknown = Object.keys(this.spec).filter((k) => !this.used.has(k));
+    if (unknown.length > 0) {
+      throw new FormatError(
+        `${this.where}: unknown hyperparameter${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `"${k}"`).join(", ")}`,
+      );
+    }
+  }
+}
+
+function convOptions(a: Arguments): ConvOptions {
+  const options: ConvOptions = {
+    stride: a.size("stride", 1),
+    padding: a.padding(),
+    dilation: a.size("dilation", 1),
+    groups: a.int("groups", 1),
+    bias: a.bool("bias", true),
+  };
+  a.choice("padding_mode", ["zeros"], "zeros");
+  return options;
+}
+
+function maxPoolOptions(a: Arguments, kernel: Size): MaxPoolOptions {
+  if (a.bool("return_indices", false)) {
+    throw new FormatError(`${a.where}: return_indices=true is not supported (the layer must return one tensor)`);
+  }
+  return {
+    stride: a.size("stride", kernel),
+    padding: a.size("padding", 0),
+    dilation: a.size("dilation", 1),
+    ceilMode: a.bool("ceil_mode", false),
+  };
+}
+
+function avgPoolOptions(a: Arguments, kernel: Size, divisor: boolean): AvgPoolOptions {
+  return {
+    stride: a.size("stride", kernel),
+    padding: a.size("padding", 0),
+    ceilMode: a.bool("ceil_mode", false),
+    countIncludePad: a.bool("count_include_pad", true),
+    divisorOverride: divisor ? a.optionalInt("divisor_override") : null,
+  };
+}
+
+/** Builds one layer from its arguments: the table of every layer type the format knows. */
+const BUILDERS: Record<string, (a: Arguments, spec: LayerSpec, path: string) => Module> = {
+  Sequential: (a, spec, path) => new Sequential(...layerList(a.raw("layers", spec), path)),
+  Linear: (a) => new Linear(a.int("in_features"), a.int("out_features"), { bias: a.bool("bias", true) }),
+  Conv1d: (a) => new Conv1d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convOptions(a)),
+  Conv2d: (a) => new Conv2d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convOptions(a)),
+  Conv3d: (a) => new Conv3d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convOptions(a)),
+  ReLU: (a) => (a.ignore("inplace"), new ReLU()),
+  LeakyReLU: (a) => {
+    const slope = a.number("negative_slope", 0.01);
+    a.ignore("inplace");
+    return new LeakyReLU(slope);
+  },
+  Sigmoid: () => new Sigmoid(),
+  Tanh: () => new Tanh(),
+  ELU: (a) => {
+    const alpha = a.number("alpha", 1.0);
+    a.ignore("inplace");
+    return new ELU(alpha);
+  },
+  GELU: (a) => new GELU(a.choice<"none" | "tanh">("approximate", ["none", "tanh"], "none")),
+  SiLU: (a) => (a.ignore("inplace"), new SiLU()),
+  Softplus: (a) => new Softplus(a.number("beta", 1.0), a.number("threshold", 20.0)),
+  Identity: () => new Identity(),
+  Dropout: (a) => {
+    const p = a.number("p", 0.5);
+    a.ignore("inplace");
+    return new Dropout(p);
+  },
+  Flatten: (a) => new Flatten({ startDim: a.int("start_dim", 1), endDim: a.int("end_dim", -1) }),
+  MaxPool1d: (a) => {
+    const k = a.size("kernel_size");
+    return new MaxPool1d(k, maxPoolOptions(a, k));
+  },
+  MaxPool2d: (a) => {
+    const k = a.size("kernel_size");
+    return new MaxPool2d(k, maxPoolOptions(a, k));
+  },
+  MaxPool3d: (a) => {
+    const k = a.size("kernel_size");
+    return new MaxPool3d(k, maxPoolOptions(a, k));
+  },
+  AvgPool1d: (a) => {
+    const k = a.size("kernel_size");
+    return new AvgPool1d(k, avgPoolOptions(a, k, false));
+  },
+  AvgPool2d: (a) => {
+    const k = a.size("kernel_size");
+    return new AvgPool2d(k, avgPoolOptions(a, k, true));
+  },
+  AvgPool3d: (a) => {
+    const k = a.size("kernel_size");
+    return new AvgPool3d(k, avgPoolOptions(a, k, true));
+  },
+};
+
+/** The layer types a spec may name. */
+export const SUPPORTED_LAYERS: readonly string[] = Object.keys(BUILDERS);
+
+function layerList(layers: unknown, path: string): Module[] {
+  const where = path === "" ? "model spec" : `model spec, layer ${path} (Sequential)`;
+  if (!Array.isArray(layers)) {
+    throw new FormatError(`${where}: "layers" must be a list of layers, got ${JSON.stringify(layers)}`);
+  }
+  return layers.map((spec, i) => buildLayer(spec, path === "" ? String(i) : `${path}.${i}`));
+}
+
+function buildLayer(spec: unknown, path: string): Module {
+  if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
+    throw new FormatError(`model spec, layer ${path}: expected an object with a "type", got ${JSON.stringify(spec)}`);
+  }
+  const type = (spec as LayerSpec).type;
+  const build = typeof type === "string" && Object.hasOwn(BUILDERS, type) ? BUILDERS[type] : undefined;
+  if (!build) {
+    throw new FormatError(
+      `model spec, layer ${path}: unknown layer type ${JSON.stringify(type)}; supported: ${SUPPORTED_LAYERS.join(", ")}`,
+    );
+  }
+  const where = `model spec, layer ${path} (${type})`;
+  const args = new Arguments(spec as LayerSpec, where);
+  let module: Module;
+  try {
+    module = build(args, spec as LayerSpec, path);
+  } catch (error) {
+    // Constructors check their own arguments; say which layer of the file was wrong.
+    if (error instanceof RangeError && !(error instanceof ValueError) && !error.message.startsWith("model spec")) {
+      throw new FormatError(`${where}: ${error.message}`);
+    }
+    throw error;
+  }
+  args.finish();
+  return module;
+}
+
+/**
+ * Builds the network a spec describes, with PyTorch's default initialisation (load weights
+ * with `loadModel` or `loadStateDict`).
+ *
+ * @example
+ * ```ts
+ * import { modelFromSpec } from "jacobian-wasm";
+ * const net = modelFromSpec({ format: "torch.nn.Sequential", layers: [{ type: "Linear", in_features: 4, out_features: 2 }] });
+ * ```
+ */
+export function modelFromSpec(spec: string | ModelSpec | unknown): Sequential {
+  let parsed: unknown = spec;
+  if (typeof spec === "string") {
+    try {
+      parsed = JSON.parse(spec);
+    } catch (error) {
+      throw new FormatError(`model spec: not valid JSON (${(error as Error).message})`);
+    }
+  }
+  if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
+    throw new FormatError(`model spec: expected a JSON object {"format": "torch.nn.Sequential", "layers": [...]}`);
+  }
+  const format = (parsed as ModelSpec).format;
+  if (format !== "torch.nn.Sequential") {
+    throw new FormatError(`model spec: "format" must be "torch.nn.Sequential", got ${JSON.stringify(format)}`);
+  }
+  const unknown = Object.keys(parsed).filter((k) => k !== "format" && k !== "layers");
+  if (unknown.length > 0) throw new FormatError(`model spec: unknown key${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `"${k}"`).join(", ")}`);
+  return new Sequential(...layerList((parsed as ModelSpec).layers, ""));
+}
+
+/**
+ * A network from a spec (JSON text or object) and its weights (.safetensors bytes), with
+ * every weight checked: present, of the right shape, finite, none unexpected.
+ *
+ * @example
+ * ```ts
+ * import { loadModel, modelFromSpec, writeSafetensors } from "jacobian-wasm";
+ * const spec = { format: "torch.nn.Sequential", layers: [{ type: "Linear", in_features: 2, out_features: 1 }] };
+ * const weights = writeSafetensors(Object.entries(modelFromSpec(spec).stateDict()));
+ * const net = loadModel(JSON.stringify(spec), weights);
+ * ```
+ */
+export function loadModel(
+  spec: string | ModelSpec,
+  safetensors: Uint8Array,
+  names: { spec?: string; weights?: string } = {},
+): Sequential {
+  const net = modelFromSpec(spec);
+  const weightsName = names.weights ?? "weights";
+  const tensors = readSafetensors(safetensors, weightsName);
+  loadWeights(net, tensors, weightsName);
+  return net;
+}
+
+/** Checks a state dict against a network and loads it: every problem named, nothing half-loaded. */
+export function loadWeights(net: Module, tensors: Map<string, Tensor>, name = "weights"): void {
+  const expected = net.stateDict();
+  const problems: string[] = [];
+  for (const [key, t] of Object.entries(expected)) {
+    const given = tensors.get(key);
+    if (!given) problems.push(`"${key}" ${formatShape(t.shape)} is missing`);
+    else if (formatShape(given.shape) !== formatShape(t.shape)) {
+      problems.push(`"${key}" has shape ${formatShape(given.shape)}, the model expects ${formatShape(t.shape)}`);
+    }
+  }
+  for (const key of tensors.keys()) {
+    if (!(key in expected)) problems.push(`"${key}" is not a parameter or buffer of the model`);
+  }
+  if (problems.length > 0) throw new FormatError(`${name}: ${problems.join("; ")}`);
+  for (const [key, t] of tensors) {
+    const bad = t.data.findIndex((v) => !Number.isFinite(v));
+    if (bad >= 0) {
+      throw new ValueError(`${name}: tensor "${key}" holds ${t.data[bad]} at index [${unravel(bad, t.shape).join(", ")}]`);
+    }
+  }
+  net.loadStateDict(Object.fromEntries(tensors));
+}

@@ -1,0 +1,212 @@
+/**
+ * The quantities: per-sample gradients of a loss and Jacobians of the output, in one forward
+ * and one backward pass; and the naive reference (one ordinary backward pass per sample).
+ * Written once on top of the steps' primitives; no layer knows about them.
+ */
+import { checkBatch, checkFinite, runForward } from "./forward.ts";
+import type { Module } from "./layers/module.ts";
+import type { LossName, Reduction, Target } from "./losses.ts";
+import { prepareTarget, seedLossGradient } from "./losses.ts";
+import type { Plan } from "./plan.ts";
+import { planCache } from "./forward.ts";
+import type { Tensor } from "./tensor.ts";
+import { numel } from "./tensor.ts";
+import { arena } from "./wasm.ts";
+import { ShapeError } from "./errors.ts";
+
+/** Options shared by `jacobian` and `perSampleGradients`. */
+export interface ResultOptions {
+  /** One tensor per parameter, `[N, ...param.shape]` (or `[N, K, ...]`), instead of the flat matrix. */
+  asTuple?: boolean;
+}
+
+/** Options of `perSampleGradients`. */
+export interface LossOptions extends ResultOptions {
+  loss: LossName;
+  /** PyTorch's reduction of the batch loss (default "mean", as PyTorch). */
+  reduction?: Reduction;
+}
+
+/**
+ * The Jacobian of the network output w.r.t. all parameters, per sample, in one forward and
+ * one backward pass: `[N, D]` when each sample's output is one number, `[N, K, D]` for K
+ * outputs per sample (a backward batch of N·K rows). Columns follow `net.parameters()`, each
+ * parameter flattened row-major.
+ *
+ * @example
+ * ```ts
+ * import { Sequential, Linear, Tanh, jacobian, randn } from "jacobian-wasm";
+ * const net = new Sequential(new Linear(3, 4), new Tanh(), new Linear(4, 2));
+ * const J = jacobian(net, randn([5, 3], 0)); // shape [5, 2, 26]
+ * ```
+ */
+export function jacobian(net: Module, x: Tensor, options?: ResultOptions & { asTuple?: false }): Tensor;
+export function jacobian(net: Module, x: Tensor, options: ResultOptions & { asTuple: true }): Tensor[];
+export function jacobian(net: Module, x: Tensor, options?: ResultOptions): Tensor | Tensor[];
+export function jacobian(net: Module, x: Tensor, options: ResultOptions = {}): Tensor | Tensor[] {
+  const K = outputsPerSample(net, x);
+  const plan = runForward(net, x, K, "per-sample");
+  seedOneHotRows(plan);
+  plan.backwardPerSample();
+  return collect(net, plan, readRows(plan, plan.gradientsPtr, plan.R), K, options);
+}
+
+/**
+ * Per-sample gradients of a loss, in one forward and one backward pass: row n is sample n's
+ * share of the gradient of PyTorch's batch loss (so the rows sum to it); with
+ * `reduction: "sum"` that is sample n's own gradient.
+ *
+ * @example
+ * ```ts
+ * import { Sequential, Linear, ReLU, perSampleGradients, randn, tensor } from "jacobian-wasm";
+ * const net = new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 3));
+ * const y = tensor(new Float32Array([0, 2]), [2]);
+ * const G = perSampleGradients(net, randn([2, 4], 0), y, { loss: "cross_entropy", reduction: "sum" }); // [2, 67]
+ * ```
+ */
+export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & { asTuple?: false }): Tensor;
+export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & { asTuple: true }): Tensor[];
+export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[];
+export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[] {
+  const { loss, reduction } = lossOptions(options);
+  const { N } = checkBatch(x);
+  const outputShape = [N, ...net.outputShape(x.shape.slice(1))];
+  const prepared = prepareTarget(loss, outputShape, target);
+  const plan = runForward(net, x, 1, "per-sample");
+  const f32 = arena.f32();
+  const width = numel(plan.outShape);
+  seedLossGradient(
+    loss,
+    reduction,
+    f32.subarray(plan.outputPtr >>> 2, (plan.outputPtr >>> 2) + N * width),
+    outputShape,
+    prepared,
+    f32.subarray(plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + N * width),
+  );
+  plan.backwardPerSample();
+  return collect(net, plan, readRows(plan, plan.gradientsPtr, plan.R), 1, options);
+}
+
+/**
+ * The naive reference for `perSampleGradients`: N separate forward and backward passes of
+ * one sample each, through the ordinary summed-gradient path. Same result, N times the work:
+ * for tests and for measuring what the one-pass method saves.
+ *
+ * @example
+ * ```ts
+ * import { Linear, perSampleGradientsNaive, randn } from "jacobian-wasm";
+ * const G = perSampleGradientsNaive(new Linear(3, 2), randn([4, 3], 0), randn([4, 2], 1), { loss: "mse" });
+ * ```
+ */
+export function perSampleGradientsNaive(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[] {
+  const { loss, reduction } = lossOptions(options);
+  const { N, sampleShape } = checkBatch(x);
+  checkFinite(x.data, x.shape, "input");
+  const outputShape = [N, ...net.outputShape(sampleShape)];
+  const prepared = prepareTarget(loss, outputShape, target);
+  const plan = planCache(net).get(net, sampleShape, 1, 1, "summed");
+  const width = numel(plan.outShape);
+  const rows = new Float32Array(N * plan.D);
+  plan.prepare();
+  for (let n = 0; n < N; n++) {
+    plan.writeInput(x.data, n);
+    plan.forward();
+    const f32 = arena.f32();
+    seedLossGradient(
+      loss,
+      reduction,
+      f32.subarray(plan.outputPtr >>> 2, (plan.outputPtr >>> 2) + width),
+      outputShape,
+      prepared,
+      f32.subarray(plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + width),
+      n,
+      1,
+    );
+    plan.backwardSummed();
+    rows.set(readRows(plan, plan.gradientsPtr, 1), n * plan.D);
+  }
+  return collect(net, { N, D: plan.D }, rows, 1, options);
+}
+
+/**
+ * The naive reference for `jacobian`: per sample, one forward pass and one ordinary backward
+ * pass per output element.
+ *
+ * @example
+ * ```ts
+ * import { Linear, jacobianNaive, randn } from "jacobian-wasm";
+ * const J = jacobianNaive(new Linear(3, 2), randn([4, 3], 0)); // [4, 2, 8]
+ * ```
+ */
+export function jacobianNaive(net: Module, x: Tensor, options: ResultOptions = {}): Tensor | Tensor[] {
+  const { N, sampleShape } = checkBatch(x);
+  checkFinite(x.data, x.shape, "input");
+  const K = outputsPerSample(net, x);
+  const plan = planCache(net).get(net, sampleShape, 1, 1, "summed");
+  const rows = new Float32Array(N * K * plan.D);
+  plan.prepare();
+  for (let n = 0; n < N; n++) {
+    plan.writeInput(x.data, n);
+    plan.forward();
+    for (let k = 0; k < K; k++) {
+      const f32 = arena.f32();
+      f32.fill(0, plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + K);
+      f32[(plan.seedPtr >>> 2) + k] = 1;
+      plan.backwardSummed();
+      rows.set(readRows(plan, plan.gradientsPtr, 1), (n * K + k) * plan.D);
+    }
+  }
+  return collect(net, { N, D: plan.D }, rows, K, options);
+}
+
+/** Output elements per sample (K), checked layer by layer. */
+function outputsPerSample(net: Module, x: Tensor): number {
+  const { sampleShape } = checkBatch(x);
+  const K = numel(net.outputShape(sampleShape));
+  if (K === 0) throw new ShapeError(`jacobian: the network's output for one sample is empty`);
+  return K;
+}
+
+function lossOptions(options: LossOptions): { loss: LossName; reduction: Reduction } {
+  if (!options || (options.loss !== "cross_entropy" && options.loss !== "mse")) {
+    throw new RangeError(`perSampleGradients: options.loss must be "cross_entropy" or "mse", got ${JSON.stringify(options?.loss)}`);
+  }
+  const reduction = options.reduction ?? "mean";
+  if (reduction !== "sum" && reduction !== "mean") {
+    throw new RangeError(`perSampleGradients: options.reduction must be "sum" or "mean", got ${JSON.stringify(reduction)}`);
+  }
+  return { loss: options.loss, reduction };
+}
+
+/** Seeds row r = n·K + k of the output gradient with the k-th one-hot vector. */
+function seedOneHotRows(plan: Plan): void {
+  const f32 = arena.f32();
+  const K = plan.K;
+  const start = plan.seedPtr >>> 2;
+  f32.fill(0, start, start + plan.R * K);
+  for (let r = 0; r < plan.R; r++) f32[start + r * K + (r % K)] = 1;
+}
+
+/** Copies `rows` rows of D floats out of WASM memory. */
+function readRows(plan: { D: number }, ptr: number, rows: number): Float32Array {
+  const start = ptr >>> 2;
+  return arena.f32().slice(start, start + rows * plan.D);
+}
+
+/** Shapes the N·K × D rows as `[N, D]` / `[N, K, D]`, or splits them per parameter. */
+function collect(net: Module, plan: { N: number; D: number }, rows: Float32Array, K: number, options: ResultOptions): Tensor | Tensor[] {
+  const { N, D } = plan;
+  const lead = K === 1 ? [N] : [N, K];
+  if (!options.asTuple) return { shape: [...lead, D], data: rows };
+  const R = N * K;
+  const out: Tensor[] = [];
+  let column = 0;
+  for (const [, parameter] of net.parameters()) {
+    const size = parameter.data.length;
+    const data = new Float32Array(R * size);
+    for (let r = 0; r < R; r++) data.set(rows.subarray(r * D + column, r * D + column + size), r * size);
+    out.push({ shape: [...lead, ...parameter.shape], data });
+    column += size;
+  }
+  return out;
+}

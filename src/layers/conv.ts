@@ -1,0 +1,228 @@
+/**
+ * Conv1d, Conv2d, Conv3d: im2col + GEMM per sample and group, in one WASM call per layer.
+ * Per-sample rule: per group, ∂ℓ/∂W[n] = G[n] · U[n]ᵀ with U[n] = im2col(x[n]) and G[n] the
+ * output gradient (C_out/G × L); ∂ℓ/∂b[n] = Σ_L G[n].
+ */
+import { ShapeError } from "../errors.ts";
+import type { Tensor } from "../tensor.ts";
+import { numel } from "../tensor.ts";
+import { kernels } from "../wasm.ts";
+import { uniformFanIn } from "./init.ts";
+import type { CompileContext, Compiled, Named } from "./module.ts";
+import { layerLabel, Module, ntuple, toThreeDims } from "./module.ts";
+
+/** A size argument: one int for every spatial dim, or one per dim. */
+export type Size = number | readonly number[];
+
+/** Options of `Conv1d/2d/3d`, as PyTorch's keyword arguments. */
+export interface ConvOptions {
+  stride?: Size;
+  /** Zero padding on both sides of each dim, or "valid" (none) / "same" (output size = input size, stride 1). */
+  padding?: Size | "same" | "valid";
+  dilation?: Size;
+  groups?: number;
+  bias?: boolean;
+  /** Only "zeros" is supported. */
+  paddingMode?: "zeros";
+}
+
+/** The shared body of Conv1d/2d/3d. */
+export abstract class ConvNd extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly kernelSize: number[];
+  readonly stride: number[];
+  readonly padding: number[] | "same";
+  readonly dilation: number[];
+  readonly groups: number;
+
+  constructor(
+    readonly dims: 1 | 2 | 3,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    kernelSize: Size,
+    options: ConvOptions = {},
+  ) {
+    super();
+    const name = `Conv${dims}d`;
+    for (const [what, v] of [["in_channels", inChannels], ["out_channels", outChannels]] as const) {
+      if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${name}: ${what} must be a positive integer, got ${v}`);
+    }
+    this.kernelSize = ntuple(kernelSize, dims, "kernel_size", name);
+    this.stride = ntuple(options.stride ?? 1, dims, "stride", name);
+    this.dilation = ntuple(options.dilation ?? 1, dims, "dilation", name);
+    for (const [what, list] of [["kernel_size", this.kernelSize], ["stride", this.stride], ["dilation", this.dilation]] as const) {
+      if (list.some((v) => v < 1)) throw new RangeError(`${name}: ${what} must be positive, got ${JSON.stringify(list)}`);
+    }
+    const padding = options.padding ?? 0;
+    if (padding === "same") {
+      if (this.stride.some((s) => s !== 1)) {
+        throw new RangeError(`${name}: padding="same" is not supported for strided convolutions (as in PyTorch)`);
+      }
+      this.padding = "same";
+    } else if (padding === "valid") {
+      this.padding = new Array<number>(dims).fill(0);
+    } else {
+      this.padding = ntuple(padding, dims, "padding", name);
+    }
+    this.groups = options.groups ?? 1;
+    if (!Number.isInteger(this.groups) || this.groups < 1) {
+      throw new RangeError(`${name}: groups must be a positive integer, got ${this.groups}`);
+    }
+    if (inChannels % this.groups !== 0 || outChannels % this.groups !== 0) {
+      throw new RangeError(
+        `${name}: in_channels (${inChannels}) and out_channels (${outChannels}) must both be divisible by groups (${this.groups})`,
+      );
+    }
+    if ((options.paddingMode ?? "zeros") !== "zeros") {
+      throw new RangeError(`${name}: only padding_mode="zeros" is supported, got "${options.paddingMode}"`);
+    }
+    const kvol = numel(this.kernelSize);
+    const fanIn = (inChannels / this.groups) * kvol;
+    this.weight = {
+      shape: [outChannels, inChannels / this.groups, ...this.kernelSize],
+      data: uniformFanIn(outChannels * fanIn, fanIn),
+    };
+    this.bias = (options.bias ?? true) ? { shape: [outChannels], data: uniformFanIn(outChannels, fanIn) } : null;
+  }
+
+  override ownParameters(): Named[] {
+    return this.bias ? [["weight", this.weight], ["bias", this.bias]] : [["weight", this.weight]];
+  }
+
+  /** Front padding per dim and the output size, for a given spatial input size. */
+  private geometry(spatial: readonly number[], label: string): { front: number[]; out: number[] } {
+    const front: number[] = [];
+    const out: number[] = [];
+    for (let i = 0; i < this.dims; i++) {
+      const reach = this.dilation[i] * (this.kernelSize[i] - 1);
+      // "same": PyTorch puts the odd padding element at the end.
+      const before = this.padding === "same" ? Math.floor(reach / 2) : this.padding[i];
+      const total = this.padding === "same" ? reach : 2 * this.padding[i];
+      const size = Math.floor((spatial[i] + total - reach - 1) / this.stride[i]) + 1;
+      if (size < 1) {
+        throw new ShapeError(
+          `${label}: input spatial size (${spatial.join(", ")}) is too small for kernel_size ${
+            JSON.stringify(this.kernelSize)
+          } with padding ${JSON.stringify(this.padding)} and dilation ${JSON.stringify(this.dilation)}`,
+        );
+      }
+      front.push(before);
+      out.push(size);
+    }
+    return { front, out };
+  }
+
+  outputShape(inShape: readonly number[], path = ""): number[] {
+    const label = layerLabel(path, this.typeName);
+    const layout = ["D", "H", "W"].slice(3 - this.dims).join(", ");
+    if (inShape.length !== this.dims + 1 || inShape[0] !== this.inChannels) {
+      throw new ShapeError(
+        `${label}: expected input (N, ${this.inChannels}, ${layout}), got (N, ${inShape.join(", ")})`,
+      );
+    }
+    return [this.outChannels, ...this.geometry(inShape.slice(1), label).out];
+  }
+
+  compile({ builder, path, input, inShape }: CompileContext): Compiled {
+    const label = layerLabel(path, this.typeName);
+    const outShape = this.outputShape(inShape, path);
+    const { front, out } = this.geometry(inShape.slice(1), label);
+    const geom = builder.constantBlock([
+      this.groups,
+      this.inChannels,
+      this.outChannels,
+      ...toThreeDims(inShape.slice(1), 1),
+      ...toThreeDims(out, 1),
+      ...toThreeDims(this.kernelSize, 1),
+      ...toThreeDims(this.stride, 1),
+      ...toThreeDims(front, 0),
+      ...toThreeDims(this.dilation, 1),
+    ]);
+    const { N, K, R } = builder;
+    const L = numel(out);
+    const output = builder.floats(N * this.outChannels * L);
+    const work = builder.scratch(this.inChannels * numel(this.kernelSize) * L * 4);
+    const weight = builder.parameterPtr(this.weight);
+    const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
+    const weightColumn = builder.columnBytes(this.weight);
+    const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
+    const ldJ = builder.D;
+    const gradients = builder.gradientsPtr;
+    const k = kernels();
+    return {
+      output,
+      outShape,
+      steps: [{
+        label,
+        outShape,
+        aliasesInput: false,
+        hasParameters: true,
+        gy: 0,
+        gx: 0,
+        forward() {
+          k.conv_forward(geom, N, input, weight, bias, output, work.ptr);
+        },
+        backward() {
+          k.conv_backward_input(geom, R, this.gy, weight, this.gx, work.ptr);
+        },
+        perSample() {
+          const J = gradients.ptr;
+          k.conv_weight_per_sample(geom, R, K, input, this.gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ, work.ptr);
+        },
+        gradient() {
+          const g = gradients.ptr;
+          k.conv_weight_grad(geom, R, K, input, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, work.ptr, 1);
+        },
+      }],
+    };
+  }
+}
+
+/**
+ * PyTorch's `nn.Conv1d`: input (N, C_in, L), weight (C_out, C_in/groups, k).
+ *
+ * @example
+ * ```ts
+ * import { Conv1d } from "jacobian-wasm";
+ * const conv = new Conv1d(1, 8, 5, { stride: 2, padding: "valid" });
+ * ```
+ */
+export class Conv1d extends ConvNd {
+  readonly typeName = "Conv1d";
+  constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvOptions = {}) {
+    super(1, inChannels, outChannels, kernelSize, options);
+  }
+}
+
+/**
+ * PyTorch's `nn.Conv2d`: input (N, C_in, H, W), weight (C_out, C_in/groups, kH, kW).
+ *
+ * @example
+ * ```ts
+ * import { Conv2d } from "jacobian-wasm";
+ * const conv = new Conv2d(3, 16, 3, { padding: 1 });
+ * ```
+ */
+export class Conv2d extends ConvNd {
+  readonly typeName = "Conv2d";
+  constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvOptions = {}) {
+    super(2, inChannels, outChannels, kernelSize, options);
+  }
+}
+
+/**
+ * PyTorch's `nn.Conv3d`: input (N, C_in, D, H, W), weight (C_out, C_in/groups, kD, kH, kW).
+ *
+ * @example
+ * ```ts
+ * import { Conv3d } from "jacobian-wasm";
+ * const conv = new Conv3d(1, 2, 2, { bias: false });
+ * ```
+ */
+export class Conv3d extends ConvNd {
+  readonly typeName = "Conv3d";
+  constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvOptions = {}) {
+    super(3, inChannels, outChannels, kernelSize, options);
+  }
+}

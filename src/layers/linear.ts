@@ -1,0 +1,101 @@
+/**
+ * Linear: y = x Wᵀ + b on the last dimension of (N, *, in_features).
+ * Per-sample rule: ∂ℓ/∂W = Σ_s g[n, s]ᵀ ⊗ x[n, s] (an outer product when S = 1), ∂ℓ/∂b = Σ_s g[n, s].
+ */
+import { ShapeError } from "../errors.ts";
+import type { Tensor } from "../tensor.ts";
+import { formatShape, numel } from "../tensor.ts";
+import { kernels } from "../wasm.ts";
+import { uniformFanIn } from "./init.ts";
+import type { CompileContext, Compiled, Named } from "./module.ts";
+import { layerLabel, Module } from "./module.ts";
+
+/** Options of `Linear`, as PyTorch's keyword arguments. */
+export interface LinearOptions {
+  /** Learn an additive bias (default true). */
+  bias?: boolean;
+}
+
+/**
+ * A fully connected layer, PyTorch's `nn.Linear`: weight (out, in), bias (out).
+ *
+ * @example
+ * ```ts
+ * import { Linear } from "jacobian-wasm";
+ * const layer = new Linear(784, 10); // weight (10, 784), bias (10)
+ * ```
+ */
+export class Linear extends Module {
+  readonly typeName = "Linear";
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+
+  constructor(readonly inFeatures: number, readonly outFeatures: number, options: LinearOptions = {}) {
+    super();
+    for (const [what, v] of [["in_features", inFeatures], ["out_features", outFeatures]] as const) {
+      if (!Number.isInteger(v) || v <= 0) throw new RangeError(`Linear: ${what} must be a positive integer, got ${v}`);
+    }
+    this.weight = { shape: [outFeatures, inFeatures], data: uniformFanIn(outFeatures * inFeatures, inFeatures) };
+    this.bias = (options.bias ?? true) ? { shape: [outFeatures], data: uniformFanIn(outFeatures, inFeatures) } : null;
+  }
+
+  override ownParameters(): Named[] {
+    return this.bias ? [["weight", this.weight], ["bias", this.bias]] : [["weight", this.weight]];
+  }
+
+  outputShape(inShape: readonly number[], path = ""): number[] {
+    if (inShape.length === 0 || inShape[inShape.length - 1] !== this.inFeatures) {
+      throw new ShapeError(
+        `${layerLabel(path, this.typeName)}: expected input (N, *, ${this.inFeatures}), got (N${
+          inShape.map((d) => `, ${d}`).join("")
+        }) — the last dimension must be in_features = ${this.inFeatures}`,
+      );
+    }
+    return [...inShape.slice(0, -1), this.outFeatures];
+  }
+
+  compile({ builder, path, input, inShape }: CompileContext): Compiled {
+    const label = layerLabel(path, this.typeName);
+    const outShape = this.outputShape(inShape, path);
+    const { N, K, R } = builder;
+    const inF = this.inFeatures;
+    const outF = this.outFeatures;
+    const S = numel(inShape) / inF; // positions per sample: the extra dims of (N, *, in)
+    const output = builder.floats(N * S * outF);
+    const weight = builder.parameterPtr(this.weight);
+    const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
+    const weightColumn = builder.columnBytes(this.weight);
+    const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
+    const ldJ = builder.D;
+    const gradients = builder.gradientsPtr;
+    const k = kernels();
+    return {
+      output,
+      outShape,
+      steps: [{
+        label,
+        outShape,
+        aliasesInput: false,
+        hasParameters: true,
+        gy: 0,
+        gx: 0,
+        forward() {
+          k.linear_forward(N * S, inF, outF, input, weight, bias, output);
+        },
+        backward() {
+          k.linear_backward_input(R * S, inF, outF, this.gy, weight, this.gx);
+        },
+        perSample() {
+          const J = gradients.ptr;
+          k.linear_weight_per_sample(R, K, S, inF, outF, input, this.gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ);
+        },
+        gradient() {
+          const g = gradients.ptr;
+          k.linear_weight_grad(R, K, S, inF, outF, input, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, 1);
+        },
+      }],
+    };
+  }
+}
+
+export { formatShape };

@@ -1,0 +1,272 @@
+/**
+ * What every layer is: a `Module` with named parameters and children, which compiles, for
+ * one per-sample input shape, into `Step`s with fixed pointers into the WASM memory.
+ *
+ * A step exposes the few primitives every quantity is built from (BackPACK's seam):
+ * forward; gradient w.r.t. its input; the per-sample contraction of its cached input with
+ * its output gradient; and the ordinary summed gradient (for the naive reference path).
+ * Quantities (per-sample gradients, Jacobians, ...) live in src/jacobian.ts, not here.
+ */
+import type { Tensor } from "../tensor.ts";
+import { formatShape, numel } from "../tensor.ts";
+import { ShapeError } from "../errors.ts";
+import type { PlanBuilder } from "../plan.ts";
+import { readOutput, runForward } from "../forward.ts";
+
+/** One layer's compiled form for a given (input shape, batch). Pointers are fixed at build. */
+export interface Step {
+  /** `"2.1 (Conv2d)"`: where the step comes from, for messages. */
+  readonly label: string;
+  /** Per-sample output shape. */
+  readonly outShape: readonly number[];
+  /** Reads the input activation, writes the output activation (N rows). */
+  forward(): void;
+  /** Gradient w.r.t. the input (`gx`) from the gradient w.r.t. the output (`gy`), R rows. */
+  backward(): void;
+  /** Writes each backward row's gradient w.r.t. this step's parameters into J (R rows). */
+  perSample(): void;
+  /** Adds the gradient w.r.t. this step's parameters, summed over rows, into the gradient vector. */
+  gradient(): void;
+  /** True when output = input in memory (Flatten, Identity): forward/backward move nothing. */
+  readonly aliasesInput: boolean;
+  /** Whether the step has parameters (backward can stop before the first such step). */
+  readonly hasParameters: boolean;
+  /** Set by the plan once every step's shape is known: where gy and gx live. */
+  gy: number;
+  gx: number;
+}
+
+/** The buffers a step reads and writes, handed to `Module.compile`. */
+export interface CompileContext {
+  readonly builder: PlanBuilder;
+  /** Dotted path of the module (`"2.1"`), "" for the root. */
+  readonly path: string;
+  /** Pointer to the input activation (N × numel(inShape) floats). */
+  readonly input: number;
+  /** Per-sample input shape. */
+  readonly inShape: readonly number[];
+}
+
+/** The result of compiling a module: its steps and where its output lives. */
+export interface Compiled {
+  readonly steps: Step[];
+  readonly output: number;
+  readonly outShape: readonly number[];
+}
+
+/** A parameter or buffer slot of a module: name and tensor. */
+export type Named = [string, Tensor];
+
+/**
+ * The base of every layer. A subclass lists its own parameters (and buffers) and children,
+ * checks and computes its output shape, and compiles to steps.
+ */
+export abstract class Module {
+  /** PyTorch's class name: `"Conv2d"`. */
+  abstract readonly typeName: string;
+  /** Training mode (PyTorch's `module.training`); modules start in eval mode here. */
+  training = false;
+
+  /** This module's own parameters, in PyTorch's registration order ("weight", "bias"). */
+  ownParameters(): Named[] {
+    return [];
+  }
+
+  /** This module's own buffers (running statistics), state-dict only. */
+  ownBuffers(): Named[] {
+    return [];
+  }
+
+  /** Child modules with their names ("0", "1", ...). */
+  children(): [string, Module][] {
+    return [];
+  }
+
+  /** The per-sample output shape for a per-sample input shape; a ShapeError naming the layer if it does not fit. */
+  abstract outputShape(inShape: readonly number[], path?: string): number[];
+
+  /** Compiles this module for one input shape into steps with fixed buffers. */
+  abstract compile(context: CompileContext): Compiled;
+
+  /**
+   * Runs the network on a batch `x` of shape (N, ...per-sample shape).
+   *
+   * @example
+   * ```ts
+   * import { Linear, randn } from "jacobian-wasm";
+   * const y = new Linear(3, 2).forward(randn([5, 3], 1)); // shape [5, 2]
+   * ```
+   */
+  forward(x: Tensor): Tensor {
+    return readOutput(runForward(this, x, 1, "forward"));
+  }
+
+  /**
+   * Parameters in PyTorch's `named_parameters()` order, with state-dict names.
+   *
+   * @example
+   * ```ts
+   * import { Sequential, Linear, ReLU } from "jacobian-wasm";
+   * const net = new Sequential(new Linear(4, 3), new ReLU(), new Linear(3, 1));
+   * net.parameters().map(([name]) => name); // ["0.weight", "0.bias", "2.weight", "2.bias"]
+   * ```
+   */
+  parameters(): Named[] {
+    const out: Named[] = [];
+    const seen = new Set<Tensor>();
+    this.visit("", (prefix, module) => {
+      for (const [name, t] of module.ownParameters()) {
+        if (seen.has(t)) continue; // a shared parameter is listed once, as in PyTorch
+        seen.add(t);
+        out.push([prefix + name, t]);
+      }
+    });
+    return out;
+  }
+
+  /** The same as `parameters()`, PyTorch's name for it. */
+  namedParameters(): Named[] {
+    return this.parameters();
+  }
+
+  /**
+   * Parameters and buffers keyed as PyTorch's `state_dict()` ("0.weight", "2.1.bias").
+   *
+   * @example
+   * ```ts
+   * import { Linear } from "jacobian-wasm";
+   * Object.keys(new Linear(2, 1).stateDict()); // ["weight", "bias"]
+   * ```
+   */
+  stateDict(): Record<string, Tensor> {
+    const out: Record<string, Tensor> = {};
+    this.visit("", (prefix, module) => {
+      for (const [name, t] of module.ownParameters()) out[prefix + name] = t;
+      for (const [name, t] of module.ownBuffers()) out[prefix + name] = t;
+    });
+    return out;
+  }
+
+  /**
+   * Copies values into this module's parameters and buffers, by state-dict name. Every key
+   * must be present with the right shape (and no key unknown) unless `strict` is false.
+   * Nothing is changed unless everything fits.
+   *
+   * @example
+   * ```ts
+   * import { Linear, tensor } from "jacobian-wasm";
+   * const layer = new Linear(2, 1);
+   * layer.loadStateDict({ weight: tensor([1, 2], [1, 2]), bias: tensor([0], [1]) });
+   * ```
+   */
+  loadStateDict(record: Record<string, Tensor>, options: { strict?: boolean } = {}): void {
+    const strict = options.strict ?? true;
+    const own = this.stateDict();
+    const problems: string[] = [];
+    for (const [key, target] of Object.entries(own)) {
+      const given = record[key];
+      if (given === undefined) {
+        if (strict) problems.push(`missing "${key}" ${formatShape(target.shape)}`);
+        continue;
+      }
+      if (given.data.length !== target.data.length || !sameShape(given.shape, target.shape)) {
+        problems.push(
+          `"${key}" has shape ${formatShape(given.shape)}, the model expects ${formatShape(target.shape)}`,
+        );
+      }
+    }
+    if (strict) {
+      for (const key of Object.keys(record)) {
+        if (!(key in own)) problems.push(`unexpected "${key}"`);
+      }
+    }
+    if (problems.length > 0) {
+      throw new ShapeError(`loadStateDict: ${problems.join("; ")}`);
+    }
+    for (const [key, target] of Object.entries(own)) {
+      const given = record[key];
+      if (given !== undefined) target.data.set(given.data);
+    }
+  }
+
+  /** Training mode on (or off), recursively, as PyTorch's `train()`. */
+  train(mode = true): this {
+    this.visit("", (_prefix, module) => {
+      module.training = mode;
+    });
+    return this;
+  }
+
+  /** Eval mode, recursively, as PyTorch's `eval()`. */
+  eval(): this {
+    return this.train(false);
+  }
+
+  /** Walks this module and its descendants depth-first, parents first. */
+  visit(prefix: string, fn: (prefix: string, module: Module) => void): void {
+    fn(prefix, this);
+    for (const [name, child] of this.children()) child.visit(`${prefix}${name}.`, fn);
+  }
+}
+
+export function sameShape(a: readonly number[], b: readonly number[]): boolean {
+  return a.length === b.length && a.every((d, i) => d === b[i]);
+}
+
+/** `"2.1 (Conv2d)"`, or just `"Conv2d"` for a root module. */
+export function layerLabel(path: string, typeName: string): string {
+  return path === "" ? typeName : `${path} (${typeName})`;
+}
+
+/** Expands an int or a list into a tuple of `n` positive-or-zero integers, as PyTorch's `_ntuple`. */
+export function ntuple(value: number | readonly number[], n: number, what: string, layer: string): number[] {
+  const list = typeof value === "number" ? new Array<number>(n).fill(value) : [...value];
+  if (list.length === 1 && n > 1) return new Array<number>(n).fill(list[0]);
+  if (list.length !== n || list.some((v) => !Number.isInteger(v) || v < 0)) {
+    throw new RangeError(
+      `${layer}: ${what} must be a non-negative integer or a list of ${n}, got ${JSON.stringify(value)}`,
+    );
+  }
+  return list;
+}
+
+/** The unused leading dims padded with `fill`, so 1-d and 2-d geometry reads as 3-d. */
+export function toThreeDims(values: readonly number[], fill: number): number[] {
+  return [...new Array<number>(3 - values.length).fill(fill), ...values];
+}
+
+/**
+ * A step with no parameters and no work (Flatten, Identity, Dropout in eval mode): its
+ * output is its input, reinterpreted.
+ */
+export function aliasStep(label: string, outShape: readonly number[]): Step {
+  return {
+    label,
+    outShape,
+    aliasesInput: true,
+    hasParameters: false,
+    gy: 0,
+    gx: 0,
+    forward() {},
+    backward() {},
+    perSample() {},
+    gradient() {},
+  };
+}
+
+/** Checks that a per-sample shape has `rank` dims, naming the layer and the layout expected. */
+export function expectRank(
+  inShape: readonly number[],
+  rank: number,
+  layout: string,
+  label: string,
+): void {
+  if (inShape.length !== rank) {
+    throw new ShapeError(
+      `${label}: expected input (N, ${layout}), got (N, ${inShape.join(", ")})` +
+        ` — a per-sample shape of ${inShape.length} dims where ${rank} are needed`,
+    );
+  }
+}
+
+export { numel };

@@ -1,0 +1,67 @@
+/**
+ * Sequential: children run in order; nests to any depth. Parameter names are the children's
+ * indices joined by dots ("2.1.weight"), as in PyTorch.
+ */
+import type { CompileContext, Compiled, Step } from "./module.ts";
+import { Module } from "./module.ts";
+
+/**
+ * PyTorch's `nn.Sequential`.
+ *
+ * @example
+ * ```ts
+ * import { Sequential, Conv2d, ReLU, Flatten, Linear } from "jacobian-wasm";
+ * const net = new Sequential(new Conv2d(1, 4, 3), new ReLU(), new Flatten(), new Linear(4 * 26 * 26, 10));
+ * ```
+ */
+export class Sequential extends Module {
+  readonly typeName = "Sequential";
+  readonly layers: readonly Module[];
+
+  constructor(...layers: Module[]) {
+    super();
+    for (const [i, layer] of layers.entries()) {
+      if (!(layer instanceof Module)) {
+        throw new TypeError(`Sequential: argument ${i} is not a layer (got ${typeof layer})`);
+      }
+    }
+    this.layers = layers;
+  }
+
+  override children(): [string, Module][] {
+    return this.layers.map((layer, i) => [String(i), layer]);
+  }
+
+  /** The number of children. */
+  get length(): number {
+    return this.layers.length;
+  }
+
+  /** The i-th child. */
+  at(i: number): Module | undefined {
+    return this.layers.at(i);
+  }
+
+  outputShape(inShape: readonly number[], path = ""): number[] {
+    let shape = [...inShape];
+    for (const [i, layer] of this.layers.entries()) shape = layer.outputShape(shape, childPath(path, i));
+    return shape;
+  }
+
+  compile(context: CompileContext): Compiled {
+    const steps: Step[] = [];
+    let input = context.input;
+    let inShape = context.inShape;
+    for (const [i, layer] of this.layers.entries()) {
+      const compiled = layer.compile({ builder: context.builder, path: childPath(context.path, i), input, inShape });
+      steps.push(...compiled.steps);
+      input = compiled.output;
+      inShape = compiled.outShape;
+    }
+    return { steps, output: input, outShape: inShape };
+  }
+}
+
+function childPath(path: string, i: number): string {
+  return path === "" ? String(i) : `${path}.${i}`;
+}

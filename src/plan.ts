@@ -1,0 +1,258 @@
+/**
+ * A plan is everything one (network, input shape, backward rows per sample) needs: the byte
+ * layout of parameters, activations, caches, gradients, J and workspace in the WASM memory,
+ * and the network compiled to steps with those pointers fixed. Built once, cached by shape,
+ * so a repeated call allocates nothing and recomputes nothing.
+ *
+ * Every plan lays itself out from the same base address: computations run one at a time,
+ * so plans share the memory, which only ever grows to the largest plan's size.
+ */
+import type { Module, Step } from "./layers/module.ts";
+import type { Tensor } from "./tensor.ts";
+import { formatShape, numel } from "./tensor.ts";
+import { align, arena } from "./wasm.ts";
+
+/** A pointer decided after compilation (the shared workspace): steps read `.ptr` when they run. */
+export interface Slot {
+  ptr: number;
+}
+
+/** What a plan computes beyond the forward pass. */
+export type PlanMode =
+  | "forward" // output only
+  | "per-sample" // J: one row per backward row (R = N·K)
+  | "summed"; // the ordinary gradient, summed over rows (the naive reference path)
+
+/** Hands out memory to the steps of one plan while they compile. */
+export class PlanBuilder {
+  /** Forward batch. */
+  readonly N: number;
+  /** Backward rows per sample (K one-hot seeds for a K-output Jacobian, else 1). */
+  readonly K: number;
+  /** Backward rows, N·K. */
+  readonly R: number;
+  readonly mode: PlanMode;
+  /** Number of parameters (columns of J). */
+  readonly D: number;
+  /** Where the parameters live: D floats, in `parameters()` order, so column c is at paramsPtr + 4c. */
+  readonly paramsPtr: number;
+  /** J (R × D floats, row stride D), or the summed gradient vector (D floats); 0 for forward plans. */
+  readonly gradientsPtr: Slot = { ptr: 0 };
+  /** The shared scratch area: steps ask for their size, the largest wins. */
+  readonly workspace: Slot = { ptr: 0 };
+  private workspaceBytes = 0;
+  private cursor: number;
+  private readonly columns = new Map<Tensor, number>();
+  readonly constants: { ptr: number; values: Int32Array }[] = [];
+
+  constructor(parameters: readonly Tensor[], N: number, K: number, mode: PlanMode) {
+    this.N = N;
+    this.K = K;
+    this.R = N * K;
+    this.mode = mode;
+    let column = 0;
+    for (const t of parameters) {
+      if (!this.columns.has(t)) {
+        this.columns.set(t, column);
+        column += t.data.length;
+      }
+    }
+    this.D = column;
+    this.paramsPtr = arena.base();
+    this.cursor = this.paramsPtr + this.D * 4;
+  }
+
+  /** Reserves `bytes` of plan memory, 64-byte aligned (a cache line, and f32x4-aligned). */
+  allocate(bytes: number): number {
+    this.cursor = align(this.cursor, 64);
+    const ptr = this.cursor;
+    this.cursor += bytes;
+    return ptr;
+  }
+
+  /** Reserves `count` floats. */
+  floats(count: number): number {
+    return this.allocate(count * 4);
+  }
+
+  /** An i32 block (geometry) written to memory at the start of every run. */
+  constantBlock(values: readonly number[]): number {
+    const ptr = this.allocate(values.length * 4);
+    this.constants.push({ ptr, values: Int32Array.from(values) });
+    return ptr;
+  }
+
+  /** Asks for `bytes` of scratch, shared by all steps (valid only during one step call). */
+  scratch(bytes: number): Slot {
+    this.workspaceBytes = Math.max(this.workspaceBytes, bytes);
+    return this.workspace;
+  }
+
+  /** Pointer to a parameter's values in WASM memory. */
+  parameterPtr(t: Tensor): number {
+    return this.paramsPtr + this.column(t) * 4;
+  }
+
+  /** Column of a parameter's first element in J (and in the gradient vector). */
+  column(t: Tensor): number {
+    const c = this.columns.get(t);
+    if (c === undefined) throw new Error("internal: a step asked for a parameter the network does not list");
+    return c;
+  }
+
+  /** Byte offset, from the start of a J row, of a parameter's first column. */
+  columnBytes(t: Tensor): number {
+    return this.column(t) * 4;
+  }
+
+  /** Places the workspace and the gradients last; returns the end of the plan's memory. */
+  finish(): number {
+    if (this.mode === "per-sample") this.gradientsPtr.ptr = this.floats(this.R * this.D);
+    if (this.mode === "summed") this.gradientsPtr.ptr = this.floats(this.D);
+    this.workspace.ptr = this.allocate(this.workspaceBytes);
+    return align(this.cursor, 64);
+  }
+}
+
+/** A compiled network for one input shape: run it forward, then backward one of two ways. */
+export class Plan {
+  readonly key: string;
+  readonly N: number;
+  readonly K: number;
+  readonly R: number;
+  readonly D: number;
+  readonly mode: PlanMode;
+  readonly sampleShape: readonly number[];
+  readonly outShape: readonly number[];
+  readonly inputPtr: number;
+  readonly outputPtr: number;
+  /** Where the last step's output gradient goes: the caller seeds it (loss gradient or one-hot rows). */
+  readonly seedPtr: number;
+  readonly gradientsPtr: number;
+  readonly end: number;
+  private readonly steps: Step[];
+  private readonly parameters: Tensor[];
+  private readonly paramsPtr: number;
+  private readonly constants: { ptr: number; values: Int32Array }[];
+  /** Backward stops at the first step with parameters: nothing before it needs gradients. */
+  private readonly firstTrainable: number;
+
+  constructor(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode, key: string) {
+    this.key = key;
+    this.parameters = net.parameters().map(([, t]) => t);
+    const builder = new PlanBuilder(this.parameters, N, K, mode);
+    const inputPtr = builder.floats(N * numel(sampleShape));
+    const compiled = net.compile({ builder, path: "", input: inputPtr, inShape: sampleShape });
+    this.steps = compiled.steps;
+    this.outShape = compiled.outShape;
+    this.inputPtr = inputPtr;
+    this.outputPtr = compiled.output;
+
+    // Gradient buffers ping-pong between two areas, walking backward; an aliasing step
+    // (Flatten) reads and writes the same one.
+    let seedPtr = 0;
+    this.firstTrainable = this.steps.findIndex((s) => s.hasParameters);
+    if (mode !== "forward") {
+      let widest = numel(this.outShape);
+      let width = numel(sampleShape);
+      for (const step of this.steps) {
+        widest = Math.max(widest, width);
+        width = numel(step.outShape);
+      }
+      const areas = [builder.floats(builder.R * widest), builder.floats(builder.R * widest)];
+      let current = 0;
+      seedPtr = areas[0];
+      for (let i = this.steps.length - 1; i >= 0; i--) {
+        const step = this.steps[i];
+        step.gy = areas[current];
+        if (!step.aliasesInput) current = 1 - current;
+        step.gx = areas[current];
+      }
+    }
+    this.seedPtr = seedPtr;
+    this.end = builder.finish();
+    this.gradientsPtr = builder.gradientsPtr.ptr;
+    this.N = N;
+    this.K = K;
+    this.R = builder.R;
+    this.D = builder.D;
+    this.mode = mode;
+    this.sampleShape = [...sampleShape];
+    this.paramsPtr = builder.paramsPtr;
+    this.constants = builder.constants;
+  }
+
+  /** Grows the memory to this plan and writes its constants and the current parameter values. */
+  prepare(): void {
+    arena.ensure(this.end);
+    const i32 = arena.i32();
+    for (const { ptr, values } of this.constants) i32.set(values, ptr >>> 2);
+    const f32 = arena.f32();
+    let offset = this.paramsPtr >>> 2;
+    for (const t of this.parameters) {
+      f32.set(t.data, offset);
+      offset += t.data.length;
+    }
+  }
+
+  /** Copies `count` samples of input, starting at sample `first` of `x`, into the input buffer. */
+  writeInput(x: Float32Array, first = 0): void {
+    const width = numel(this.sampleShape);
+    arena.f32().set(x.subarray(first * width, (first + this.N) * width), this.inputPtr >>> 2);
+  }
+
+  forward(): void {
+    for (const step of this.steps) step.forward();
+  }
+
+  /** Backward from the seeded output gradient, writing every row's per-sample gradient into J. */
+  backwardPerSample(): void {
+    for (let i = this.steps.length - 1; i >= this.firstTrainable && i >= 0; i--) {
+      this.steps[i].perSample();
+      if (i > this.firstTrainable) this.steps[i].backward();
+    }
+  }
+
+  /** Backward from the seeded output gradient, the ordinary way: the gradient summed over rows. */
+  backwardSummed(): void {
+    arena.f32().fill(0, this.gradientsPtr >>> 2, (this.gradientsPtr >>> 2) + this.D);
+    for (let i = this.steps.length - 1; i >= this.firstTrainable && i >= 0; i--) {
+      this.steps[i].gradient();
+      if (i > this.firstTrainable) this.steps[i].backward();
+    }
+  }
+}
+
+/** Plans of one network, keyed by input shape and mode, least recently used evicted first. */
+export class PlanCache {
+  private readonly plans = new Map<string, Plan>();
+  /** Plans built so far (tests read it to check that a repeated call builds none). */
+  built = 0;
+
+  constructor(readonly capacity = 8) {}
+
+  get(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode): Plan {
+    const key = `${N}x${sampleShape.join("x")}|${K}|${mode}`;
+    let plan = this.plans.get(key);
+    if (plan) {
+      this.plans.delete(key); // re-insert: most recently used last
+    } else {
+      plan = new Plan(net, sampleShape, N, K, mode, key);
+      this.built++;
+      if (this.plans.size >= this.capacity) this.plans.delete(this.plans.keys().next().value!);
+    }
+    this.plans.set(key, plan);
+    return plan;
+  }
+
+  /** Forgets every plan (after the network's structure changed). */
+  clear(): void {
+    this.plans.clear();
+  }
+
+  get size(): number {
+    return this.plans.size;
+  }
+}
+
+export { formatShape };
