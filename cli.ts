@@ -1,1 +1,197 @@
-console.log("cli: to do");
+#!/usr/bin/env node
+/**
+ * The command line: `jacobian-wasm jacobian ...` computes per-sample gradients or output
+ * Jacobians of a model file on a batch file; `jacobian-wasm demo` runs the seed's example.
+ * Runs under node (built to dist/cli.js), `deno run -A cli.ts` and `bun cli.ts`.
+ * Bad input ends with one line on stderr and exit code 2, and never a half-written file.
+ */
+import { parseArgs } from "node:util";
+import process from "node:process";
+import { isUserError } from "./src/errors.ts";
+import { readFileBytes, writeFileAtomic } from "./src/io/files.ts";
+import { npyToFloat32, npyToIntegers, readNpy, writeNpy } from "./src/io/npy.ts";
+import { writeSafetensors } from "./src/io/safetensors.ts";
+import { loadModel } from "./src/io/spec.ts";
+import { jacobian, jacobianNaive, perSampleGradients } from "./src/jacobian.ts";
+import type { LossName, Reduction, Target } from "./src/losses.ts";
+import { seedNetwork } from "./src/examples.ts";
+import { manualSeed } from "./src/layers/init.ts";
+import type { Tensor } from "./src/tensor.ts";
+import { randn } from "./src/tensor.ts";
+import { simdBuild } from "./src/wasm.ts";
+
+const USAGE = `usage:
+  jacobian-wasm jacobian --model M.json --weights W.safetensors --input X.npy
+                         [--target Y.npy --loss cross_entropy|mse] [--reduction sum|mean]
+                         --out J.npy|J.safetensors [--time R]
+  jacobian-wasm demo [--n N]
+
+jacobian   without --loss: the Jacobian of the model output per sample, [N, D] or [N, K, D];
+           with --loss: per-sample gradients of the loss, [N, D] (reduction default: mean).
+           .npy output: the matrix; .safetensors output: one tensor per parameter, [N, ...shape].
+           --time R: after one warm-up, time R more runs and print
+           {"N", "D", "cold_ms", "median_ms"} as one JSON line on stderr.
+demo       the seed's example (Conv3d network, N = 1000): one pass against a naive per-sample loop.`;
+
+/** A mistake in the command line itself. */
+class UsageError extends Error {}
+
+async function main(argv: string[]): Promise<void> {
+  const [command, ...rest] = argv;
+  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+    console.log(USAGE);
+    return;
+  }
+  if (command === "jacobian") return jacobianCommand(rest);
+  if (command === "demo") return demoCommand(rest);
+  throw new UsageError(`unknown command "${command}"; the commands are "jacobian" and "demo"`);
+}
+
+function parse<T extends Record<string, { type: "string" | "boolean" }>>(args: string[], options: T) {
+  try {
+    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+  } catch (error) {
+    throw new UsageError((error as Error).message);
+  }
+}
+
+async function jacobianCommand(args: string[]): Promise<void> {
+  const values = parse(args, {
+    model: { type: "string" },
+    weights: { type: "string" },
+    input: { type: "string" },
+    target: { type: "string" },
+    loss: { type: "string" },
+    reduction: { type: "string" },
+    out: { type: "string" },
+    time: { type: "string" },
+  });
+  for (const required of ["model", "weights", "input", "out"] as const) {
+    if (values[required] === undefined) throw new UsageError(`--${required} is required`);
+  }
+  const out = values.out as string;
+  const format = out.endsWith(".npy") ? "npy" : out.endsWith(".safetensors") ? "safetensors" : undefined;
+  if (!format) throw new UsageError(`--out must end in .npy or .safetensors, got "${out}"`);
+  const loss = values.loss as LossName | undefined;
+  if (loss !== undefined && loss !== "cross_entropy" && loss !== "mse") {
+    throw new UsageError(`--loss must be cross_entropy or mse, got "${loss}"`);
+  }
+  if ((loss === undefined) !== (values.target === undefined)) {
+    throw new UsageError(loss === undefined ? "--target needs --loss" : "--loss needs --target");
+  }
+  const reduction = (values.reduction ?? "mean") as Reduction;
+  if (reduction !== "sum" && reduction !== "mean") {
+    throw new UsageError(`--reduction must be sum or mean, got "${reduction}"`);
+  }
+  if (values.reduction !== undefined && loss === undefined) throw new UsageError("--reduction needs --loss");
+  let repeats = 0;
+  if (values.time !== undefined) {
+    repeats = Number(values.time);
+    if (!Number.isInteger(repeats) || repeats < 1) throw new UsageError(`--time must be a positive integer, got "${values.time}"`);
+  }
+
+  const modelPath = values.model as string;
+  const weightsPath = values.weights as string;
+  const specText = new TextDecoder().decode(await readFileBytes(modelPath));
+  const net = loadModel(specText, await readFileBytes(weightsPath), { spec: modelPath, weights: weightsPath });
+  const inputPath = values.input as string;
+  const inputArray = readNpy(await readFileBytes(inputPath), inputPath);
+  const x: Tensor = { shape: inputArray.shape, data: npyToFloat32(inputArray, inputPath) };
+  let target: Target | undefined;
+  if (values.target !== undefined) {
+    const targetPath = values.target as string;
+    const array = readNpy(await readFileBytes(targetPath), targetPath);
+    target = loss === "cross_entropy" && array.dtype !== "float32" && array.dtype !== "float64"
+      ? { shape: array.shape, data: npyToIntegers(array, targetPath) }
+      : { shape: array.shape, data: npyToFloat32(array, targetPath) };
+  }
+
+  const asTuple = format === "safetensors";
+  const compute = (): Tensor | Tensor[] =>
+    target === undefined
+      ? jacobian(net, x, { asTuple })
+      : perSampleGradients(net, x, target, { loss: loss!, reduction, asTuple });
+  const start = performance.now();
+  const result = compute();
+  const coldMs = performance.now() - start;
+  if (repeats > 0) {
+    const times: number[] = [];
+    for (let i = 0; i < repeats; i++) {
+      const t = performance.now();
+      compute();
+      times.push(performance.now() - t);
+    }
+    times.sort((a, b) => a - b);
+    const D = net.parameters().reduce((sum, [, p]) => sum + p.data.length, 0);
+    console.error(JSON.stringify({
+      N: x.shape[0],
+      D,
+      cold_ms: round(coldMs),
+      median_ms: round(times[Math.floor(times.length / 2)]),
+    }));
+  }
+  const bytes = Array.isArray(result)
+    ? writeSafetensors(net.parameters().map(([name], i) => [name, result[i]] as [string, Tensor]))
+    : writeNpy(result.data, result.shape);
+  await writeFileAtomic(out, bytes);
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 1000) / 1000;
+}
+
+function demoCommand(args: string[]): void {
+  const values = parse(args, { n: { type: "string" } });
+  const N = values.n === undefined ? 1000 : Number(values.n);
+  if (!Number.isInteger(N) || N < 1) throw new UsageError(`--n must be a positive integer, got "${values.n}"`);
+  manualSeed(0);
+  const net = seedNetwork();
+  const x = randn([N, 1, 6, 6, 6], 1);
+  const D = net.parameters().reduce((sum, [, p]) => sum + p.data.length, 0);
+  console.log(`jacobian-wasm demo: the seed's example (${simdBuild()} SIMD build)`);
+  console.log(`  network  Sequential(Conv3d(1, 2, 2, bias=False), ReLU(), Conv3d(2, 1, 2), ReLU(), AvgPool3d(4), Flatten(1))`);
+  console.log(`  input    ${N} samples of shape (1, 6, 6, 6); one output per sample; D = ${D} parameters`);
+
+  const cold = performance.now();
+  const onePass = jacobian(net, x);
+  const coldMs = performance.now() - cold;
+  const onePassMs = medianMs(() => jacobian(net, x), 9);
+  jacobianNaive(net, x); // warm-up
+  const naiveStart = performance.now();
+  const naive = jacobianNaive(net, x) as Tensor;
+  const naiveMs = performance.now() - naiveStart;
+
+  let maxDifference = 0;
+  for (let i = 0; i < onePass.data.length; i++) {
+    maxDifference = Math.max(maxDifference, Math.abs(onePass.data[i] - naive.data[i]));
+  }
+  console.log(`  one pass         J shape [${onePass.shape.join(", ")}]  ${onePassMs.toFixed(2)} ms (median of 9; first call ${coldMs.toFixed(2)} ms)`);
+  console.log(`  naive loop       J shape [${naive.shape.join(", ")}]  ${naiveMs.toFixed(2)} ms (${N} backward passes of one sample)`);
+  console.log(`  max |difference| ${maxDifference.toExponential(2)}`);
+  console.log(`  speedup          ${(naiveMs / onePassMs).toFixed(1)}x`);
+}
+
+function medianMs(fn: () => unknown, runs: number): number {
+  const times: number[] = [];
+  for (let i = 0; i < runs; i++) {
+    const t = performance.now();
+    fn();
+    times.push(performance.now() - t);
+  }
+  times.sort((a, b) => a - b);
+  return times[Math.floor(runs / 2)];
+}
+
+try {
+  await main(process.argv.slice(2));
+} catch (error) {
+  if (error instanceof UsageError) {
+    console.error(`jacobian-wasm: ${error.message} (see jacobian-wasm --help)`);
+    process.exit(2);
+  }
+  if (isUserError(error)) {
+    console.error(`jacobian-wasm: ${error.message}`);
+    process.exit(2);
+  }
+  throw error;
+}

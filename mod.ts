@@ -33,7 +33,7 @@ export type { FlattenOptions } from "./src/layers/reshape.ts";
 export { AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d } from "./src/layers/pooling.ts";
 export type { AvgPoolOptions, MaxPoolOptions } from "./src/layers/pooling.ts";
 
-export { jacobian, jacobianNaive, perSampleGradients, perSampleGradientsNaive } from "./src/jacobian.ts";
+export { batchGradient, jacobian, jacobianNaive, perSampleGradients, perSampleGradientsNaive } from "./src/jacobian.ts";
 export type { LossOptions, ResultOptions } from "./src/jacobian.ts";
 export type { LossName, Reduction, Target } from "./src/losses.ts";
 

@@ -88,6 +88,36 @@ export function perSampleGradients(net: Module, x: Tensor, target: Target, optio
 }
 
 /**
+ * The ordinary gradient of PyTorch's batch loss (what `loss.backward()` leaves in `.grad`),
+ * flattened in `parameters()` order: one forward and one backward pass, summed over samples.
+ *
+ * @example
+ * ```ts
+ * import { Linear, batchGradient, randn } from "jacobian-wasm";
+ * const g = batchGradient(new Linear(3, 2), randn([4, 3], 0), randn([4, 2], 1), { loss: "mse" }); // [8]
+ * ```
+ */
+export function batchGradient(net: Module, x: Tensor, target: Target, options: Omit<LossOptions, "asTuple">): Tensor {
+  const { loss, reduction } = lossOptions(options as LossOptions);
+  const { N } = checkBatch(x);
+  const outputShape = [N, ...net.outputShape(x.shape.slice(1))];
+  const prepared = prepareTarget(loss, outputShape, target);
+  const plan = runForward(net, x, 1, "summed");
+  const f32 = arena.f32();
+  const width = numel(plan.outShape);
+  seedLossGradient(
+    loss,
+    reduction,
+    f32.subarray(plan.outputPtr >>> 2, (plan.outputPtr >>> 2) + N * width),
+    outputShape,
+    prepared,
+    f32.subarray(plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + N * width),
+  );
+  plan.backwardSummed();
+  return { shape: [plan.D], data: readRows(plan, plan.gradientsPtr, 1) };
+}
+
+/**
  * The naive reference for `perSampleGradients`: N separate forward and backward passes of
  * one sample each, through the ordinary summed-gradient path. Same result, N times the work:
  * for tests and for measuring what the one-pass method saves.
