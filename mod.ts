@@ -16,7 +16,7 @@ export type { Tensor } from "./src/tensor.ts";
 export { numel, randn, tensor, zeros } from "./src/tensor.ts";
 export { initialize, isInitialized, simdBuild, wasmBytes } from "./src/wasm.ts";
 export type { SimdBuild } from "./src/wasm.ts";
-export { FormatError, ShapeError, UnsupportedError, ValueError } from "./src/errors.ts";
+export { FileError, FormatError, ShapeError, UnsupportedError, ValueError } from "./src/errors.ts";
 
 export { Module } from "./src/layers/module.ts";
 export type { Named } from "./src/layers/module.ts";
@@ -39,5 +39,6 @@ export type { LossName, Reduction, Target } from "./src/losses.ts";
 
 export { loadModel, loadWeights, modelFromSpec, SUPPORTED_LAYERS } from "./src/io/spec.ts";
 export type { LayerSpec, ModelSpec } from "./src/io/spec.ts";
-export { readSafetensors, writeSafetensors } from "./src/io/safetensors.ts";
-export { readNpy, writeNpy } from "./src/io/npy.ts";
+export { readSafetensors, readSafetensorsMetadata, writeSafetensors } from "./src/io/safetensors.ts";
+export { npyToFloat32, npyToIntegers, readNpy, writeNpy } from "./src/io/npy.ts";
+export type { NpyArray, NpyDtype } from "./src/io/npy.ts";

@@ -1,0 +1,53 @@
+/**
+ * Plans are cached by input shape: a repeated call builds no plan and grows no memory;
+ * several shapes stay cached at once; the cache is bounded.
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { Conv2d, Flatten, jacobian, Linear, perSampleGradients, randn, ReLU, Sequential, tensor } from "../mod.ts";
+import { planCache } from "../src/forward.ts";
+import { arena } from "../src/wasm.ts";
+
+function network() {
+  return new Sequential(new Conv2d(2, 3, 3, { padding: 1 }), new ReLU(), new Flatten(), new Linear(3 * 5 * 5, 4));
+}
+
+test("a repeated call with the same input shape builds no plan and grows no WASM memory", () => {
+  const net = network();
+  const x = randn([6, 2, 5, 5], 1);
+  const y = tensor(new Int32Array([0, 1, 2, 3, 0, 1]) as unknown as Float32Array, [6]);
+  const first = perSampleGradients(net, x, y, { loss: "cross_entropy", reduction: "sum" });
+  const plans = planCache(net).built;
+  const bytes = arena.byteLength();
+  for (let i = 0; i < 3; i++) {
+    const again = perSampleGradients(net, x, y, { loss: "cross_entropy", reduction: "sum" });
+    assert.deepEqual(again.data, first.data);
+  }
+  assert.equal(planCache(net).built, plans);
+  assert.equal(arena.byteLength(), bytes);
+});
+
+test("several input shapes stay cached at once, and the cache is bounded", () => {
+  const net = network();
+  const a = randn([2, 2, 5, 5], 1);
+  const b = randn([5, 2, 5, 5], 2);
+  jacobian(net, a);
+  jacobian(net, b);
+  const built = planCache(net).built;
+  jacobian(net, a);
+  jacobian(net, b);
+  assert.equal(planCache(net).built, built, "switching between two shapes rebuilds nothing");
+  for (let n = 1; n <= 20; n++) jacobian(net, randn([n, 2, 5, 5], n));
+  assert.ok(planCache(net).size <= planCache(net).capacity);
+  assert.ok(planCache(net).size >= 1);
+});
+
+test("new parameter values are picked up by a cached plan", () => {
+  const net = new Sequential(new Linear(3, 1));
+  const x = randn([2, 3], 1);
+  const before = net.forward(x);
+  net.parameters()[0][1].data.fill(0);
+  net.parameters()[1][1].data.fill(2);
+  assert.deepEqual(Array.from(net.forward(x).data), [2, 2]);
+  assert.notDeepEqual(Array.from(before.data), [2, 2]);
+});
