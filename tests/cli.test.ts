@@ -1,0 +1,265 @@
+/**
+ * The command line: results equal the library's, `--time` prints its JSON line, the demo
+ * runs, and every kind of bad input ends with exit code 2, one line on stderr, no stack
+ * trace, and no output file (an existing one is left as it was).
+ */
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import {
+  jacobian,
+  loadModel,
+  modelFromSpec,
+  perSampleGradients,
+  randn,
+  readNpy,
+  readSafetensors,
+  writeNpy,
+  writeSafetensors,
+} from "../mod.ts";
+import type { ModelSpec, Tensor } from "../mod.ts";
+import { manualSeed } from "../src/layers/init.ts";
+import { runCli } from "./helpers/cli.ts";
+
+const SPEC: ModelSpec = {
+  format: "torch.nn.Sequential",
+  layers: [
+    { type: "Conv1d", in_channels: 2, out_channels: 3, kernel_size: 3, padding: 1 },
+    { type: "Tanh" },
+    { type: "Sequential", layers: [{ type: "Flatten" }, { type: "Linear", in_features: 15, out_features: 4 }] },
+  ],
+};
+
+interface Files {
+  dir: string;
+  model: string;
+  weights: string;
+  input: string;
+  target: string;
+  targetMse: string;
+}
+
+function setUp(): Files {
+  const dir = mkdtempSync(join(tmpdir(), "jacobian-wasm-cli-"));
+  manualSeed(3);
+  const net = modelFromSpec(SPEC);
+  const files: Files = {
+    dir,
+    model: join(dir, "model.json"),
+    weights: join(dir, "weights.safetensors"),
+    input: join(dir, "x.npy"),
+    target: join(dir, "y.npy"),
+    targetMse: join(dir, "y_mse.npy"),
+  };
+  writeFileSync(files.model, JSON.stringify(SPEC));
+  writeFileSync(files.weights, writeSafetensors(Object.entries(net.stateDict())));
+  writeFileSync(files.input, writeNpy(randn([5, 2, 5], 7).data, [5, 2, 5]));
+  writeFileSync(files.target, writeNpy(new BigInt64Array([0n, 3n, 1n, 2n, 3n]), [5]));
+  writeFileSync(files.targetMse, writeNpy(randn([5, 4], 8).data, [5, 4]));
+  return files;
+}
+
+function loadFromFiles(files: Files) {
+  return loadModel(readFileSync(files.model, "utf8"), new Uint8Array(readFileSync(files.weights)));
+}
+
+function inputTensor(files: Files): Tensor {
+  const x = readNpy(new Uint8Array(readFileSync(files.input)));
+  return { shape: x.shape, data: x.data as Float32Array };
+}
+
+function base(files: Files, out: string): string[] {
+  return ["jacobian", "--model", files.model, "--weights", files.weights, "--input", files.input, "--out", out];
+}
+
+test("cli jacobian writes the output Jacobian [N, K, D] as .npy, equal to the library's", () => {
+  const files = setUp();
+  try {
+    const out = join(files.dir, "J.npy");
+    const run = runCli(base(files, out));
+    assert.equal(run.status, 0, run.stderr);
+    const written = readNpy(new Uint8Array(readFileSync(out)));
+    const expected = jacobian(loadFromFiles(files), inputTensor(files));
+    assert.deepEqual(written.shape, expected.shape);
+    assert.deepEqual(written.shape, [5, 4, 3 * 2 * 3 + 3 + 15 * 4 + 4]);
+    assert.deepEqual(Array.from(written.data as Float32Array), Array.from(expected.data));
+  } finally {
+    rmSync(files.dir, { recursive: true, force: true });
+  }
+});
+
+test("cli per-sample loss gradients: cross-entropy with int64 targets to .safetensors, MSE to .npy", () => {
+  const files = setUp();
+  try {
+    const out = join(files.dir, "G.safetensors");
+    const run = runCli([...base(files, out), "--target", files.target, "--loss", "cross_entropy", "--reduction", "sum"]);
+    assert.equal(run.status, 0, run.stderr);
+    const tensors = readSafetensors(new Uint8Array(readFileSync(out)));
+    const net = loadFromFiles(files);
+    const expected = perSampleGradients(net, inputTensor(files), { shape: [5], data: new Int32Array([0, 3, 1, 2, 3]) }, {
+      loss: "cross_entropy",
+      reduction: "sum",
+      asTuple: true,
+    });
+    assert.deepEqual([...tensors.keys()], net.parameters().map(([name]) => name));
+    [...tensors.values()].forEach((t, i) => {
+      assert.deepEqual(t.shape, expected[i].shape);
+      assert.deepEqual(Array.from(t.data), Array.from(expected[i].data));
+    });
+
+    const outMse = join(files.dir, "G.npy");
+    const mse = runCli([...base(files, outMse), "--target", files.targetMse, "--loss", "mse"]);
+    assert.equal(mse.status, 0, mse.stderr);
+    const target = readNpy(new Uint8Array(readFileSync(files.targetMse)));
+    const expectedMse = perSampleGradients(net, inputTensor(files), { shape: target.shape, data: target.data as Float32Array }, {
+      loss: "mse",
+      reduction: "mean",
+    });
+    const written = readNpy(new Uint8Array(readFileSync(outMse)));
+    assert.deepEqual(written.shape, [5, expectedMse.shape[1]]);
+    assert.deepEqual(Array.from(written.data as Float32Array), Array.from(expectedMse.data));
+  } finally {
+    rmSync(files.dir, { recursive: true, force: true });
+  }
+});
+
+test("cli --time R prints one JSON line with N, D, cold_ms and median_ms on stderr", () => {
+  const files = setUp();
+  try {
+    const run = runCli([...base(files, join(files.dir, "J.npy")), "--time", "3"]);
+    assert.equal(run.status, 0, run.stderr);
+    const lines = run.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, run.stderr);
+    const record = JSON.parse(lines[0]);
+    assert.deepEqual(Object.keys(record), ["N", "D", "cold_ms", "median_ms"]);
+    assert.equal(record.N, 5);
+    assert.equal(record.D, 85);
+    assert.ok(record.cold_ms > 0 && record.median_ms > 0);
+  } finally {
+    rmSync(files.dir, { recursive: true, force: true });
+  }
+});
+
+test("cli demo runs the seed's example against the naive loop and reports shapes, difference and speedup", () => {
+  const run = runCli(["demo", "--n", "40"]);
+  assert.equal(run.status, 0, run.stderr);
+  assert.match(run.stdout, /J shape \[40, 33\]/);
+  assert.match(run.stdout, /max \|difference\| \S+/);
+  assert.match(run.stdout, /speedup\s+[\d.]+x/);
+  const difference = Number(/max \|difference\| (\S+)/.exec(run.stdout)![1]);
+  assert.ok(difference <= 1e-5, run.stdout);
+});
+
+/** Each bad input: [what, how to break the files, extra args, a pattern the message must match]. */
+const BAD_INPUTS: [string, (f: Files) => void, (f: Files) => string[], RegExp][] = [
+  ["a missing input file", (f) => rmSync(f.input), () => [], /x\.npy.*no such file/],
+  ["an unknown layer type", (f) => writeFileSync(f.model, JSON.stringify({ ...SPEC, layers: [{ type: "Conv7d" }] })), () => [], /layer 0: unknown layer type "Conv7d"/],
+  [
+    "an unknown hyperparameter",
+    (f) => writeFileSync(f.model, JSON.stringify({ ...SPEC, layers: [{ ...SPEC.layers[0], kernal_size: 3 }, ...SPEC.layers.slice(1)] })),
+    () => [],
+    /layer 0 \(Conv1d\): unknown hyperparameter "kernal_size"/,
+  ],
+  ["a spec that is not JSON", (f) => writeFileSync(f.model, "{ not json"), () => [], /not valid JSON/],
+  [
+    "a missing weight",
+    (f) => {
+      const t = readSafetensors(new Uint8Array(readFileSync(f.weights)));
+      t.delete("2.1.bias");
+      writeFileSync(f.weights, writeSafetensors(t));
+    },
+    () => [],
+    /"2\.1\.bias" \(4,\) is missing/,
+  ],
+  [
+    "a mis-shaped weight",
+    (f) => {
+      const t = readSafetensors(new Uint8Array(readFileSync(f.weights)));
+      t.set("0.weight", { shape: [3, 2, 2], data: new Float32Array(12) });
+      writeFileSync(f.weights, writeSafetensors(t));
+    },
+    () => [],
+    /"0\.weight" has shape \(3, 2, 2\), the model expects \(3, 2, 3\)/,
+  ],
+  [
+    "a truncated .safetensors file",
+    (f) => writeFileSync(f.weights, readFileSync(f.weights).subarray(0, 200)),
+    () => [],
+    /weights\.safetensors/,
+  ],
+  ["a malformed .npy file", (f) => writeFileSync(f.input, "not an npy file at all"), () => [], /x\.npy/],
+  [
+    "NaN in a weight",
+    (f) => {
+      const t = readSafetensors(new Uint8Array(readFileSync(f.weights)));
+      t.get("2.1.weight")!.data[7] = NaN;
+      writeFileSync(f.weights, writeSafetensors(t));
+    },
+    () => [],
+    /"2\.1\.weight" holds NaN at index \[0, 7\]/,
+  ],
+  [
+    "Infinity in the input",
+    (f) => {
+      const x = randn([5, 2, 5], 7).data;
+      x[13] = Infinity;
+      writeFileSync(f.input, writeNpy(x, [5, 2, 5]));
+    },
+    () => [],
+    /input holds Infinity at index \[1, 0, 3\]/,
+  ],
+  [
+    "a target out of range",
+    (f) => writeFileSync(f.target, writeNpy(new BigInt64Array([0n, 4n, 1n, 2n, 3n]), [5])),
+    (f) => ["--target", f.target, "--loss", "cross_entropy"],
+    /target 4 at index 1 is not a class index in \[0, 3\]/,
+  ],
+  [
+    "an input of the wrong shape",
+    (f) => writeFileSync(f.input, writeNpy(randn([5, 3, 5], 7).data, [5, 3, 5])),
+    () => [],
+    /0 \(Conv1d\): expected input \(N, 2, W\), got \(N, 3, 5\)/,
+  ],
+  ["an unknown option", () => {}, () => ["--frobnicate"], /frobnicate/],
+  ["--loss without --target", () => {}, () => ["--loss", "mse"], /--loss needs --target/],
+];
+
+for (const [what, breakFiles, extra, message] of BAD_INPUTS) {
+  test(`cli: ${what} gives exit code 2, one line on stderr, and leaves the output file as it was`, () => {
+    const files = setUp();
+    try {
+      breakFiles(files);
+      const out = join(files.dir, "J.npy");
+      writeFileSync(out, "previous contents");
+      const run = runCli([...base(files, out), ...extra(files)]);
+      assert.equal(run.status, 2, `exit code ${run.status}; stderr: ${run.stderr}`);
+      const lines = run.stderr.trim().split("\n");
+      assert.equal(lines.length, 1, `one line expected, got: ${run.stderr}`);
+      assert.match(lines[0], message);
+      assert.doesNotMatch(run.stderr, /\n\s+at /, "no stack trace");
+      assert.equal(readFileSync(out, "utf8"), "previous contents");
+      assert.deepEqual(readdirSync(files.dir).filter((f) => f.endsWith(".tmp")), []);
+    } finally {
+      rmSync(files.dir, { recursive: true, force: true });
+    }
+  });
+}
+
+test("cli: an output file that cannot be written gives exit code 2 and creates nothing", () => {
+  const files = setUp();
+  try {
+    const out = join(files.dir, "no-such-dir", "J.npy");
+    const run = runCli(base(files, out));
+    assert.equal(run.status, 2, run.stderr);
+    assert.equal(run.stderr.trim().split("\n").length, 1, run.stderr);
+    assert.match(run.stderr, /no-such-dir/);
+    assert.equal(existsSync(out), false);
+    const wrongKind = runCli(base(files, join(files.dir, "J.txt")));
+    assert.equal(wrongKind.status, 2);
+    assert.match(wrongKind.stderr, /--out must end in \.npy or \.safetensors/);
+  } finally {
+    rmSync(files.dir, { recursive: true, force: true });
+  }
+});

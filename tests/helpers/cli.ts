@@ -1,0 +1,38 @@
+/**
+ * Runs cli.ts under the runtime the tests run on (node with the tsx loader, deno, or bun).
+ */
+import { spawnSync } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { dirname, join } from "node:path";
+
+export const root = join(dirname(fileURLToPath(import.meta.url)), "..", "..");
+
+/** The runtime these tests run on. */
+export function runtimeName(): "node" | "deno" | "bun" {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  if (g.Deno !== undefined) return "deno";
+  if (g.Bun !== undefined) return "bun";
+  return "node";
+}
+
+export interface CliResult {
+  status: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+/** Runs `jacobian-wasm <args>` in a child process of the current runtime. */
+export function runCli(args: string[], options: { env?: Record<string, string> } = {}): CliResult {
+  const cli = join(root, "cli.ts");
+  const runtime = runtimeName();
+  const command = process.execPath;
+  const prefix = runtime === "deno" ? ["run", "-A", cli] : runtime === "bun" ? [cli] : ["--import", "tsx", cli];
+  const run = spawnSync(command, [...prefix, ...args], {
+    cwd: root,
+    encoding: "utf8",
+    env: { ...process.env, NO_COLOR: "1", ...options.env },
+    maxBuffer: 1 << 26,
+  });
+  return { status: run.status, stdout: run.stdout ?? "", stderr: run.stderr ?? "" };
+}
