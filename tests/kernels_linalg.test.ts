@@ -1,0 +1,618 @@
+// The GEMM, im2col/col2im, Linear and convolution kernels against plain float64 loops.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import fc from "fast-check";
+import { kernels } from "../src/wasm.ts";
+import { absolute, assertClose, randomFloats, SENTINEL, WasmBuffers } from "./helpers/linalg_memory.ts";
+import {
+  convBackwardInputReference,
+  convForwardReference,
+  type ConvGeometry,
+  convGeometryBlock,
+  convOutputSize,
+  convWeightPerSampleReference,
+  gemmReference,
+  im2colReference,
+  linearBackwardInputReference,
+  linearForwardReference,
+  linearWeightPerSampleReference,
+  volume,
+} from "./helpers/linalg_reference.ts";
+
+const k = kernels();
+const seed = fc.integer({ min: 0, max: 2 ** 31 - 1 });
+
+// ---------------------------------------------------------------------------------------
+// GEMM
+
+type GemmVariant = "gemm_nn" | "gemm_nt" | "gemm_tn";
+
+interface GemmCase {
+  M: number;
+  N: number;
+  K: number;
+  padA: number;
+  padB: number;
+  padC: number;
+  accumulate: boolean;
+  seed: number;
+}
+
+function checkGemm(variant: GemmVariant, c: GemmCase): void {
+  const transA = variant === "gemm_tn";
+  const transB = variant === "gemm_nt";
+  const { M, N, K } = c;
+  const lda = (transA ? M : K) + c.padA;
+  const ldb = (transB ? K : N) + c.padB;
+  const ldc = N + c.padC;
+  const A = randomFloats(c.seed, (transA ? K : M) * lda);
+  const B = randomFloats(c.seed + 1, (transB ? N : K) * ldb);
+  const C = randomFloats(c.seed + 2, M * ldc);
+  const memory = new WasmBuffers();
+  const pA = memory.put(A), pB = memory.put(B), pC = memory.put(C);
+  k[variant](M, N, K, pA, lda, pB, ldb, pC, ldc, c.accumulate ? 1 : 0);
+  // The reference copies C, so the columns past N (the leading-dim padding) must stay as they were.
+  const expected = gemmReference(transA, transB, M, N, K, A, lda, B, ldb, C, ldc, c.accumulate);
+  const magnitude = gemmReference(
+    transA,
+    transB,
+    M,
+    N,
+    K,
+    absolute(A),
+    lda,
+    absolute(B),
+    ldb,
+    absolute(C),
+    ldc,
+    c.accumulate,
+  );
+  assertClose(memory.read(pC, M * ldc), expected, magnitude, K, `${variant} ${JSON.stringify(c)}`);
+  memory.assertGuardsIntact();
+}
+
+const gemmCase = (maxSize: number) =>
+  fc.record({
+    M: fc.integer({ min: 1, max: maxSize }),
+    N: fc.integer({ min: 1, max: maxSize }),
+    K: fc.integer({ min: 1, max: maxSize }),
+    padA: fc.integer({ min: 0, max: 5 }),
+    padB: fc.integer({ min: 0, max: 5 }),
+    padC: fc.integer({ min: 0, max: 5 }),
+    accumulate: fc.boolean(),
+    seed,
+  });
+
+for (const variant of ["gemm_nn", "gemm_nt", "gemm_tn"] as const) {
+  test(`${variant} matches float64 loops for any size 1..70, leading dims and accumulate flag`, () => {
+    fc.assert(fc.property(gemmCase(70), (c) => checkGemm(variant, c)), { numRuns: 150 });
+  });
+
+  test(`${variant} matches float64 loops on sizes spanning several packed blocks`, () => {
+    const sizes = [[300, 150, 270], [129, 257, 131], [1, 700, 300], [650, 3, 140], [7, 9, 1000], [256, 256, 256]];
+    for (const [i, [M, N, K]] of sizes.entries()) {
+      checkGemm(variant, { M, N, K, padA: i % 3, padB: (i + 1) % 4, padC: i % 2, accumulate: i % 2 === 1, seed: i });
+    }
+  });
+}
+
+test("gemm with K = 0 zeroes C, or leaves it as it was when accumulating", () => {
+  for (const variant of ["gemm_nn", "gemm_nt", "gemm_tn"] as const) {
+    for (const accumulate of [0, 1]) {
+      const memory = new WasmBuffers();
+      const C = randomFloats(7, 5 * 6);
+      const pC = memory.put(C);
+      const pA = memory.alloc(8), pB = memory.alloc(8);
+      k[variant](5, 4, 0, pA, 1, pB, 4, pC, 6, accumulate);
+      const got = memory.read(pC, 30);
+      for (let i = 0; i < 30; i++) {
+        const inside = i % 6 < 4;
+        assert.equal(got[i], inside && accumulate === 0 ? 0 : C[i], `${variant} accumulate=${accumulate}`);
+      }
+      memory.assertGuardsIntact();
+    }
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Convolution geometry: 1-, 2- or 3-d (the last `dims` of D, H, W), any stride, padding and
+// dilation, with groups; a quarter of the cases are pointwise (1×1, stride 1, no padding).
+
+const triple = (min: number, max: number) =>
+  fc.tuple(fc.integer({ min, max }), fc.integer({ min, max }), fc.integer({ min, max }));
+
+const convGeometry: fc.Arbitrary<ConvGeometry> = fc
+  .record({
+    dims: fc.integer({ min: 1, max: 3 }),
+    groups: fc.integer({ min: 1, max: 3 }),
+    cinPerGroup: fc.integer({ min: 1, max: 3 }),
+    coutPerGroup: fc.integer({ min: 1, max: 3 }),
+    size: triple(1, 7),
+    kernel: triple(1, 3),
+    stride: triple(1, 3),
+    padding: triple(0, 2),
+    dilation: triple(1, 2),
+    pointwise: fc.integer({ min: 0, max: 3 }).map((v) => v === 0),
+  })
+  .map((r) => {
+    const g: ConvGeometry = {
+      groups: r.groups,
+      cin: r.groups * r.cinPerGroup,
+      cout: r.groups * r.coutPerGroup,
+      input: [1, 1, 1],
+      output: [1, 1, 1],
+      kernel: [1, 1, 1],
+      stride: [1, 1, 1],
+      padding: [0, 0, 0],
+      dilation: [1, 1, 1],
+    };
+    for (let j = 3 - r.dims; j < 3; j++) {
+      // 3-d cases stay small so the reference loops stay fast.
+      let size = r.dims === 3 ? Math.min(r.size[j], 5) : r.size[j];
+      if (!r.pointwise) {
+        g.kernel[j] = r.kernel[j];
+        g.stride[j] = r.stride[j];
+        g.padding[j] = r.padding[j];
+        g.dilation[j] = r.dilation[j];
+        size = Math.max(size, g.dilation[j] * (g.kernel[j] - 1) + 1 - 2 * g.padding[j]);
+      }
+      g.input[j] = size;
+    }
+    for (let j = 0; j < 3; j++) {
+      g.output[j] = convOutputSize(g.input[j], g.kernel[j], g.stride[j], g.padding[j], g.dilation[j]);
+    }
+    return g;
+  });
+
+const describeGeometry = (g: ConvGeometry) => JSON.stringify(g);
+const columnRows = (g: ConvGeometry) => g.cin * volume(g.kernel);
+const weightCount = (g: ConvGeometry) => g.cout * (g.cin / g.groups) * volume(g.kernel);
+
+test("im2col matches a naive im2col for 1-, 2- and 3-d geometries with any stride, padding and dilation", () => {
+  fc.assert(
+    fc.property(convGeometry, seed, (g, s) => {
+      const memory = new WasmBuffers();
+      const x = randomFloats(s, g.cin * volume(g.input));
+      const pGeom = memory.putInts(convGeometryBlock(g));
+      const pX = memory.put(x);
+      const count = columnRows(g) * volume(g.output);
+      const pCols = memory.alloc(count);
+      k.im2col(pGeom, pX, pCols);
+      const expected = im2colReference(g, x);
+      assertClose(memory.read(pCols, count), expected, new Float64Array(count), 0, describeGeometry(g));
+      memory.assertGuardsIntact();
+    }),
+    { numRuns: 200 },
+  );
+});
+
+test("col2im is the adjoint of im2col: <col2im(c), x> = <c, im2col(x)>", () => {
+  fc.assert(
+    fc.property(convGeometry, seed, (g, s) => {
+      const memory = new WasmBuffers();
+      const inCount = g.cin * volume(g.input);
+      const colCount = columnRows(g) * volume(g.output);
+      const x = randomFloats(s, inCount);
+      const c = randomFloats(s + 1, colCount);
+      const pGeom = memory.putInts(convGeometryBlock(g));
+      const pX = memory.put(x), pC = memory.put(c);
+      const pColsOfX = memory.alloc(colCount), pImOfC = memory.alloc(inCount);
+      k.im2col(pGeom, pX, pColsOfX);
+      k.col2im(pGeom, pC, pImOfC);
+      const colsOfX = memory.read(pColsOfX, colCount);
+      const imOfC = memory.read(pImOfC, inCount);
+      let left = 0, right = 0, scale = 0;
+      for (let i = 0; i < inCount; i++) left += imOfC[i] * x[i];
+      for (let i = 0; i < colCount; i++) {
+        right += c[i] * colsOfX[i];
+        scale += Math.abs(c[i] * colsOfX[i]);
+      }
+      const kvol = volume(g.kernel);
+      assert.ok(
+        Math.abs(left - right) <= (kvol + 8) * 2 ** -23 * scale + 1e-30,
+        `${describeGeometry(g)}: <col2im(c), x> = ${left}, <c, im2col(x)> = ${right}`,
+      );
+      memory.assertGuardsIntact();
+    }),
+    { numRuns: 200 },
+  );
+});
+
+function checkConvForward(g: ConvGeometry, N: number, withBias: boolean, s: number): void {
+  const memory = new WasmBuffers();
+  const L = volume(g.output);
+  const x = randomFloats(s, N * g.cin * volume(g.input));
+  const W = randomFloats(s + 1, weightCount(g));
+  const b = withBias ? randomFloats(s + 2, g.cout) : undefined;
+  const pGeom = memory.putInts(convGeometryBlock(g));
+  const pX = memory.put(x), pW = memory.put(W), pB = b ? memory.put(b) : 0;
+  const pY = memory.alloc(N * g.cout * L);
+  const pWork = memory.alloc(columnRows(g) * L);
+  k.conv_forward(pGeom, N, pX, pW, pB, pY, pWork);
+  const expected = convForwardReference(g, N, x, W, b);
+  const magnitude = convForwardReference(g, N, absolute(x), absolute(W), b && absolute(b));
+  const depth = (g.cin / g.groups) * volume(g.kernel) + 1;
+  assertClose(memory.read(pY, N * g.cout * L), expected, magnitude, depth, describeGeometry(g));
+  memory.assertGuardsIntact();
+}
+
+test("conv_forward matches a direct convolution with groups, with and without bias", () => {
+  fc.assert(
+    fc.property(convGeometry, fc.integer({ min: 1, max: 3 }), fc.boolean(), seed, checkConvForward),
+    { numRuns: 300 },
+  );
+});
+
+function checkConvBackwardInput(g: ConvGeometry, R: number, s: number): void {
+  const memory = new WasmBuffers();
+  const L = volume(g.output);
+  const inCount = R * g.cin * volume(g.input);
+  const gy = randomFloats(s, R * g.cout * L);
+  const W = randomFloats(s + 1, weightCount(g));
+  const pGeom = memory.putInts(convGeometryBlock(g));
+  const pGy = memory.put(gy), pW = memory.put(W);
+  const pGx = memory.alloc(inCount);
+  const pWork = memory.alloc(columnRows(g) * L);
+  k.conv_backward_input(pGeom, R, pGy, pW, pGx, pWork);
+  const expected = convBackwardInputReference(g, R, gy, W);
+  const magnitude = convBackwardInputReference(g, R, absolute(gy), absolute(W));
+  const depth = (g.cout / g.groups) * volume(g.kernel);
+  assertClose(memory.read(pGx, inCount), expected, magnitude, depth, describeGeometry(g));
+  memory.assertGuardsIntact();
+}
+
+test("conv_backward_input matches the naive adjoint of the convolution", () => {
+  fc.assert(fc.property(convGeometry, fc.integer({ min: 1, max: 4 }), seed, checkConvBackwardInput), { numRuns: 300 });
+});
+
+/** Lays out J rows as [weights | bias (if any) | padding] and runs conv_weight_per_sample. */
+function convPerSample(
+  memory: WasmBuffers,
+  g: ConvGeometry,
+  N: number,
+  K: number,
+  withBias: boolean,
+  extra: number,
+  x: Float32Array,
+  gy: Float32Array,
+) {
+  const R = N * K;
+  const L = volume(g.output);
+  const wCount = weightCount(g);
+  const ldJ = wCount + (withBias ? g.cout : 0) + extra;
+  const pGeom = memory.putInts(convGeometryBlock(g));
+  const pX = memory.put(x), pGy = memory.put(gy);
+  const pJ = memory.alloc(R * ldJ);
+  const pWork = memory.alloc(columnRows(g) * L);
+  k.conv_weight_per_sample(pGeom, R, K, pX, pGy, pJ, withBias ? pJ + wCount * 4 : 0, ldJ, pWork);
+  return { J: memory.read(pJ, R * ldJ), ldJ, wCount, pGeom, pX, pGy, pWork };
+}
+
+function checkConvWeightPerSample(
+  g: ConvGeometry,
+  N: number,
+  K: number,
+  withBias: boolean,
+  extra: number,
+  s: number,
+): void {
+  const memory = new WasmBuffers();
+  const R = N * K;
+  const L = volume(g.output);
+  const x = randomFloats(s, N * g.cin * volume(g.input));
+  const gy = randomFloats(s + 1, R * g.cout * L);
+  const { J, ldJ, wCount } = convPerSample(memory, g, N, K, withBias, extra, x, gy);
+  const expected = convWeightPerSampleReference(g, R, K, x, gy);
+  const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
+  for (let r = 0; r < R; r++) {
+    const row = J.subarray(r * ldJ, (r + 1) * ldJ);
+    const what = `${describeGeometry(g)} N=${N} K=${K} row ${r}`;
+    assertClose(
+      row.subarray(0, wCount),
+      expected.weight.subarray(r * wCount, (r + 1) * wCount),
+      magnitude.weight.subarray(r * wCount, (r + 1) * wCount),
+      L,
+      `${what} weights`,
+    );
+    let rest = wCount;
+    if (withBias) {
+      assertClose(
+        row.subarray(wCount, wCount + g.cout),
+        expected.bias.subarray(r * g.cout, (r + 1) * g.cout),
+        magnitude.bias.subarray(r * g.cout, (r + 1) * g.cout),
+        L,
+        `${what} bias`,
+      );
+      rest += g.cout;
+    }
+    for (let i = rest; i < ldJ; i++) assert.equal(row[i], SENTINEL, `${what}: padding of J written`);
+  }
+  memory.assertGuardsIntact();
+}
+
+test("conv_weight_per_sample matches naive per-sample loops, with K rows per sample and optional bias", () => {
+  fc.assert(
+    fc.property(
+      convGeometry,
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.boolean(),
+      fc.integer({ min: 0, max: 3 }),
+      seed,
+      checkConvWeightPerSample,
+    ),
+    { numRuns: 300 },
+  );
+});
+
+function checkConvWeightGrad(
+  g: ConvGeometry,
+  N: number,
+  K: number,
+  withBias: boolean,
+  accumulate: boolean,
+  s: number,
+): void {
+  const memory = new WasmBuffers();
+  const R = N * K;
+  const L = volume(g.output);
+  const x = randomFloats(s, N * g.cin * volume(g.input));
+  const gy = randomFloats(s + 1, R * g.cout * L);
+  const { J, ldJ, wCount, pGeom, pX, pGy, pWork } = convPerSample(memory, g, N, K, withBias, 0, x, gy);
+  const initialW = randomFloats(s + 2, wCount), initialB = randomFloats(s + 3, g.cout);
+  const pGW = memory.put(initialW), pGB = withBias ? memory.put(initialB) : 0;
+  k.conv_weight_grad(pGeom, R, K, pX, pGy, pGW, pGB, pWork, accumulate ? 1 : 0);
+  // Expected: the float64 sum of the per-sample rows; the bound from the same sum over |inputs|.
+  const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
+  const expectedW = new Float64Array(accumulate ? initialW : wCount);
+  const boundW = accumulate ? absolute(initialW) : new Float64Array(wCount);
+  const expectedB = new Float64Array(accumulate ? initialB : g.cout);
+  const boundB = accumulate ? absolute(initialB) : new Float64Array(g.cout);
+  for (let r = 0; r < R; r++) {
+    for (let i = 0; i < wCount; i++) {
+      expectedW[i] += J[r * ldJ + i];
+      boundW[i] += magnitude.weight[r * wCount + i];
+    }
+    for (let c = 0; c < g.cout; c++) {
+      expectedB[c] += J[r * ldJ + wCount + c];
+      boundB[c] += magnitude.bias[r * g.cout + c];
+    }
+  }
+  // Both sides round: the per-sample rows (L terms each) and the kernel's own sum (R·L terms).
+  const what = `${describeGeometry(g)} N=${N} K=${K} accumulate=${accumulate}`;
+  assertClose(memory.read(pGW, wCount), expectedW, boundW, 2 * R * L + 2, `${what} weights`);
+  if (withBias) assertClose(memory.read(pGB, g.cout), expectedB, boundB, 2 * R * L + 2, `${what} bias`);
+  memory.assertGuardsIntact();
+}
+
+test("conv_weight_grad equals the sum over rows of conv_weight_per_sample, overwriting or accumulating", () => {
+  fc.assert(
+    fc.property(
+      convGeometry,
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 3 }),
+      fc.boolean(),
+      fc.boolean(),
+      seed,
+      checkConvWeightGrad,
+    ),
+    { numRuns: 300 },
+  );
+});
+
+test("conv kernels match the references on layer sizes that span several GEMM blocks", () => {
+  const layer = (
+    groups: number,
+    cin: number,
+    cout: number,
+    input: [number, number, number],
+    kernel: [number, number, number],
+    stride: [number, number, number],
+    padding: [number, number, number],
+    dilation: [number, number, number],
+  ): ConvGeometry => ({
+    groups,
+    cin,
+    cout,
+    input,
+    kernel,
+    stride,
+    padding,
+    dilation,
+    output: [0, 1, 2].map((j) => convOutputSize(input[j], kernel[j], stride[j], padding[j], dilation[j])) as [
+      number,
+      number,
+      number,
+    ],
+  });
+  const layers = [
+    layer(1, 3, 70, [1, 20, 21], [1, 3, 3], [1, 1, 1], [0, 1, 1], [1, 1, 1]), // a first conv2d layer
+    layer(2, 40, 36, [1, 12, 12], [1, 3, 3], [1, 2, 2], [0, 1, 1], [1, 1, 1]), // grouped, strided
+    layer(1, 130, 66, [1, 9, 9], [1, 1, 1], [1, 1, 1], [0, 0, 0], [1, 1, 1]), // pointwise
+    layer(4, 8, 12, [6, 7, 5], [3, 2, 3], [1, 2, 1], [1, 0, 2], [2, 1, 1]), // grouped conv3d, dilated
+    layer(1, 5, 9, [1, 1, 300], [1, 1, 5], [1, 1, 3], [0, 0, 2], [1, 1, 2]), // conv1d over a long signal
+  ];
+  for (const [i, g] of layers.entries()) {
+    checkConvForward(g, 2, i % 2 === 0, i);
+    checkConvBackwardInput(g, 2, i);
+    checkConvWeightPerSample(g, 2, 2, i % 2 === 1, 1, i);
+    checkConvWeightGrad(g, 2, 2, true, i % 2 === 0, i);
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Linear
+
+test("linear_forward matches x·Wᵀ + b, with and without bias", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 40 }),
+      fc.integer({ min: 1, max: 70 }),
+      fc.integer({ min: 1, max: 70 }),
+      fc.boolean(),
+      seed,
+      (rows, inF, outF, withBias, s) => {
+        const memory = new WasmBuffers();
+        const x = randomFloats(s, rows * inF), W = randomFloats(s + 1, outF * inF);
+        const b = withBias ? randomFloats(s + 2, outF) : undefined;
+        const pX = memory.put(x), pW = memory.put(W), pB = b ? memory.put(b) : 0;
+        const pY = memory.alloc(rows * outF);
+        k.linear_forward(rows, inF, outF, pX, pW, pB, pY);
+        const expected = linearForwardReference(rows, inF, outF, x, W, b);
+        const magnitude = linearForwardReference(rows, inF, outF, absolute(x), absolute(W), b && absolute(b));
+        assertClose(memory.read(pY, rows * outF), expected, magnitude, inF + 1, `rows=${rows} in=${inF} out=${outF}`);
+        memory.assertGuardsIntact();
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+test("linear_backward_input matches gy·W", () => {
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 1, max: 40 }),
+      fc.integer({ min: 1, max: 70 }),
+      fc.integer({ min: 1, max: 70 }),
+      seed,
+      (rows, inF, outF, s) => {
+        const memory = new WasmBuffers();
+        const gy = randomFloats(s, rows * outF), W = randomFloats(s + 1, outF * inF);
+        const pGy = memory.put(gy), pW = memory.put(W);
+        const pGx = memory.alloc(rows * inF);
+        k.linear_backward_input(rows, inF, outF, pGy, pW, pGx);
+        const expected = linearBackwardInputReference(rows, inF, outF, gy, W);
+        const magnitude = linearBackwardInputReference(rows, inF, outF, absolute(gy), absolute(W));
+        assertClose(memory.read(pGx, rows * inF), expected, magnitude, outF, `rows=${rows} in=${inF} out=${outF}`);
+        memory.assertGuardsIntact();
+      },
+    ),
+    { numRuns: 100 },
+  );
+});
+
+const linearCase = fc.record({
+  N: fc.integer({ min: 1, max: 4 }),
+  K: fc.integer({ min: 1, max: 3 }),
+  S: fc.oneof(fc.constant(1), fc.integer({ min: 2, max: 6 })),
+  inF: fc.integer({ min: 1, max: 40 }),
+  outF: fc.integer({ min: 1, max: 20 }),
+  withBias: fc.boolean(),
+  extra: fc.integer({ min: 0, max: 3 }),
+  seed,
+});
+
+test("linear_weight_per_sample matches naive per-sample outer products for S = 1 and S > 1, K ≥ 1, optional bias", () => {
+  fc.assert(
+    fc.property(linearCase, (c) => {
+      const { N, K, S, inF, outF, withBias, extra } = c;
+      const R = N * K;
+      const memory = new WasmBuffers();
+      const x = randomFloats(c.seed, N * S * inF), gy = randomFloats(c.seed + 1, R * S * outF);
+      const wCount = outF * inF;
+      const ldJ = wCount + (withBias ? outF : 0) + extra;
+      const pX = memory.put(x), pGy = memory.put(gy);
+      const pJ = memory.alloc(R * ldJ);
+      k.linear_weight_per_sample(R, K, S, inF, outF, pX, pGy, pJ, withBias ? pJ + wCount * 4 : 0, ldJ);
+      const J = memory.read(pJ, R * ldJ);
+      const expected = linearWeightPerSampleReference(R, K, S, inF, outF, x, gy);
+      const magnitude = linearWeightPerSampleReference(R, K, S, inF, outF, absolute(x), absolute(gy));
+      for (let r = 0; r < R; r++) {
+        const row = J.subarray(r * ldJ, (r + 1) * ldJ);
+        const what = `${JSON.stringify(c)} row ${r}`;
+        assertClose(
+          row.subarray(0, wCount),
+          expected.weight.subarray(r * wCount, (r + 1) * wCount),
+          magnitude.weight.subarray(r * wCount, (r + 1) * wCount),
+          S,
+          `${what} weights`,
+        );
+        let rest = wCount;
+        if (withBias) {
+          assertClose(
+            row.subarray(wCount, wCount + outF),
+            expected.bias.subarray(r * outF, (r + 1) * outF),
+            magnitude.bias.subarray(r * outF, (r + 1) * outF),
+            S,
+            `${what} bias`,
+          );
+          rest += outF;
+        }
+        for (let i = rest; i < ldJ; i++) assert.equal(row[i], SENTINEL, `${what}: padding of J written`);
+      }
+      memory.assertGuardsIntact();
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test("linear_weight_grad equals the sum over rows of linear_weight_per_sample, overwriting or accumulating", () => {
+  fc.assert(
+    fc.property(linearCase, fc.boolean(), (c, accumulate) => {
+      const { N, K, S, inF, outF, withBias } = c;
+      const R = N * K;
+      const memory = new WasmBuffers();
+      const x = randomFloats(c.seed, N * S * inF), gy = randomFloats(c.seed + 1, R * S * outF);
+      const wCount = outF * inF;
+      const ldJ = wCount + outF;
+      const pX = memory.put(x), pGy = memory.put(gy);
+      const pJ = memory.alloc(R * ldJ);
+      k.linear_weight_per_sample(R, K, S, inF, outF, pX, pGy, pJ, pJ + wCount * 4, ldJ);
+      const J = memory.read(pJ, R * ldJ);
+      const initialW = randomFloats(c.seed + 2, wCount), initialB = randomFloats(c.seed + 3, outF);
+      const pGW = memory.put(initialW), pGB = withBias ? memory.put(initialB) : 0;
+      k.linear_weight_grad(R, K, S, inF, outF, pX, pGy, pGW, pGB, accumulate ? 1 : 0);
+      const magnitude = linearWeightPerSampleReference(R, K, S, inF, outF, absolute(x), absolute(gy));
+      const expectedW = new Float64Array(accumulate ? initialW : wCount);
+      const boundW = accumulate ? absolute(initialW) : new Float64Array(wCount);
+      const expectedB = new Float64Array(accumulate ? initialB : outF);
+      const boundB = accumulate ? absolute(initialB) : new Float64Array(outF);
+      for (let r = 0; r < R; r++) {
+        for (let i = 0; i < wCount; i++) {
+          expectedW[i] += J[r * ldJ + i];
+          boundW[i] += magnitude.weight[r * wCount + i];
+        }
+        for (let o = 0; o < outF; o++) {
+          expectedB[o] += J[r * ldJ + wCount + o];
+          boundB[o] += magnitude.bias[r * outF + o];
+        }
+      }
+      const what = `${JSON.stringify(c)} accumulate=${accumulate}`;
+      assertClose(memory.read(pGW, wCount), expectedW, boundW, 2 * R * S + 2, `${what} weights`);
+      if (withBias) assertClose(memory.read(pGB, outF), expectedB, boundB, 2 * R * S + 2, `${what} bias`);
+      memory.assertGuardsIntact();
+    }),
+    { numRuns: 150 },
+  );
+});
+
+test("weight-gradient sums over zero rows zero their outputs, or leave them when accumulating", () => {
+  const g: ConvGeometry = {
+    groups: 1,
+    cin: 2,
+    cout: 3,
+    input: [1, 1, 4],
+    output: [1, 1, 2],
+    kernel: [1, 1, 3],
+    stride: [1, 1, 1],
+    padding: [0, 0, 0],
+    dilation: [1, 1, 1],
+  };
+  for (const accumulate of [0, 1]) {
+    const memory = new WasmBuffers();
+    const initialW = randomFloats(1, 18), initialB = randomFloats(2, 3);
+    const pGeom = memory.putInts(convGeometryBlock(g));
+    const pX = memory.alloc(8), pGy = memory.alloc(6), pWork = memory.alloc(12);
+    const pConvW = memory.put(initialW), pConvB = memory.put(initialB);
+    const pLinW = memory.put(initialW), pLinB = memory.put(initialB);
+    k.conv_weight_grad(pGeom, 0, 1, pX, pGy, pConvW, pConvB, pWork, accumulate);
+    k.linear_weight_grad(0, 1, 1, 6, 3, pX, pGy, pLinW, pLinB, accumulate);
+    const expectW = accumulate ? initialW : new Float32Array(18);
+    const expectB = accumulate ? initialB : new Float32Array(3);
+    assert.deepEqual(memory.read(pConvW, 18), expectW);
+    assert.deepEqual(memory.read(pConvB, 3), expectB);
+    assert.deepEqual(memory.read(pLinW, 18), expectW);
+    assert.deepEqual(memory.read(pLinB, 3), expectB);
+    memory.assertGuardsIntact();
+  }
+});
