@@ -53,6 +53,18 @@ function lastNumber(text, re) {
 let passed = 0;
 let failed = 0;
 let broken = false;
+
+// The types first: every runtime below runs the sources without checking them.
+if (only.length === 0) {
+  console.log("=== typecheck (tsc --noEmit) ===");
+  const check = spawnSync(process.execPath, [join(root, "node_modules", "typescript", "bin", "tsc"), "-p", "tsconfig.json", "--noEmit"], {
+    cwd: root,
+    encoding: "utf8",
+  });
+  process.stdout.write((check.stdout ?? "") + (check.stderr ?? ""));
+  console.log(check.status === 0 ? "typecheck: ok" : "typecheck: FAILED");
+  if (check.status !== 0) broken = true;
+}
 for (const runtime of runtimes) {
   console.log(`\n=== ${runtime.name} ===`);
   const run = spawnSync(runtime.command, runtime.args, { cwd: root, encoding: "utf8", maxBuffer: 1 << 28 });

@@ -7,6 +7,7 @@ import { checkBatch, checkFinite, runForward } from "./forward.ts";
 import type { Module } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
 import { prepareTarget, seedLossGradient } from "./losses.ts";
+import type { PreparedTarget } from "./losses.ts";
 import type { Plan } from "./plan.ts";
 import { planCache } from "./forward.ts";
 import type { Tensor } from "./tensor.ts";
@@ -68,21 +69,9 @@ export function perSampleGradients(net: Module, x: Tensor, target: Target, optio
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & { asTuple: true }): Tensor[];
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[];
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[] {
-  const { loss, reduction } = lossOptions(options);
-  const { N } = checkBatch(x);
-  const outputShape = [N, ...net.outputShape(x.shape.slice(1))];
-  const prepared = prepareTarget(loss, outputShape, target);
+  const objective = checkLoss(net, x, target, options);
   const plan = runForward(net, x, 1, "per-sample");
-  const f32 = arena.f32();
-  const width = numel(plan.outShape);
-  seedLossGradient(
-    loss,
-    reduction,
-    f32.subarray(plan.outputPtr >>> 2, (plan.outputPtr >>> 2) + N * width),
-    outputShape,
-    prepared,
-    f32.subarray(plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + N * width),
-  );
+  seedLoss(plan, objective, 0, plan.N);
   plan.backwardPerSample();
   return collect(net, plan, readRows(plan, plan.gradientsPtr, plan.R), 1, options);
 }
@@ -98,21 +87,9 @@ export function perSampleGradients(net: Module, x: Tensor, target: Target, optio
  * ```
  */
 export function batchGradient(net: Module, x: Tensor, target: Target, options: Omit<LossOptions, "asTuple">): Tensor {
-  const { loss, reduction } = lossOptions(options as LossOptions);
-  const { N } = checkBatch(x);
-  const outputShape = [N, ...net.outputShape(x.shape.slice(1))];
-  const prepared = prepareTarget(loss, outputShape, target);
+  const objective = checkLoss(net, x, target, options);
   const plan = runForward(net, x, 1, "summed");
-  const f32 = arena.f32();
-  const width = numel(plan.outShape);
-  seedLossGradient(
-    loss,
-    reduction,
-    f32.subarray(plan.outputPtr >>> 2, (plan.outputPtr >>> 2) + N * width),
-    outputShape,
-    prepared,
-    f32.subarray(plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + N * width),
-  );
+  seedLoss(plan, objective, 0, plan.N);
   plan.backwardSummed();
   return { shape: [plan.D], data: readRows(plan, plan.gradientsPtr, 1) };
 }
@@ -129,29 +106,16 @@ export function batchGradient(net: Module, x: Tensor, target: Target, options: O
  * ```
  */
 export function perSampleGradientsNaive(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[] {
-  const { loss, reduction } = lossOptions(options);
+  const objective = checkLoss(net, x, target, options);
   const { N, sampleShape } = checkBatch(x);
   checkFinite(x.data, x.shape, "input");
-  const outputShape = [N, ...net.outputShape(sampleShape)];
-  const prepared = prepareTarget(loss, outputShape, target);
   const plan = planCache(net).get(net, sampleShape, 1, 1, "summed");
-  const width = numel(plan.outShape);
   const rows = new Float32Array(N * plan.D);
   plan.prepare();
   for (let n = 0; n < N; n++) {
     plan.writeInput(x.data, n);
     plan.forward();
-    const f32 = arena.f32();
-    seedLossGradient(
-      loss,
-      reduction,
-      f32.subarray(plan.outputPtr >>> 2, (plan.outputPtr >>> 2) + width),
-      outputShape,
-      prepared,
-      f32.subarray(plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + width),
-      n,
-      1,
-    );
+    seedLoss(plan, objective, n, 1);
     plan.backwardSummed();
     rows.set(readRows(plan, plan.gradientsPtr, 1), n * plan.D);
   }
@@ -197,7 +161,39 @@ function outputsPerSample(net: Module, x: Tensor): number {
   return K;
 }
 
-function lossOptions(options: LossOptions): { loss: LossName; reduction: Reduction } {
+/** A loss objective checked against the network and the batch. */
+interface LossObjective {
+  loss: LossName;
+  reduction: Reduction;
+  /** The whole batch's output shape, (N, ...). */
+  outputShape: number[];
+  target: PreparedTarget;
+}
+
+function checkLoss(net: Module, x: Tensor, target: Target, options: Omit<LossOptions, "asTuple">): LossObjective {
+  const { loss, reduction } = lossOptions(options);
+  const { N, sampleShape } = checkBatch(x);
+  const outputShape = [N, ...net.outputShape(sampleShape)];
+  return { loss, reduction, outputShape, target: prepareTarget(loss, outputShape, target) };
+}
+
+/** Seeds the plan's output gradient with the loss gradient of samples [first, first + count) of the batch. */
+function seedLoss(plan: Plan, objective: LossObjective, first: number, count: number): void {
+  const f32 = arena.f32();
+  const size = count * numel(plan.outShape);
+  seedLossGradient(
+    objective.loss,
+    objective.reduction,
+    f32.subarray(plan.outputPtr >>> 2, (plan.outputPtr >>> 2) + size),
+    objective.outputShape,
+    objective.target,
+    f32.subarray(plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + size),
+    first,
+    count,
+  );
+}
+
+function lossOptions(options: Omit<LossOptions, "asTuple">): { loss: LossName; reduction: Reduction } {
   if (!options || (options.loss !== "cross_entropy" && options.loss !== "mse")) {
     throw new RangeError(`perSampleGradients: options.loss must be "cross_entropy" or "mse", got ${JSON.stringify(options?.loss)}`);
   }

@@ -364,9 +364,9 @@ function checkConvWeightGrad(
   k.conv_weight_grad(pGeom, R, K, pX, pGy, pGW, pGB, pWork, accumulate ? 1 : 0);
   // Expected: the float64 sum of the per-sample rows; the bound from the same sum over |inputs|.
   const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
-  const expectedW = new Float64Array(accumulate ? initialW : wCount);
+  const expectedW = (accumulate ? Float64Array.from(initialW) : new Float64Array(wCount));
   const boundW = accumulate ? absolute(initialW) : new Float64Array(wCount);
-  const expectedB = new Float64Array(accumulate ? initialB : g.cout);
+  const expectedB = (accumulate ? Float64Array.from(initialB) : new Float64Array(g.cout));
   const boundB = accumulate ? absolute(initialB) : new Float64Array(g.cout);
   for (let r = 0; r < R; r++) {
     for (let i = 0; i < wCount; i++) {
@@ -563,9 +563,9 @@ test("linear_weight_grad equals the sum over rows of linear_weight_per_sample, o
       const pGW = memory.put(initialW), pGB = withBias ? memory.put(initialB) : 0;
       k.linear_weight_grad(R, K, S, inF, outF, pX, pGy, pGW, pGB, accumulate ? 1 : 0);
       const magnitude = linearWeightPerSampleReference(R, K, S, inF, outF, absolute(x), absolute(gy));
-      const expectedW = new Float64Array(accumulate ? initialW : wCount);
+      const expectedW = (accumulate ? Float64Array.from(initialW) : new Float64Array(wCount));
       const boundW = accumulate ? absolute(initialW) : new Float64Array(wCount);
-      const expectedB = new Float64Array(accumulate ? initialB : outF);
+      const expectedB = (accumulate ? Float64Array.from(initialB) : new Float64Array(outF));
       const boundB = accumulate ? absolute(initialB) : new Float64Array(outF);
       for (let r = 0; r < R; r++) {
         for (let i = 0; i < wCount; i++) {
