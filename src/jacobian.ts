@@ -9,17 +9,14 @@ import type { LossName, Reduction, Target } from "./losses.ts";
 import { prepareTarget, seedLossGradient } from "./losses.ts";
 import type { PreparedTarget } from "./losses.ts";
 import type { Plan } from "./plan.ts";
+import { ResultWriter } from "./results.ts";
+import type { ResultOptions } from "./results.ts";
+export type { ResultOptions };
 import { planCache } from "./forward.ts";
 import type { Tensor } from "./tensor.ts";
 import { numel } from "./tensor.ts";
 import { arena } from "./wasm.ts";
 import { ShapeError } from "./errors.ts";
-
-/** Options shared by `jacobian` and `perSampleGradients`. */
-export interface ResultOptions {
-  /** One tensor per parameter, `[N, ...param.shape]` (or `[N, K, ...]`), instead of the flat matrix. */
-  asTuple?: boolean;
-}
 
 /** Options of `perSampleGradients`. */
 export interface LossOptions extends ResultOptions {
@@ -48,8 +45,9 @@ export function jacobian(net: Module, x: Tensor, options: ResultOptions = {}): T
   const K = outputsPerSample(net, x);
   const plan = runForward(net, x, K, "per-sample");
   seedOneHotRows(plan);
-  plan.backwardPerSample();
-  return collect(net, plan, readRows(plan, plan.gradientsPtr, plan.R), K, options);
+  const writer = new ResultWriter(net, plan.N, K, plan.D, options);
+  plan.backwardPerSample(writer.sink);
+  return writer.value();
 }
 
 /**
@@ -72,8 +70,9 @@ export function perSampleGradients(net: Module, x: Tensor, target: Target, optio
   const objective = checkLoss(net, x, target, options);
   const plan = runForward(net, x, 1, "per-sample");
   seedLoss(plan, objective, 0, plan.N);
-  plan.backwardPerSample();
-  return collect(net, plan, readRows(plan, plan.gradientsPtr, plan.R), 1, options);
+  const writer = new ResultWriter(net, plan.N, 1, plan.D, options);
+  plan.backwardPerSample(writer.sink);
+  return writer.value();
 }
 
 /**
@@ -91,7 +90,7 @@ export function batchGradient(net: Module, x: Tensor, target: Target, options: O
   const plan = runForward(net, x, 1, "summed");
   seedLoss(plan, objective, 0, plan.N);
   plan.backwardSummed();
-  return { shape: [plan.D], data: readRows(plan, plan.gradientsPtr, 1) };
+  return { shape: [plan.D], data: gradientVector(plan).slice() };
 }
 
 /**
@@ -110,16 +109,16 @@ export function perSampleGradientsNaive(net: Module, x: Tensor, target: Target, 
   const { N, sampleShape } = checkBatch(x);
   checkFinite(x.data, x.shape, "input");
   const plan = planCache(net).get(net, sampleShape, 1, 1, "summed");
-  const rows = new Float32Array(N * plan.D);
+  const writer = new ResultWriter(net, N, 1, plan.D, options);
   plan.prepare();
   for (let n = 0; n < N; n++) {
     plan.writeInput(x.data, n);
     plan.forward();
     seedLoss(plan, objective, n, 1);
     plan.backwardSummed();
-    rows.set(readRows(plan, plan.gradientsPtr, 1), n * plan.D);
+    writer.sink(n, 1, gradientVector(plan));
   }
-  return collect(net, { N, D: plan.D }, rows, 1, options);
+  return writer.value();
 }
 
 /**
@@ -137,7 +136,7 @@ export function jacobianNaive(net: Module, x: Tensor, options: ResultOptions = {
   checkFinite(x.data, x.shape, "input");
   const K = outputsPerSample(net, x);
   const plan = planCache(net).get(net, sampleShape, 1, 1, "summed");
-  const rows = new Float32Array(N * K * plan.D);
+  const writer = new ResultWriter(net, N, K, plan.D, options);
   plan.prepare();
   for (let n = 0; n < N; n++) {
     plan.writeInput(x.data, n);
@@ -147,10 +146,10 @@ export function jacobianNaive(net: Module, x: Tensor, options: ResultOptions = {
       f32.fill(0, plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + K);
       f32[(plan.seedPtr >>> 2) + k] = 1;
       plan.backwardSummed();
-      rows.set(readRows(plan, plan.gradientsPtr, 1), (n * K + k) * plan.D);
+      writer.sink(n * K + k, 1, gradientVector(plan));
     }
   }
-  return collect(net, { N, D: plan.D }, rows, K, options);
+  return writer.value();
 }
 
 /** Output elements per sample (K), checked layer by layer. */
@@ -213,26 +212,8 @@ function seedOneHotRows(plan: Plan): void {
   for (let r = 0; r < plan.R; r++) f32[start + r * K + (r % K)] = 1;
 }
 
-/** Copies `rows` rows of D floats out of WASM memory. */
-function readRows(plan: { D: number }, ptr: number, rows: number): Float32Array {
-  const start = ptr >>> 2;
-  return arena.f32().slice(start, start + rows * plan.D);
-}
-
-/** Shapes the N·K × D rows as `[N, D]` / `[N, K, D]`, or splits them per parameter. */
-function collect(net: Module, plan: { N: number; D: number }, rows: Float32Array, K: number, options: ResultOptions): Tensor | Tensor[] {
-  const { N, D } = plan;
-  const lead = K === 1 ? [N] : [N, K];
-  if (!options.asTuple) return { shape: [...lead, D], data: rows };
-  const R = N * K;
-  const out: Tensor[] = [];
-  let column = 0;
-  for (const [, parameter] of net.parameters()) {
-    const size = parameter.data.length;
-    const data = new Float32Array(R * size);
-    for (let r = 0; r < R; r++) data.set(rows.subarray(r * D + column, r * D + column + size), r * size);
-    out.push({ shape: [...lead, ...parameter.shape], data });
-    column += size;
-  }
-  return out;
+/** The summed gradient vector of a "summed" plan, as a view of WASM memory. */
+function gradientVector(plan: Plan): Float32Array {
+  const start = plan.gradientPtr >>> 2;
+  return arena.f32().subarray(start, start + plan.D);
 }

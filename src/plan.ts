@@ -36,8 +36,8 @@ export class PlanBuilder {
   readonly D: number;
   /** Where the parameters live: D floats, in `parameters()` order, so column c is at paramsPtr + 4c. */
   readonly paramsPtr: number;
-  /** J (R × D floats, row stride D), or the summed gradient vector (D floats); 0 for forward plans. */
-  readonly gradientsPtr: Slot = { ptr: 0 };
+  /** The summed gradient vector (D floats) of "summed" plans. */
+  readonly gradientVector: Slot = { ptr: 0 };
   /** The shared scratch area: steps ask for their size, the largest wins. */
   readonly workspace: Slot = { ptr: 0 };
   private workspaceBytes = 0;
@@ -105,14 +105,23 @@ export class PlanBuilder {
     return this.column(t) * 4;
   }
 
-  /** Places the workspace and the gradients last; returns the end of the plan's memory. */
+  /** Places the workspace last; returns the end of the plan's memory. */
   finish(): number {
-    if (this.mode === "per-sample") this.gradientsPtr.ptr = this.floats(this.R * this.D);
-    if (this.mode === "summed") this.gradientsPtr.ptr = this.floats(this.D);
+    if (this.mode === "summed") this.gradientVector.ptr = this.floats(this.D);
     this.workspace.ptr = this.allocate(this.workspaceBytes);
     return align(this.cursor, 64);
   }
 }
+
+/**
+ * J is produced in chunks of rows small enough to stay in cache (about 1 MiB), each copied
+ * out as soon as it is complete: the full N × D matrix is written to memory once, by the copy
+ * to its destination, never twice.
+ */
+const CHUNK_BYTES = 1 << 20;
+
+/** Where the rows of J go: called once per chunk with rows [firstRow, firstRow + rows), row stride D. */
+export type RowSink = (firstRow: number, rows: number, chunk: Float32Array) => void;
 
 /** A compiled network for one input shape: run it forward, then backward one of two ways. */
 export class Plan {
@@ -128,7 +137,11 @@ export class Plan {
   readonly outputPtr: number;
   /** Where the last step's output gradient goes: the caller seeds it (loss gradient or one-hot rows). */
   readonly seedPtr: number;
-  readonly gradientsPtr: number;
+  /** The summed gradient vector ("summed" plans). */
+  readonly gradientPtr: number;
+  /** Samples per chunk of J ("per-sample" plans), and where the chunk is built. */
+  readonly chunkSamples: number;
+  readonly chunkPtr: number;
   readonly end: number;
   private readonly steps: Step[];
   private readonly parameters: Tensor[];
@@ -136,6 +149,7 @@ export class Plan {
   private readonly constants: { ptr: number; values: Int32Array }[];
   /** Backward stops at the first step with parameters: nothing before it needs gradients. */
   private readonly firstTrainable: number;
+  private readonly trainable: Step[];
 
   constructor(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode, key: string) {
     this.key = key;
@@ -147,39 +161,64 @@ export class Plan {
     this.outShape = compiled.outShape;
     this.inputPtr = inputPtr;
     this.outputPtr = compiled.output;
-
-    // Gradient buffers ping-pong between two areas, walking backward; an aliasing step
-    // (Flatten) reads and writes the same one.
-    let seedPtr = 0;
     this.firstTrainable = this.steps.findIndex((s) => s.hasParameters);
-    if (mode !== "forward") {
-      let widest = numel(this.outShape);
-      let width = numel(sampleShape);
-      for (const step of this.steps) {
-        widest = Math.max(widest, width);
-        width = numel(step.outShape);
-      }
-      const areas = [builder.floats(builder.R * widest), builder.floats(builder.R * widest)];
-      let current = 0;
-      seedPtr = areas[0];
-      for (let i = this.steps.length - 1; i >= 0; i--) {
-        const step = this.steps[i];
-        step.gy = areas[current];
-        if (!step.aliasesInput) current = 1 - current;
-        step.gx = areas[current];
-      }
+    this.trainable = this.steps.filter((s) => s.hasParameters);
+    this.seedPtr = mode === "forward" ? 0 : this.placeGradients(builder, sampleShape);
+    this.D = builder.D;
+    this.R = builder.R;
+    this.chunkSamples = 0;
+    this.chunkPtr = 0;
+    if (mode === "per-sample") {
+      this.chunkSamples = Math.max(1, Math.min(N, Math.floor(CHUNK_BYTES / (K * Math.max(1, this.D) * 4))));
+      this.chunkPtr = builder.floats(this.chunkSamples * K * this.D);
     }
-    this.seedPtr = seedPtr;
     this.end = builder.finish();
-    this.gradientsPtr = builder.gradientsPtr.ptr;
+    this.gradientPtr = builder.gradientVector.ptr;
     this.N = N;
     this.K = K;
-    this.R = builder.R;
-    this.D = builder.D;
     this.mode = mode;
     this.sampleShape = [...sampleShape];
     this.paramsPtr = builder.paramsPtr;
     this.constants = builder.constants;
+  }
+
+  /**
+   * Gives every step its output-gradient (gy) and input-gradient (gx) buffers; returns the
+   * seed buffer. A step with parameters keeps its gy to the end of the backward pass (the
+   * per-sample contraction reads it afterwards); the others ping-pong between two areas. An
+   * aliasing step (Flatten) reads and writes the same buffer.
+   */
+  private placeGradients(builder: PlanBuilder, sampleShape: readonly number[]): number {
+    const steps = this.steps;
+    const R = builder.R;
+    const widths = [numel(sampleShape), ...steps.map((s) => numel(s.outShape))];
+    // Boundary j is the input of step j and the output of step j - 1; boundaries joined by an
+    // aliasing step share one buffer (a group).
+    const groups: { boundaries: number[]; dedicated: boolean }[] = [];
+    const first = Math.max(this.firstTrainable, 0) + 1;
+    for (let j = steps.length; j >= first; j--) {
+      const joined = j < steps.length && steps[j].aliasesInput && groups.length > 0;
+      if (!joined) groups.push({ boundaries: [], dedicated: false });
+      const group = groups[groups.length - 1];
+      group.boundaries.push(j);
+      if (steps[j - 1].hasParameters) group.dedicated = true;
+    }
+    const shared = groups.filter((g) => !g.dedicated);
+    const widest = Math.max(0, ...shared.map((g) => widths[g.boundaries[0]]));
+    const pingPong = shared.length === 0 ? [] : [builder.floats(R * widest), builder.floats(R * widest)];
+    const buffers = new Map<number, number>();
+    let turn = 0;
+    for (const group of groups) {
+      const ptr = group.dedicated ? builder.floats(R * widths[group.boundaries[0]]) : pingPong[turn];
+      if (!group.dedicated) turn = 1 - turn;
+      for (const j of group.boundaries) buffers.set(j, ptr);
+    }
+    // Steps before the first trainable one run no backward; their buffers stay 0.
+    steps.forEach((step, i) => {
+      step.gy = buffers.get(i + 1) ?? 0;
+      step.gx = buffers.get(i) ?? 0;
+    });
+    return buffers.get(steps.length) ?? builder.floats(R * widths[steps.length]);
   }
 
   /** Grows the memory to this plan and writes its constants and the current parameter values. */
@@ -205,17 +244,25 @@ export class Plan {
     for (const step of this.steps) step.forward();
   }
 
-  /** Backward from the seeded output gradient, writing every row's per-sample gradient into J. */
-  backwardPerSample(): void {
-    for (let i = this.steps.length - 1; i >= this.firstTrainable && i >= 0; i--) {
-      this.steps[i].perSample();
-      if (i > this.firstTrainable) this.steps[i].backward();
+  /**
+   * Backward from the seeded output gradient through every step, then each row's per-sample
+   * gradient, one cache-sized chunk of rows at a time, handed to `sink`.
+   */
+  backwardPerSample(sink: RowSink): void {
+    for (let i = this.steps.length - 1; i > this.firstTrainable; i--) this.steps[i].backward();
+    const rowFloats = this.K * this.D;
+    const chunk = this.chunkPtr;
+    for (let first = 0; first < this.N; first += this.chunkSamples) {
+      const samples = Math.min(this.chunkSamples, this.N - first);
+      for (const step of this.trainable) step.perSample(first, samples, chunk);
+      const start = chunk >>> 2;
+      sink(first * this.K, samples * this.K, arena.f32().subarray(start, start + samples * rowFloats));
     }
   }
 
   /** Backward from the seeded output gradient, the ordinary way: the gradient summed over rows. */
   backwardSummed(): void {
-    arena.f32().fill(0, this.gradientsPtr >>> 2, (this.gradientsPtr >>> 2) + this.D);
+    arena.f32().fill(0, this.gradientPtr >>> 2, (this.gradientPtr >>> 2) + this.D);
     for (let i = this.steps.length - 1; i >= this.firstTrainable && i >= 0; i--) {
       this.steps[i].gradient();
       if (i > this.firstTrainable) this.steps[i].backward();

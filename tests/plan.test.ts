@@ -4,7 +4,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Conv2d, Flatten, jacobian, Linear, perSampleGradients, randn, ReLU, Sequential, tensor } from "../mod.ts";
+import { Conv2d, Flatten, jacobian, jacobianNaive, Linear, perSampleGradients, perSampleGradientsNaive, randn, ReLU, Sequential, tensor } from "../mod.ts";
+import type { Tensor } from "../mod.ts";
 import { planCache } from "../src/forward.ts";
 import { arena } from "../src/wasm.ts";
 
@@ -50,4 +51,36 @@ test("new parameter values are picked up by a cached plan", () => {
   net.parameters()[1][1].data.fill(2);
   assert.deepEqual(Array.from(net.forward(x).data), [2, 2]);
   assert.notDeepEqual(Array.from(before.data), [2, 2]);
+});
+
+test("J is streamed out in cache-sized chunks: networks whose rows exceed a chunk give the naive result", () => {
+  // D ≈ 181k floats: each sample's K = 2 rows take 1.4 MiB, more than one chunk holds.
+  const net = new Sequential(new Linear(300, 600), new ReLU(), new Linear(600, 2));
+  const x = randn([3, 300], 4);
+  const fast = jacobian(net, x);
+  const slow = jacobianNaive(net, x) as Tensor;
+  assert.deepEqual(fast.shape, [3, 2, 181802]);
+  let worst = 0;
+  for (let i = 0; i < fast.data.length; i++) worst = Math.max(worst, Math.abs(fast.data[i] - slow.data[i]));
+  assert.ok(worst <= 1e-5, `max difference ${worst}`);
+  const y = { shape: [3], data: new Int32Array([0, 1, 1]) };
+  const parts = perSampleGradients(net, x, y, { loss: "cross_entropy", asTuple: true });
+  const naiveParts = perSampleGradientsNaive(net, x, y, { loss: "cross_entropy", asTuple: true }) as Tensor[];
+  parts.forEach((p, i) => {
+    assert.deepEqual(p.shape, naiveParts[i].shape);
+    p.data.forEach((v, j) => assert.ok(Math.abs(v - naiveParts[i].data[j]) <= 1e-6, `parameter ${i}, element ${j}`));
+  });
+});
+
+test("out: the result is written into the caller's buffer, equal to a fresh result; a wrong buffer is refused", () => {
+  const net = network();
+  const x = randn([4, 2, 5, 5], 3);
+  const fresh = jacobian(net, x);
+  const out = new Float32Array(fresh.data.length).fill(NaN);
+  const again = jacobian(net, x, { out });
+  assert.equal(again.data, out);
+  assert.deepEqual(again.shape, fresh.shape);
+  assert.deepEqual(Array.from(out), Array.from(fresh.data));
+  assert.throws(() => jacobian(net, x, { out: new Float32Array(3) }), /out: expected a Float32Array of \d+ floats/);
+  assert.throws(() => jacobian(net, x, { out, asTuple: true } as never), /not supported with asTuple/);
 });

@@ -141,14 +141,16 @@ export abstract class ConvNd extends Module {
     ]);
     const { N, K, R } = builder;
     const L = numel(out);
-    const output = builder.floats(N * this.outChannels * L);
+    const inWidth = numel(inShape);
+    const outWidth = this.outChannels * L;
+    const output = builder.floats(N * outWidth);
     const work = builder.scratch(this.inChannels * numel(this.kernelSize) * L * 4);
     const weight = builder.parameterPtr(this.weight);
     const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
     const weightColumn = builder.columnBytes(this.weight);
     const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
     const ldJ = builder.D;
-    const gradients = builder.gradientsPtr;
+    const gradientVector = builder.gradientVector;
     const k = kernels();
     return {
       output,
@@ -166,12 +168,13 @@ export abstract class ConvNd extends Module {
         backward() {
           k.conv_backward_input(geom, R, this.gy, weight, this.gx, work.ptr);
         },
-        perSample() {
-          const J = gradients.ptr;
-          k.conv_weight_per_sample(geom, R, K, input, this.gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ, work.ptr);
+        perSample(firstSample: number, samples: number, J: number) {
+          const x = input + firstSample * inWidth * 4;
+          const gy = this.gy + firstSample * K * outWidth * 4;
+          k.conv_weight_per_sample(geom, samples * K, K, x, gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ, work.ptr);
         },
         gradient() {
-          const g = gradients.ptr;
+          const g = gradientVector.ptr;
           k.conv_weight_grad(geom, R, K, input, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, work.ptr, 1);
         },
       }],

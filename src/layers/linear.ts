@@ -67,7 +67,7 @@ export class Linear extends Module {
     const weightColumn = builder.columnBytes(this.weight);
     const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
     const ldJ = builder.D;
-    const gradients = builder.gradientsPtr;
+    const gradientVector = builder.gradientVector;
     const k = kernels();
     return {
       output,
@@ -85,12 +85,13 @@ export class Linear extends Module {
         backward() {
           k.linear_backward_input(R * S, inF, outF, this.gy, weight, this.gx);
         },
-        perSample() {
-          const J = gradients.ptr;
-          k.linear_weight_per_sample(R, K, S, inF, outF, input, this.gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ);
+        perSample(firstSample: number, samples: number, J: number) {
+          const x = input + firstSample * S * inF * 4;
+          const gy = this.gy + firstSample * K * S * outF * 4;
+          k.linear_weight_per_sample(samples * K, K, S, inF, outF, x, gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ);
         },
         gradient() {
-          const g = gradients.ptr;
+          const g = gradientVector.ptr;
           k.linear_weight_grad(R, K, S, inF, outF, input, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, 1);
         },
       }],

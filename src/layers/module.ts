@@ -23,8 +23,12 @@ export interface Step {
   forward(): void;
   /** Gradient w.r.t. the input (`gx`) from the gradient w.r.t. the output (`gy`), R rows. */
   backward(): void;
-  /** Writes each backward row's gradient w.r.t. this step's parameters into J (R rows). */
-  perSample(): void;
+  /**
+   * Writes the gradients w.r.t. this step's parameters of the backward rows of `samples`
+   * samples from `firstSample` (K rows each) into J, whose row stride is D floats and whose
+   * first row (at byte offset `J`) is the first of those rows.
+   */
+  perSample(firstSample: number, samples: number, J: number): void;
   /** Adds the gradient w.r.t. this step's parameters, summed over rows, into the gradient vector. */
   gradient(): void;
   /** True when output = input in memory (Flatten, Identity): forward/backward move nothing. */

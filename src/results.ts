@@ -1,0 +1,72 @@
+/**
+ * Where per-sample rows end up: one N·K × D matrix (a fresh array or the caller's `out`), or
+ * one tensor per parameter (`asTuple`). Rows arrive in chunks and are copied straight to
+ * their destination.
+ */
+import { ShapeError } from "./errors.ts";
+import type { Module } from "./layers/module.ts";
+import type { RowSink } from "./plan.ts";
+import type { Tensor } from "./tensor.ts";
+
+/** Options shared by `jacobian` and `perSampleGradients`. */
+export interface ResultOptions {
+  /** One tensor per parameter, `[N, ...param.shape]` (or `[N, K, ...]`), instead of the flat matrix. */
+  asTuple?: boolean;
+  /**
+   * A buffer of N·D (or N·K·D) floats to write the flat result into, instead of a new array:
+   * reusing one across calls saves allocating (and the OS zeroing) a large matrix each time.
+   */
+  out?: Float32Array;
+}
+
+/** Collects rows of J into the result the caller asked for. */
+export class ResultWriter {
+  readonly sink: RowSink;
+  private readonly result: Tensor | Tensor[];
+
+  constructor(net: Module, N: number, K: number, D: number, options: ResultOptions) {
+    const lead = K === 1 ? [N] : [N, K];
+    const R = N * K;
+    if (!options.asTuple) {
+      const data = options.out ?? new Float32Array(R * D);
+      if (options.out !== undefined && !(options.out instanceof Float32Array && options.out.length === R * D)) {
+        throw new ShapeError(
+          `out: expected a Float32Array of ${R * D} floats (${lead.join(" × ")} × ${D}), got ${
+            options.out instanceof Float32Array ? `${options.out.length} floats` : typeof options.out
+          }`,
+        );
+      }
+      this.result = { shape: [...lead, D], data };
+      this.sink = (firstRow, _rows, chunk) => data.set(chunk, firstRow * D);
+      return;
+    }
+    if (options.out !== undefined) throw new ShapeError("out: not supported with asTuple (each parameter gets its own tensor)");
+    const parts: Tensor[] = [];
+    const columns: number[] = [];
+    let column = 0;
+    for (const [, parameter] of net.parameters()) {
+      parts.push({ shape: [...lead, ...parameter.shape], data: new Float32Array(R * parameter.data.length) });
+      columns.push(column);
+      column += parameter.data.length;
+    }
+    this.result = parts;
+    this.sink = (firstRow, rows, chunk) => {
+      for (let p = 0; p < parts.length; p++) {
+        const data = parts[p].data;
+        const size = data.length / R;
+        const start = columns[p];
+        for (let r = 0; r < rows; r++) {
+          const from = r * D + start;
+          const to = (firstRow + r) * size;
+          if (size >= 64) data.set(chunk.subarray(from, from + size), to);
+          else for (let i = 0; i < size; i++) data[to + i] = chunk[from + i];
+        }
+      }
+    };
+  }
+
+  /** The result, once every row has been sunk. */
+  value(): Tensor | Tensor[] {
+    return this.result;
+  }
+}
