@@ -4,6 +4,7 @@
 // transcendental ones are scalar and evaluate in float64, so their float32 results are
 // correctly rounded or within one ulp.
 import { erfc64 } from "./nn_erf";
+import { is_maxpool_2x2, maxpool_2x2_backward, maxpool_2x2_forward } from "./pool2x2";
 
 const RELU = 0;
 const LEAKY_RELU = 1;
@@ -249,6 +250,10 @@ function scalarDerivative(kind: i32, x: f64, p1: f32, p2: f32): f64 {
  * (possible with dilation) gives -inf and argmax -1.
  */
 export function maxpool_forward(geom: usize, N: i32, x: usize, y: usize, argmax: usize): void {
+  if (is_maxpool_2x2(geom)) {
+    maxpool_2x2_forward(geom, N, x, y, argmax);
+    return;
+  }
   const C = g(geom, 0);
   const D = g(geom, 1), H = g(geom, 2), W = g(geom, 3);
   const oD = g(geom, 4), oH = g(geom, 5), oW = g(geom, 6);
@@ -302,6 +307,10 @@ export function maxpool_forward(geom: usize, N: i32, x: usize, y: usize, argmax:
  * the plane (the -1 of an empty window) receive nothing.
  */
 export function maxpool_backward(geom: usize, R: i32, K: i32, gy: usize, argmax: usize, gx: usize): void {
+  if (is_maxpool_2x2(geom)) {
+    maxpool_2x2_backward(geom, R, K, gy, argmax, gx);
+    return;
+  }
   const C = g(geom, 0);
   const inPlane = g(geom, 1) * g(geom, 2) * g(geom, 3);
   const outPlane = g(geom, 4) * g(geom, 5) * g(geom, 6);

@@ -43,7 +43,7 @@ export function prepareTarget(loss: LossName, outputShape: readonly number[], ta
     if (!sameShape(target.shape, outputShape)) {
       throw new ShapeError(`mse: target shape ${formatShape(target.shape)} must equal the output shape ${formatShape(outputShape)}`);
     }
-    const values = Float32Array.from(target.data as ArrayLike<number>, Number);
+    const values = toFloat32(target.data);
     checkFiniteTarget(values, "mse");
     return { kind: "values", values };
   }
@@ -59,7 +59,7 @@ export function prepareTarget(loss: LossName, outputShape: readonly number[], ta
   const expected = [outputShape[0], ...outputShape.slice(2)];
   const isFloat = target.data instanceof Float32Array || target.data instanceof Float64Array;
   if (isFloat && sameShape(target.shape, outputShape)) {
-    const values = Float32Array.from(target.data as ArrayLike<number>);
+    const values = toFloat32(target.data);
     checkFiniteTarget(values, "cross_entropy");
     return { kind: "probabilities", values };
   }
@@ -80,6 +80,13 @@ export function prepareTarget(loss: LossName, outputShape: readonly number[], ta
     classes[i] = v;
   }
   return { kind: "classes", classes };
+}
+
+/** Float values as float32: a float32 target is used as it is, others converted once. */
+function toFloat32(data: Target["data"]): Float32Array {
+  if (data instanceof Float32Array) return data;
+  if (data instanceof BigInt64Array) return Float32Array.from(data, Number);
+  return new Float32Array(data);
 }
 
 function checkFiniteTarget(values: Float32Array, loss: string): void {

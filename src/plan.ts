@@ -163,7 +163,9 @@ export class Plan {
     this.outputPtr = compiled.output;
     this.firstTrainable = this.steps.findIndex((s) => s.hasParameters);
     this.trainable = this.steps.filter((s) => s.hasParameters);
-    this.seedPtr = mode === "forward" ? 0 : this.placeGradients(builder, sampleShape);
+    this.seedPtr = mode === "forward"
+      ? 0
+      : placeGradients(builder, this.steps, numel(sampleShape), { from: this.firstTrainable + 1 }).seed;
     this.D = builder.D;
     this.R = builder.R;
     this.chunkSamples = 0;
@@ -180,45 +182,6 @@ export class Plan {
     this.sampleShape = [...sampleShape];
     this.paramsPtr = builder.paramsPtr;
     this.constants = builder.constants;
-  }
-
-  /**
-   * Gives every step its output-gradient (gy) and input-gradient (gx) buffers; returns the
-   * seed buffer. A step with parameters keeps its gy to the end of the backward pass (the
-   * per-sample contraction reads it afterwards); the others ping-pong between two areas. An
-   * aliasing step (Flatten) reads and writes the same buffer.
-   */
-  private placeGradients(builder: PlanBuilder, sampleShape: readonly number[]): number {
-    const steps = this.steps;
-    const R = builder.R;
-    const widths = [numel(sampleShape), ...steps.map((s) => numel(s.outShape))];
-    // Boundary j is the input of step j and the output of step j - 1; boundaries joined by an
-    // aliasing step share one buffer (a group).
-    const groups: { boundaries: number[]; dedicated: boolean }[] = [];
-    const first = Math.max(this.firstTrainable, 0) + 1;
-    for (let j = steps.length; j >= first; j--) {
-      const joined = j < steps.length && steps[j].aliasesInput && groups.length > 0;
-      if (!joined) groups.push({ boundaries: [], dedicated: false });
-      const group = groups[groups.length - 1];
-      group.boundaries.push(j);
-      if (steps[j - 1].hasParameters) group.dedicated = true;
-    }
-    const shared = groups.filter((g) => !g.dedicated);
-    const widest = Math.max(0, ...shared.map((g) => widths[g.boundaries[0]]));
-    const pingPong = shared.length === 0 ? [] : [builder.floats(R * widest), builder.floats(R * widest)];
-    const buffers = new Map<number, number>();
-    let turn = 0;
-    for (const group of groups) {
-      const ptr = group.dedicated ? builder.floats(R * widths[group.boundaries[0]]) : pingPong[turn];
-      if (!group.dedicated) turn = 1 - turn;
-      for (const j of group.boundaries) buffers.set(j, ptr);
-    }
-    // Steps before the first trainable one run no backward; their buffers stay 0.
-    steps.forEach((step, i) => {
-      step.gy = buffers.get(i + 1) ?? 0;
-      step.gx = buffers.get(i) ?? 0;
-    });
-    return buffers.get(steps.length) ?? builder.floats(R * widths[steps.length]);
   }
 
   /** Grows the memory to this plan and writes its constants and the current parameter values. */
@@ -249,7 +212,7 @@ export class Plan {
    * gradient, one cache-sized chunk of rows at a time, handed to `sink`.
    */
   backwardPerSample(sink: RowSink): void {
-    for (let i = this.steps.length - 1; i > this.firstTrainable; i--) this.steps[i].backward();
+    this.backward();
     const rowFloats = this.K * this.D;
     const chunk = this.chunkPtr;
     for (let first = 0; first < this.N; first += this.chunkSamples) {
@@ -263,11 +226,76 @@ export class Plan {
   /** Backward from the seeded output gradient, the ordinary way: the gradient summed over rows. */
   backwardSummed(): void {
     arena.f32().fill(0, this.gradientPtr >>> 2, (this.gradientPtr >>> 2) + this.D);
-    for (let i = this.steps.length - 1; i >= this.firstTrainable && i >= 0; i--) {
-      this.steps[i].gradient();
-      if (i > this.firstTrainable) this.steps[i].backward();
+    this.backward();
+    for (const step of this.trainable) step.gradient();
+  }
+
+  /**
+   * The backward pass down to the first step with parameters. Every step with parameters
+   * keeps its output gradient to the end, so their parameter gradients are taken afterwards.
+   */
+  private backward(): void {
+    for (let i = this.steps.length - 1; i > this.firstTrainable; i--) this.steps[i].backward();
+    // A block (Residual, Parallel) needs its inner backward pass for its own parameters.
+    if (this.firstTrainable >= 0 && this.steps[this.firstTrainable].innerBackward) this.steps[this.firstTrainable].backward();
+  }
+}
+
+/**
+ * Gives the steps of a chain their output-gradient (gy) and input-gradient (gx) buffers, for
+ * boundaries `from` (0 = the chain's input) to the chain's output; returns the buffer of the
+ * output gradient (`seed`, or a new one) and of the input gradient (0 unless from = 0).
+ *
+ * A step with parameters keeps its gy to the end of the backward pass (parameter gradients
+ * are taken afterwards); the other boundaries ping-pong between two areas; an aliasing step
+ * (Flatten) reads and writes the same buffer.
+ */
+export function placeGradients(
+  builder: PlanBuilder,
+  steps: readonly Step[],
+  inputWidth: number,
+  options: { from: number; seed?: number },
+): { seed: number; input: number } {
+  const R = builder.R;
+  const widths = [inputWidth, ...steps.map((s) => numel(s.outShape))];
+  // Boundary j is the input of step j and the output of step j - 1; boundaries joined by an
+  // aliasing step share one buffer (a group).
+  const groups: { boundaries: number[]; dedicated: boolean }[] = [];
+  for (let j = steps.length; j >= Math.max(options.from, 0); j--) {
+    const joined = j < steps.length && steps[j].aliasesInput && groups.length > 0;
+    if (!joined) groups.push({ boundaries: [], dedicated: false });
+    const group = groups[groups.length - 1];
+    group.boundaries.push(j);
+    // The chain's output is the caller's (seed); its input gradient is read after the chain's
+    // backward pass: both must not be overwritten by the ping-pong.
+    if (j === 0 || (j > 0 && steps[j - 1].hasParameters) || (j === steps.length && options.seed !== undefined)) {
+      group.dedicated = true;
     }
   }
+  const shared = groups.filter((g) => !g.dedicated);
+  const widest = Math.max(0, ...shared.map((g) => widths[g.boundaries[0]]));
+  const pingPong = shared.length === 0 ? [] : [builder.floats(R * widest), builder.floats(R * widest)];
+  const buffers = new Map<number, number>();
+  let turn = 0;
+  for (const group of groups) {
+    const isSeed = group.boundaries.includes(steps.length) && options.seed !== undefined;
+    let ptr: number;
+    if (isSeed) ptr = options.seed!;
+    else if (group.dedicated) ptr = builder.floats(R * widths[group.boundaries[0]]);
+    else {
+      ptr = pingPong[turn];
+      turn = 1 - turn;
+    }
+    for (const j of group.boundaries) buffers.set(j, ptr);
+  }
+  // Steps before `from` run no backward; their buffers stay 0.
+  steps.forEach((step, i) => {
+    step.gy = buffers.get(i + 1) ?? 0;
+    step.gx = buffers.get(i) ?? 0;
+  });
+  for (const step of steps) if (step.gy !== 0) step.placeGradients?.(builder);
+  const seed = buffers.get(steps.length) ?? options.seed ?? builder.floats(R * widths[steps.length]);
+  return { seed, input: options.from <= 0 ? buffers.get(0) ?? seed : 0 };
 }
 
 /** Plans of one network, keyed by input shape and mode, least recently used evicted first. */

@@ -52,8 +52,11 @@ test("the PyTorch fixtures cover every core layer", () => {
   };
   for (const name of names) visit(JSON.parse(readFileSync(join(fixtures, name, "model.json"), "utf8")).layers);
   const core = [
-    "Linear", "Conv1d", "Conv2d", "Conv3d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ELU", "GELU", "SiLU", "Softplus",
+    "Linear", "Conv1d", "Conv2d", "Conv3d", "ConvTranspose1d", "ConvTranspose2d", "ConvTranspose3d", "ReLU", "LeakyReLU", "Sigmoid", "Tanh", "ELU", "GELU", "SiLU", "Softplus",
     "Identity", "Dropout", "Flatten", "MaxPool1d", "MaxPool2d", "MaxPool3d", "AvgPool1d", "AvgPool2d", "AvgPool3d", "Sequential",
+    "BatchNorm1d", "BatchNorm2d", "BatchNorm3d", "InstanceNorm1d", "InstanceNorm2d", "InstanceNorm3d", "LayerNorm", "GroupNorm",
+    "Embedding", "AdaptiveAvgPool1d", "AdaptiveAvgPool2d", "AdaptiveAvgPool3d", "AdaptiveMaxPool1d", "AdaptiveMaxPool2d",
+    "AdaptiveMaxPool3d", "Unflatten",
   ];
   assert.deepEqual(core.filter((t) => !types.has(t)), []);
 });

@@ -133,6 +133,8 @@ const convGeometry: fc.Arbitrary<ConvGeometry> = fc
     padding: triple(0, 2),
     dilation: triple(1, 2),
     pointwise: fc.integer({ min: 0, max: 3 }).map((v) => v === 0),
+    // padding="same": stride 1, output = input, the odd padding element at the far end only.
+    same: fc.integer({ min: 0, max: 4 }).map((v) => v === 0),
   })
   .map((r) => {
     const g: ConvGeometry = {
@@ -160,6 +162,13 @@ const convGeometry: fc.Arbitrary<ConvGeometry> = fc
     }
     for (let j = 0; j < 3; j++) {
       g.output[j] = convOutputSize(g.input[j], g.kernel[j], g.stride[j], g.padding[j], g.dilation[j]);
+    }
+    if (r.same && !r.pointwise) {
+      for (let j = 0; j < 3; j++) {
+        g.stride[j] = 1;
+        g.padding[j] = Math.floor((g.dilation[j] * (g.kernel[j] - 1)) / 2);
+        g.output[j] = g.input[j];
+      }
     }
     return g;
   });
@@ -437,6 +446,134 @@ test("conv kernels match the references on layer sizes that span several GEMM bl
     checkConvBackwardInput(g, 2, i);
     checkConvWeightPerSample(g, 2, 2, i % 2 === 1, 1, i);
     checkConvWeightGrad(g, 2, 2, true, i % 2 === 0, i);
+  }
+});
+
+// ---------------------------------------------------------------------------------------
+// Convolution paths (assembly/conv_direct.ts): each case below is built to reach one path or
+// one edge of a tile, and conv_strategy pins that it does, so a change of the caps or rules
+// that silently leaves a path untested fails here.
+
+const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3 } as const;
+type PathName = keyof typeof PATH;
+
+function convLayer(
+  groups: number,
+  cin: number,
+  cout: number,
+  input: [number, number, number],
+  kernel: [number, number, number],
+  stride: [number, number, number] = [1, 1, 1],
+  padding: [number, number, number] = [0, 0, 0],
+  dilation: [number, number, number] = [1, 1, 1],
+): ConvGeometry {
+  const output = [0, 1, 2].map((j) => convOutputSize(input[j], kernel[j], stride[j], padding[j], dilation[j]));
+  return { groups, cin, cout, input, kernel, stride, padding, dilation, output: output as [number, number, number] };
+}
+
+/** PyTorch's padding="same" (stride 1): reach // 2 in front, the rest at the far end. */
+function sameLayer(groups: number, cin: number, cout: number, input: [number, number, number], kernel: [number, number, number]): ConvGeometry {
+  const padding = kernel.map((k) => Math.floor((k - 1) / 2)) as [number, number, number];
+  return { groups, cin, cout, input, kernel, stride: [1, 1, 1], padding, dilation: [1, 1, 1], output: [...input] };
+}
+
+/** [geometry, paths of conv_forward, conv_backward_input, the weight gradients, what it covers]. */
+const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
+  [
+    convLayer(1, 3, 7, [1, 9, 15], [1, 3, 3], [1, 2, 1], [0, 1, 1], [1, 1, 2]),
+    "rows", "im2col", "rows",
+    "rows of 13 outputs (the last 4×8 tile overlaps), a 3-channel panel, a padded frame in work, stride 2 in H, dilation 2 in W; 4×2 dot tiles with scalar row tails",
+  ],
+  [
+    convLayer(2, 4, 36, [3, 4, 14], [2, 3, 3], [1, 1, 1], [1, 0, 2]),
+    "rows", "rows", "rows",
+    "3-d with groups, padding in D and W; the input gradient's gy frame too big for work (static frame); 18 channels a group: 2×16 outer-product tiles with a 2-channel edge",
+  ],
+  [
+    convLayer(1, 2, 32, [1, 11, 66], [1, 3, 3]),
+    "rows", "rows", "rows",
+    "read in place; the weight gradient in three chunks of gyᵀ (4, 4 and 1 output rows)",
+  ],
+  [
+    convLayer(1, 2, 1, [5, 5, 5], [2, 2, 2]),
+    "flat", "flat", "flat",
+    "seed3d's second layer: flat walk in place with 1×32 tiles, the input gradient with 2×16 tiles; 1×4 dot tiles",
+  ],
+  [
+    convLayer(1, 1, 2, [6, 6, 6], [2, 2, 2]),
+    "flat", "flat", "flat",
+    "seed3d's first layer: 2×16 tiles in place, the input gradient with 1×32 tiles; 2×4 dot tiles over the flat walk, read in place",
+  ],
+  [
+    convLayer(1, 1, 6, [4, 5, 7], [3, 2, 2], [1, 1, 1], [1, 1, 0], [1, 1, 2]),
+    "flat", "flat", "flat",
+    "flat walks over a padded copy: a 4×8 and a 2×16 panel, dilation; 4×2 then 2×4 dot tiles",
+  ],
+  [
+    convLayer(1, 3, 8, [1, 6, 10], [1, 3, 3], [1, 2, 1]),
+    "rows", "im2col", "rows",
+    "rows of 8 outputs (exactly one tile), read in place, strided in H; the weight gradient row by row with whole f32x4 and no tail",
+  ],
+  [
+    convLayer(1, 1, 5, [2, 3, 4], [1, 2, 2]),
+    "flat", "flat", "flat",
+    "a walk shorter than a tile (copied with slack although unpadded): a 4×8 and a 1×32 panel; 4×2 then 1×4 dot tiles with a lane tail",
+  ],
+  [
+    convLayer(1, 607, 36, [1, 1, 10], [1, 1, 3]),
+    "rows", "rows", "flat",
+    "weights too big to pack at once: panels packed one at a time, forward and input gradient; 1821 taps of dot tiles",
+  ],
+  [
+    convLayer(1, 2, 3, [1, 6, 12], [1, 2, 2], [1, 1, 1], [0, 2, 1]),
+    "rows", "rows", "flat",
+    "padding past the kernel's reach: the input gradient crops gy (negative frame offset)",
+  ],
+  [
+    sameLayer(1, 3, 5, [1, 7, 12], [1, 2, 4]),
+    "rows", "rows", "flat",
+    "padding=\"same\" with even kernels: no padding in front of H, one more at the end (not read in place)",
+  ],
+  [
+    sameLayer(1, 2, 3, [5, 5, 5], [2, 2, 2]),
+    "flat", "flat", "flat",
+    "padding=\"same\", seed3d-sized: padding only at the far end of every dim",
+  ],
+  [
+    convLayer(1, 2048, 2, [1, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
+    "im2col", "flat", "im2col",
+    "more taps than the offset table holds: im2col + GEMM",
+  ],
+  [
+    convLayer(1, 20, 3, [1, 64, 64], [1, 1, 1], [1, 2, 1], [0, 0, 1]),
+    "im2col", "im2col", "im2col",
+    "a padded frame larger than work and the static frame: im2col + GEMM",
+  ],
+];
+
+test("conv_strategy sends each designed geometry down the path it covers", () => {
+  const memory = new WasmBuffers();
+  for (const [g, forward, backward, weight, what] of pathCases) {
+    const pGeom = memory.putInts(convGeometryBlock(g));
+    const got = [0, 1, 2].map((pass) => k.conv_strategy(pGeom, pass));
+    assert.deepEqual(got, [PATH[forward], PATH[backward], PATH[weight]], what);
+  }
+  const pointwise = memory.putInts(convGeometryBlock(convLayer(1, 3, 4, [1, 5, 5], [1, 1, 1])));
+  assert.deepEqual([0, 1, 2].map((pass) => k.conv_strategy(pointwise, pass)), [1, 1, 1], "pointwise");
+});
+
+test("every conv path and tile edge matches the references: rows, flat walks, 1/2/4-row tiles, dot and outer-product weight tiles, chunks, unpacked panels, cropped frames", () => {
+  for (const [i, [g, , , , what]] of pathCases.entries()) {
+    const big = g.cin * g.cout > 2000;
+    const N = big ? 1 : 2;
+    try {
+      checkConvForward(g, N, i % 2 === 0, 100 + i);
+      checkConvBackwardInput(g, big ? 1 : 3, 200 + i);
+      checkConvWeightPerSample(g, N, big ? 1 : 2, i % 2 === 1, 1, 300 + i);
+      checkConvWeightGrad(g, N, 2, true, i % 2 === 0, 400 + i);
+    } catch (error) {
+      throw new Error(`${what}: ${(error as Error).message}`);
+    }
   }
 });
 

@@ -664,3 +664,38 @@ test("pooling matches PyTorch 1.13 on ceil_mode, padding, dilation, NaN and tie 
     assert.deepEqual(Array.from(runMaxPoolBackward(g, 1, 2, [0, 1, 2, 3], [5, 6])), [0, 0, 0, 0, 0, 0, 0, 0]);
   }
 });
+
+test("maxpool 2x2 stride 2 (the vectorised path) matches the reference on wide planes, 2-d and 3-d, ceil_mode, K rows", () => {
+  // Widths past several f32x4 of outputs plus a scalar tail, odd sizes (a row or column in no
+  // window, or clipped windows with ceil_mode), depth slices (kernel 1 in D) and ties/NaN/-inf.
+  fc.assert(
+    fc.property(
+      fc.record({
+        D: fc.integer({ min: 1, max: 3 }),
+        H: fc.integer({ min: 2, max: 9 }),
+        W: fc.integer({ min: 2, max: 37 }),
+        channels: fc.integer({ min: 1, max: 3 }),
+        N: fc.integer({ min: 1, max: 2 }),
+        K: fc.integer({ min: 1, max: 2 }),
+        ceilMode: fc.boolean(),
+      }),
+      fc.integer(),
+      ({ D, H, W, channels, N, K, ceilMode }, seed) => {
+        const g = geometry({ input: [D, H, W], kernel: [1, 2, 2], stride: [1, 2, 2], ceilMode, channels });
+        const rand = random(seed);
+        const x = maxPoolInput(rand, N * channels * volume(g.input));
+        const { y, argmax } = runMaxPool(g, N, x);
+        const want = maxPoolReference(g, N, x);
+        for (let i = 0; i < y.length; i++) {
+          if (!sameFloat(y[i], want.y[i]) || argmax[i] !== want.argmax[i]) {
+            assert.fail(`output ${i}: got ${y[i]} at ${argmax[i]}, want ${want.y[i]} at ${want.argmax[i]} (${JSON.stringify(g)})`);
+          }
+        }
+        const gy = uniform(rand, N * K * channels * volume(g.output), -1, 1);
+        const gx = runMaxPoolBackward(g, N, K, x, gy);
+        assert.deepEqual(gx, Float32Array.from(maxPoolBackwardReference(g, N * K, K, gy, want.argmax)), JSON.stringify(g));
+      },
+    ),
+    { numRuns: 200 },
+  );
+});

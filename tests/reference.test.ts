@@ -96,7 +96,7 @@ test("reference erf matches known values to 1e-15", () => {
 
 test("reference spec parser rejects unsupported layers and options with the layer's path", () => {
   const spec = (layer: object) => ({ format: "torch.nn.Sequential", layers: [{ type: "Sequential", layers: [layer] }] });
-  assert.throws(() => parseSpec(spec({ type: "BatchNorm2d", num_features: 3 })), /layer 0\.0 \(BatchNorm2d\): unsupported/);
+  assert.throws(() => parseSpec(spec({ type: "LSTM", input_size: 3, hidden_size: 2 })), /layer 0\.0 \(LSTM\): unsupported/);
   assert.throws(() => parseSpec(spec({ type: "Conv2d", in_channels: 1, out_channels: 1, kernel_size: 3, padding_mode: "reflect" })), /padding_mode/);
   assert.throws(() => parseSpec(spec({ type: "MaxPool2d", kernel_size: 2, return_indices: true })), /return_indices/);
   assert.throws(() => parseSpec(spec({ type: "AvgPool1d", kernel_size: 2, divisor_override: 2 })), /unknown argument divisor_override/);

@@ -10,11 +10,15 @@ A model is two files:
 * a ``.safetensors`` file with every tensor of ``model.state_dict()`` as F32, keyed by
   the state-dict names (``"0.weight"``, ``"2.1.bias"``).
 
-Supported modules: Linear, Conv1d/2d/3d (padding_mode "zeros"), ReLU, LeakyReLU, Sigmoid,
-Tanh, ELU, GELU, SiLU, Softplus, Identity, Dropout (exported as is; jacobian-wasm evaluates
-it in eval mode, i.e. as the identity), Flatten, MaxPool1d/2d/3d (return_indices=False),
-AvgPool1d/2d/3d and Sequential nested to any depth. Anything else raises ``TypeError``
-naming the module and its path in the model.
+Supported modules: Linear, Conv1d/2d/3d and ConvTranspose1d/2d/3d (padding_mode "zeros"),
+ReLU, LeakyReLU, Sigmoid, Tanh, ELU, GELU, SiLU, Softplus, Identity, Dropout (exported as
+is; jacobian-wasm evaluates it in eval mode, i.e. as the identity), Flatten, MaxPool1d/2d/3d (return_indices=False),
+AvgPool1d/2d/3d, BatchNorm1d/2d/3d (evaluated in eval mode, with its running statistics),
+InstanceNorm1d/2d/3d, LayerNorm, GroupNorm, Embedding (max_norm=None, scale_grad_by_freq=False),
+AdaptiveAvgPool1d/2d/3d, AdaptiveMaxPool1d/2d/3d (return_indices=False), Unflatten and Sequential
+nested to any depth. Anything else raises ``TypeError`` naming the module and its path in the model.
+Buffers (BatchNorm's ``running_mean``, ``running_var``, ``num_batches_tracked``) are written to
+the safetensors file with the parameters, as F32.
 
 Usage as a module (put ``tools/`` on ``sys.path`` or copy this file next to your script)::
 
@@ -38,6 +42,7 @@ written by hand (8-byte little-endian header length, JSON header padded with spa
 multiple of 8, then the raw little-endian data), so the ``safetensors`` package is not.
 """
 import argparse
+from types import SimpleNamespace
 import importlib
 import json
 import os
@@ -67,6 +72,14 @@ def _conv(m):
             "bias": m.bias is not None, "padding_mode": "zeros"}
 
 
+def _conv_transpose(m):
+    if m.padding_mode != "zeros":
+        raise TypeError(f"{type(m).__name__}: padding_mode must be 'zeros', got {m.padding_mode!r}")
+    return {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": _size(m.kernel_size),
+            "stride": _size(m.stride), "padding": _size(m.padding), "output_padding": _size(m.output_padding),
+            "groups": m.groups, "bias": m.bias is not None, "dilation": _size(m.dilation), "padding_mode": "zeros"}
+
+
 def _max_pool(m):
     if m.return_indices:
         raise TypeError(f"{type(m).__name__}: return_indices must be False")
@@ -82,12 +95,100 @@ def _avg_pool(m):
     return spec
 
 
+class Residual(nn.Module):
+    """``shortcut(x) + block(x)``, the shortcut the identity when None: jacobian-wasm's ``Residual``.
+
+    Build residual networks from it in PyTorch and they export as ``{"type": "Residual", ...}``
+    with the same state-dict names (``block.*``, ``shortcut.*``).
+    """
+
+    def __init__(self, block, shortcut=None):
+        super().__init__()
+        self.block = block
+        self.shortcut = shortcut
+
+    def forward(self, x):
+        return self.block(x) + (x if self.shortcut is None else self.shortcut(x))
+
+
+class Parallel(nn.Module):
+    """Branches on the same input, concatenated along ``dim`` or summed: jacobian-wasm's ``Parallel``.
+
+    Branches are registered as ``"0"``, ``"1"``, ... as in ``nn.Sequential``.
+    """
+
+    def __init__(self, branches, combine="concat", dim=1):
+        super().__init__()
+        if combine not in ("concat", "sum"):
+            raise ValueError(f'combine must be "concat" or "sum", got {combine!r}')
+        for i, branch in enumerate(branches):
+            self.add_module(str(i), branch)
+        self.combine = combine
+        self.dim = dim
+
+    def forward(self, x):
+        outputs = [branch(x) for branch in self._modules.values()]
+        return torch.cat(outputs, self.dim) if self.combine == "concat" else sum(outputs)
+
+
+def _one(module, parent, name, seen):
+    """The spec of one module found at ``parent.name``."""
+    return _layers(SimpleNamespace(_modules={name: module}), parent, seen)[0]
+
+
+def _channel_norm(m):
+    """BatchNorm's and InstanceNorm's arguments (PyTorch's ``_NormBase``)."""
+    return {"num_features": int(m.num_features), "eps": float(m.eps),
+            "momentum": None if m.momentum is None else float(m.momentum), "affine": bool(m.affine),
+            "track_running_stats": bool(m.track_running_stats)}
+
+
+def _layer_norm(m):
+    spec = {"normalized_shape": [int(d) for d in m.normalized_shape], "eps": float(m.eps),
+            "elementwise_affine": bool(m.elementwise_affine)}
+    if m.elementwise_affine and m.bias is None:  # torch >= 2.1: LayerNorm(bias=False)
+        spec["bias"] = False
+    return spec
+
+
+def _embedding(m):
+    if m.max_norm is not None:
+        raise TypeError(f"Embedding: max_norm must be None (it renormalises the weights in place), got {m.max_norm!r}")
+    if m.scale_grad_by_freq:
+        raise TypeError("Embedding: scale_grad_by_freq must be False (it mixes samples)")
+    return {"num_embeddings": int(m.num_embeddings), "embedding_dim": int(m.embedding_dim),
+            "padding_idx": None if m.padding_idx is None else int(m.padding_idx), "sparse": bool(m.sparse)}
+
+
+def _adaptive_size(value):
+    """output_size: int, or a list whose None entries keep the input's size."""
+    if isinstance(value, (tuple, list)):
+        return [None if v is None else int(v) for v in value]
+    return int(value)
+
+
+def _adaptive_max(m):
+    if m.return_indices:
+        raise TypeError(f"{type(m).__name__}: return_indices must be False")
+    return {"output_size": _adaptive_size(m.output_size)}
+
+
+def _unflatten(m):
+    sizes = m.unflattened_size
+    if any(isinstance(s, (tuple, list)) for s in sizes):
+        raise TypeError("Unflatten: named shapes are not supported, give unflattened_size as a tuple of ints")
+    return {"dim": int(m.dim), "unflattened_size": [int(s) for s in sizes]}
+
+
 # Exact classes only: a subclass may override forward() and would be exported wrongly.
 _LAYERS = {
     nn.Linear: lambda m: {"in_features": m.in_features, "out_features": m.out_features, "bias": m.bias is not None},
     nn.Conv1d: _conv,
     nn.Conv2d: _conv,
     nn.Conv3d: _conv,
+    nn.ConvTranspose1d: _conv_transpose,
+    nn.ConvTranspose2d: _conv_transpose,
+    nn.ConvTranspose3d: _conv_transpose,
     nn.ReLU: lambda m: {},
     nn.Sigmoid: lambda m: {},
     nn.Tanh: lambda m: {},
@@ -105,6 +206,23 @@ _LAYERS = {
     nn.AvgPool1d: _avg_pool,
     nn.AvgPool2d: _avg_pool,
     nn.AvgPool3d: _avg_pool,
+    nn.BatchNorm1d: _channel_norm,
+    nn.BatchNorm2d: _channel_norm,
+    nn.BatchNorm3d: _channel_norm,
+    nn.InstanceNorm1d: _channel_norm,
+    nn.InstanceNorm2d: _channel_norm,
+    nn.InstanceNorm3d: _channel_norm,
+    nn.LayerNorm: _layer_norm,
+    nn.GroupNorm: lambda m: {"num_groups": int(m.num_groups), "num_channels": int(m.num_channels), "eps": float(m.eps),
+                             "affine": bool(m.affine)},
+    nn.Embedding: _embedding,
+    nn.AdaptiveAvgPool1d: lambda m: {"output_size": _adaptive_size(m.output_size)},
+    nn.AdaptiveAvgPool2d: lambda m: {"output_size": _adaptive_size(m.output_size)},
+    nn.AdaptiveAvgPool3d: lambda m: {"output_size": _adaptive_size(m.output_size)},
+    nn.AdaptiveMaxPool1d: _adaptive_max,
+    nn.AdaptiveMaxPool2d: _adaptive_max,
+    nn.AdaptiveMaxPool3d: _adaptive_max,
+    nn.Unflatten: _unflatten,
 }
 
 
@@ -119,6 +237,15 @@ def _layers(seq, path, seen):
         seen.add(id(m))
         if type(m) is nn.Sequential:
             layers.append({"type": "Sequential", "layers": _layers(m, where, seen)})
+            continue
+        if type(m) is Residual:
+            spec = {"type": "Residual", "block": _one(m.block, where, "block", seen)}
+            if m.shortcut is not None:
+                spec["shortcut"] = _one(m.shortcut, where, "shortcut", seen)
+            layers.append(spec)
+            continue
+        if type(m) is Parallel:
+            layers.append({"type": "Parallel", "combine": m.combine, "dim": m.dim, "branches": _layers(m, where, seen)})
             continue
         describe = _LAYERS.get(type(m))
         if describe is None:
@@ -143,7 +270,8 @@ def save_safetensors(tensors, path):
     """Write ``{name: tensor}`` as a safetensors file, every tensor as little-endian F32."""
     header, blobs, offset = {}, [], 0
     for name, t in tensors.items():
-        a = np.ascontiguousarray(t.detach().cpu().numpy() if torch.is_tensor(t) else np.asarray(t), dtype="<f4")
+        # np.array, not np.ascontiguousarray: that makes 0-d tensors (num_batches_tracked) 1-d
+        a = np.array(t.detach().cpu().numpy() if torch.is_tensor(t) else t, dtype="<f4", order="C")
         blobs.append(a.tobytes())
         header[name] = {"dtype": "F32", "shape": list(a.shape), "data_offsets": [offset, offset + a.nbytes]}
         offset += a.nbytes
@@ -165,9 +293,10 @@ def export_model(model, spec_path, weights_path):
     spec = model_spec(model)
     state = model.state_dict()
     names = [n for n, _ in model.named_parameters()]
-    if list(state.keys()) != names:  # buffers (or tied parameters) would need a place in the format first
-        extra = sorted(set(state.keys()) - set(names))
-        raise TypeError(f"the model's state_dict holds tensors that are not parameters: {extra}")
+    buffers = {n for n, _ in model.named_buffers()}  # running statistics of the normalisation layers
+    if [k for k in state.keys() if k not in buffers] != names:  # tied parameters would need a place in the format first
+        extra = sorted(set(state.keys()) - set(names) - buffers)
+        raise TypeError(f"the model's state_dict holds tensors that are not parameters or buffers: {extra}")
     with open(spec_path, "w") as f:
         json.dump(spec, f, indent=1)
         f.write("\n")

@@ -11,16 +11,32 @@
  * ```
  * Every hyperparameter has its PyTorch constructor name and default; sizes are an int or a list.
  */
-import { FormatError, ValueError } from "../errors.ts";
+import { FormatError, UnsupportedError, ValueError } from "../errors.ts";
 import type { Module } from "../layers/module.ts";
 import { Sequential } from "../layers/sequential.ts";
+import { Parallel, Residual } from "../layers/blocks.ts";
 import { Linear } from "../layers/linear.ts";
 import { Conv1d, Conv2d, Conv3d } from "../layers/conv.ts";
 import type { ConvOptions, Size } from "../layers/conv.ts";
+import { ConvTranspose1d, ConvTranspose2d, ConvTranspose3d } from "../layers/conv_transpose.ts";
+import type { ConvTransposeOptions } from "../layers/conv_transpose.ts";
 import { ELU, GELU, LeakyReLU, ReLU, Sigmoid, SiLU, Softplus, Tanh } from "../layers/activation.ts";
 import { Dropout, Flatten, Identity } from "../layers/reshape.ts";
 import { AvgPool1d, AvgPool2d, AvgPool3d, MaxPool1d, MaxPool2d, MaxPool3d } from "../layers/pooling.ts";
 import type { AvgPoolOptions, MaxPoolOptions } from "../layers/pooling.ts";
+import { BatchNorm1d, BatchNorm2d, BatchNorm3d, GroupNorm, InstanceNorm1d, InstanceNorm2d, InstanceNorm3d, LayerNorm } from "../layers/norm.ts";
+import type { BatchNormOptions } from "../layers/norm.ts";
+import { Embedding } from "../layers/embedding.ts";
+import {
+  AdaptiveAvgPool1d,
+  AdaptiveAvgPool2d,
+  AdaptiveAvgPool3d,
+  AdaptiveMaxPool1d,
+  AdaptiveMaxPool2d,
+  AdaptiveMaxPool3d,
+} from "../layers/adaptive_pooling.ts";
+import type { AdaptiveSize } from "../layers/adaptive_pooling.ts";
+import { Unflatten } from "../layers/unflatten.ts";
 import type { Tensor } from "../tensor.ts";
 import { formatShape } from "../tensor.ts";
 import { readSafetensors } from "./safetensors.ts";
@@ -141,6 +157,20 @@ function convOptions(a: Arguments): ConvOptions {
   return options;
 }
 
+/** ConvTranspose's arguments (PyTorch's order: stride, padding, output_padding, groups, bias, dilation, padding_mode). */
+function convTransposeOptions(a: Arguments): ConvTransposeOptions {
+  const options: ConvTransposeOptions = {
+    stride: a.size("stride", 1),
+    padding: a.size("padding", 0),
+    outputPadding: a.size("output_padding", 0),
+    groups: a.int("groups", 1),
+    bias: a.bool("bias", true),
+    dilation: a.size("dilation", 1),
+  };
+  a.choice("padding_mode", ["zeros"], "zeros");
+  return options;
+}
+
 function maxPoolOptions(a: Arguments, kernel: Size): MaxPoolOptions {
   if (a.bool("return_indices", false)) {
     throw new FormatError(`${a.where}: return_indices=true is not supported (the layer must return one tensor)`);
@@ -163,13 +193,80 @@ function avgPoolOptions(a: Arguments, kernel: Size, divisor: boolean): AvgPoolOp
   };
 }
 
+/** BatchNorm's and InstanceNorm's arguments (PyTorch's `_NormBase`); momentum may be null. */
+function channelNormOptions(a: Arguments, spec: LayerSpec, batchNorm: boolean): BatchNormOptions {
+  const momentum = a.raw("momentum", spec);
+  if (momentum !== undefined && momentum !== null && (typeof momentum !== "number" || !Number.isFinite(momentum))) {
+    throw new FormatError(`${a.where}: "momentum" must be a finite number or null, got ${JSON.stringify(momentum)}`);
+  }
+  return {
+    eps: a.number("eps", 1e-5),
+    momentum: momentum === undefined ? 0.1 : momentum,
+    affine: a.bool("affine", batchNorm),
+    trackRunningStats: a.bool("track_running_stats", batchNorm),
+  };
+}
+
+/** An adaptive pool's output_size: an int, or a list of ints and nulls (null keeps the input's size). */
+function adaptiveSize(a: Arguments, spec: LayerSpec): AdaptiveSize {
+  const v = a.raw("output_size", spec);
+  if (typeof v === "number" && Number.isInteger(v)) return v;
+  if (Array.isArray(v) && v.length > 0 && v.every((e) => e === null || (typeof e === "number" && Number.isInteger(e)))) return v;
+  throw new FormatError(`${a.where}: "output_size" must be an integer or a list of integers and nulls, got ${JSON.stringify(v)}`);
+}
+
+function adaptiveMax(a: Arguments): void {
+  if (a.bool("return_indices", false)) {
+    throw new FormatError(`${a.where}: return_indices=true is not supported (the layer must return one tensor)`);
+  }
+}
+
+function embedding(a: Arguments, spec: LayerSpec): Embedding {
+  const maxNorm = a.raw("max_norm", spec);
+  if (maxNorm !== undefined && maxNorm !== null) {
+    throw new UnsupportedError(
+      `${a.where}: max_norm=${JSON.stringify(maxNorm)} is not supported: it renormalises weight rows in place during the ` +
+        `forward pass, so the output is not linear in the weights; only max_norm=null`,
+    );
+  }
+  if (a.bool("scale_grad_by_freq", false)) {
+    throw new UnsupportedError(`${a.where}: scale_grad_by_freq=true is not supported: it scales gradients by token counts over the whole batch, which mixes samples`);
+  }
+  a.number("norm_type", 2);
+  a.ignore("sparse"); // how PyTorch stores the gradient, not its values
+  return new Embedding(a.int("num_embeddings"), a.int("embedding_dim"), { paddingIdx: a.optionalInt("padding_idx") });
+}
+
+function unflattenedSize(a: Arguments): number[] {
+  const v = a.size("unflattened_size");
+  if (!Array.isArray(v)) throw new FormatError(`${a.where}: "unflattened_size" must be a list of integers, got ${JSON.stringify(v)}`);
+  return v;
+}
+
 /** Builds one layer from its arguments: the table of every layer type the format knows. */
 const BUILDERS: Record<string, (a: Arguments, spec: LayerSpec, path: string) => Module> = {
   Sequential: (a, spec, path) => new Sequential(...layerList(a.raw("layers", spec), path)),
+  Residual: (a, spec, path) => {
+    const shortcut = a.raw("shortcut", spec);
+    return new Residual(
+      buildLayer(a.raw("block", spec), `${path}.block`),
+      shortcut === undefined || shortcut === null ? null : buildLayer(shortcut, `${path}.shortcut`),
+    );
+  },
+  Parallel: (a, spec, path) => {
+    const combine = a.choice<"concat" | "sum">("combine", ["concat", "sum"], "concat");
+    return new Parallel(layerList(a.raw("branches", spec), path, "branches"), { combine, dim: a.int("dim", 1) });
+  },
   Linear: (a) => new Linear(a.int("in_features"), a.int("out_features"), { bias: a.bool("bias", true) }),
   Conv1d: (a) => new Conv1d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convOptions(a)),
   Conv2d: (a) => new Conv2d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convOptions(a)),
   Conv3d: (a) => new Conv3d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convOptions(a)),
+  ConvTranspose1d: (a) =>
+    new ConvTranspose1d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convTransposeOptions(a)),
+  ConvTranspose2d: (a) =>
+    new ConvTranspose2d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convTransposeOptions(a)),
+  ConvTranspose3d: (a) =>
+    new ConvTranspose3d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convTransposeOptions(a)),
   ReLU: (a) => (a.ignore("inplace"), new ReLU()),
   LeakyReLU: (a) => {
     const slope = a.number("negative_slope", 0.01);
@@ -217,15 +314,36 @@ const BUILDERS: Record<string, (a: Arguments, spec: LayerSpec, path: string) => 
     const k = a.size("kernel_size");
     return new AvgPool3d(k, avgPoolOptions(a, k, true));
   },
+  BatchNorm1d: (a, spec) => new BatchNorm1d(a.int("num_features"), channelNormOptions(a, spec, true)),
+  BatchNorm2d: (a, spec) => new BatchNorm2d(a.int("num_features"), channelNormOptions(a, spec, true)),
+  BatchNorm3d: (a, spec) => new BatchNorm3d(a.int("num_features"), channelNormOptions(a, spec, true)),
+  InstanceNorm1d: (a, spec) => new InstanceNorm1d(a.int("num_features"), channelNormOptions(a, spec, false)),
+  InstanceNorm2d: (a, spec) => new InstanceNorm2d(a.int("num_features"), channelNormOptions(a, spec, false)),
+  InstanceNorm3d: (a, spec) => new InstanceNorm3d(a.int("num_features"), channelNormOptions(a, spec, false)),
+  LayerNorm: (a) =>
+    new LayerNorm(a.size("normalized_shape"), {
+      eps: a.number("eps", 1e-5),
+      elementwiseAffine: a.bool("elementwise_affine", true),
+      bias: a.bool("bias", true),
+    }),
+  GroupNorm: (a) => new GroupNorm(a.int("num_groups"), a.int("num_channels"), { eps: a.number("eps", 1e-5), affine: a.bool("affine", true) }),
+  Embedding: embedding,
+  AdaptiveAvgPool1d: (a, spec) => new AdaptiveAvgPool1d(adaptiveSize(a, spec)),
+  AdaptiveAvgPool2d: (a, spec) => new AdaptiveAvgPool2d(adaptiveSize(a, spec)),
+  AdaptiveAvgPool3d: (a, spec) => new AdaptiveAvgPool3d(adaptiveSize(a, spec)),
+  AdaptiveMaxPool1d: (a, spec) => (adaptiveMax(a), new AdaptiveMaxPool1d(adaptiveSize(a, spec))),
+  AdaptiveMaxPool2d: (a, spec) => (adaptiveMax(a), new AdaptiveMaxPool2d(adaptiveSize(a, spec))),
+  AdaptiveMaxPool3d: (a, spec) => (adaptiveMax(a), new AdaptiveMaxPool3d(adaptiveSize(a, spec))),
+  Unflatten: (a) => new Unflatten(a.int("dim"), unflattenedSize(a)),
 };
 
 /** The layer types a spec may name. */
 export const SUPPORTED_LAYERS: readonly string[] = Object.keys(BUILDERS);
 
-function layerList(layers: unknown, path: string): Module[] {
-  const where = path === "" ? "model spec" : `model spec, layer ${path} (Sequential)`;
+function layerList(layers: unknown, path: string, key = "layers"): Module[] {
+  const where = path === "" ? "model spec" : `model spec, layer ${path}`;
   if (!Array.isArray(layers)) {
-    throw new FormatError(`${where}: "layers" must be a list of layers, got ${JSON.stringify(layers)}`);
+    throw new FormatError(`${where}: "${key}" must be a list of layers, got ${JSON.stringify(layers)}`);
   }
   return layers.map((spec, i) => buildLayer(spec, path === "" ? String(i) : `${path}.${i}`));
 }

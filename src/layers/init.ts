@@ -29,3 +29,15 @@ export function uniformFanIn(count: number, fanIn: number): Float32Array {
   for (let i = 0; i < count; i++) out[i] = (2 * next() - 1) * bound;
   return out;
 }
+
+/** N(0, 1) by Box–Muller: what PyTorch's `normal_()` gives Embedding weights. */
+export function standardNormal(count: number): Float32Array {
+  const out = new Float32Array(count);
+  for (let i = 0; i < count; i += 2) {
+    const radius = Math.sqrt(-2 * Math.log(1 - next())); // 1 - u ∈ (0, 1]: no log(0)
+    const angle = 2 * Math.PI * next();
+    out[i] = radius * Math.cos(angle);
+    if (i + 1 < count) out[i + 1] = radius * Math.sin(angle);
+  }
+  return out;
+}

@@ -35,6 +35,10 @@ export interface Step {
   readonly aliasesInput: boolean;
   /** Whether the step has parameters (backward can stop before the first such step). */
   readonly hasParameters: boolean;
+  /** True for blocks (Residual, Parallel) whose own parameters need their inner backward pass. */
+  readonly innerBackward?: boolean;
+  /** Blocks place their branches' gradient buffers once their own gy and gx are known. */
+  placeGradients?(builder: PlanBuilder): void;
   /** Set by the plan once every step's shape is known: where gy and gx live. */
   gy: number;
   gx: number;

@@ -87,6 +87,49 @@ function poolLayer(rng: Random, dims: number, spatial: number[]): LayerSpec {
   return spec;
 }
 
+/** A Residual or Parallel block that fits a per-sample shape (channels first for convs, features last for MLPs). */
+function branchingBlock(rng: Random, shape: number[]): LayerSpec {
+  const spatial = shape.length - 1;
+  if (spatial <= 0 || spatial > 3) {
+    // features in the last dim: Linear branches
+    const w = shape[shape.length - 1];
+    const linear = (out: number): LayerSpec => ({ type: "Linear", in_features: w, out_features: out, bias: chance(rng, 0.7) });
+    const kind = pick(rng, ["residual", "projection", "concat", "sum"]);
+    if (kind === "residual") return { type: "Residual", block: { type: "Sequential", layers: [linear(w), activation(rng)] } };
+    if (kind === "projection") return { type: "Residual", block: linear(w), shortcut: { type: "Sequential", layers: [activation(rng)] } };
+    if (kind === "sum") return { type: "Parallel", combine: "sum", branches: [linear(w), activation(rng), linear(w)] };
+    return { type: "Parallel", dim: -1, branches: [linear(int(rng, 1, 3)), { type: "Identity" }, linear(int(rng, 1, 2))] };
+  }
+  const c = shape[0];
+  const conv = (out: number, k: number): LayerSpec => ({
+    type: `Conv${spatial}d`,
+    in_channels: c,
+    out_channels: out,
+    kernel_size: k,
+    padding: "same",
+    bias: chance(rng, 0.7),
+  });
+  const kind = pick(rng, ["residual", "projection", "concat", "sum"]);
+  if (kind === "residual") return { type: "Residual", block: { type: "Sequential", layers: [conv(c, 3), activation(rng), conv(c, 1)] } };
+  if (kind === "projection") {
+    const out = int(rng, 1, 3);
+    return { type: "Residual", block: { type: "Sequential", layers: [conv(out, 3), activation(rng)] }, shortcut: conv(out, 1) };
+  }
+  if (kind === "sum") return { type: "Parallel", combine: "sum", branches: [conv(c, 3), { type: "Identity" }, activation(rng)] };
+  return { type: "Parallel", combine: "concat", dim: 1, branches: [conv(int(rng, 1, 2), 1), activation(rng), conv(int(rng, 1, 2), 3)] };
+}
+
+/** Inserts a branching block at a random position, where its input shape allows. */
+function addBranching(rng: Random, layers: LayerSpec[], sampleShape: number[]): LayerSpec[] {
+  const at = int(rng, 0, layers.length);
+  const shape = at === 0 ? sampleShape : tryShape(layers.slice(0, at), sampleShape);
+  if (!shape) return layers;
+  const candidate = [...layers.slice(0, at), branchingBlock(rng, shape), ...layers.slice(at)];
+  const fits = tryShape(candidate, sampleShape);
+  // the block may change the width a following Linear expects: keep it only if everything fits
+  return fits ? candidate : layers;
+}
+
 /** Wraps random runs of layers in nested Sequentials (depth up to 3). */
 function nest(rng: Random, layers: LayerSpec[], depth = 0): LayerSpec[] {
   if (layers.length < 2 || depth >= 3 || !chance(rng, 0.5)) return layers;
@@ -149,7 +192,8 @@ export function buildNetwork(seed: number): NetworkCase {
       layers.push({ type: "Flatten", start_dim: 2 });
     }
   }
-  const spec: ModelSpec = { format: "torch.nn.Sequential", layers: nest(rng, layers) };
+  const branched = chance(rng, 0.35) ? addBranching(rng, layers, sampleShape) : layers;
+  const spec: ModelSpec = { format: "torch.nn.Sequential", layers: nest(rng, branched) };
   return { spec, sampleShape, N: int(rng, 1, 4), seed };
 }
 

@@ -96,7 +96,8 @@ export function finiteDifferences(
   let column = 0;
   for (const { name } of list) {
     // Layers before the parameter's own are unchanged by it: run them once.
-    const layerIndex = model.layers.findIndex((l) => name === `${l.path}.weight` || name === `${l.path}.bias`);
+    // (a parameter of a block nested in layer l is named "<l.path>.…")
+    const layerIndex = model.layers.findIndex((l) => name.startsWith(`${l.path}.`));
     const before = forwardLayers(model, work, 0, layerIndex, x, inputShape);
     const values = work.get(name)!;
     for (let j = 0; j < values.length; j++, column++) {

@@ -54,6 +54,9 @@
  *   { objective: "output" });                                     // [2, 8] row-major
  */
 
+import { type ConvTransposeLayer, convTranspose, convTransposeParameters, parseConvTranspose } from "./conv_transpose.ts";
+import { attachBuffers, type NormLayer, normForward, normParameters, parseNormLayer } from "./norm.ts";
+
 /** Parameters keyed by state-dict name ("0.weight", "2.1.bias"). */
 export type Params = Map<string, Float64Array>;
 
@@ -68,6 +71,8 @@ export type Activation = "ReLU" | "LeakyReLU" | "Sigmoid" | "Tanh" | "ELU" | "GE
 
 /** A layer of the flattened model; `path` is its state-dict prefix without the dot ("2.1"). */
 export type Layer =
+  | ConvTransposeLayer
+  | NormLayer
   | { type: "Linear"; path: string; inFeatures: number; outFeatures: number; bias: boolean }
   | {
     type: "Conv";
@@ -86,6 +91,10 @@ export type Layer =
   }
   | { type: "Activation"; path: string; name: Activation; slope: number; alpha: number; approximate: "none" | "tanh"; beta: number; threshold: number }
   | { type: "Identity"; path: string }
+  /** y = shortcut(x) + block(x); the identity shortcut when null. */
+  | { type: "Residual"; path: string; block: Model; shortcut: Model | null }
+  /** Branches on the same input, concatenated along `dim` (counting the batch as 0) or summed. */
+  | { type: "Parallel"; path: string; branches: Model[]; combine: "concat" | "sum"; dim: number }
   | { type: "Flatten"; path: string; startDim: number; endDim: number }
   | { type: "MaxPool"; path: string; dims: number; kernel: number[]; stride: number[]; padding: number[]; dilation: number[]; ceilMode: boolean }
   | {
@@ -177,10 +186,39 @@ function parseLayer(raw: unknown, path: string, out: Layer[]): void {
   const type = spec.type;
   if (typeof type !== "string") throw new TypeError(`layer ${path}: missing "type"`);
   const where = `layer ${path} (${type})`;
+  if (type === "Residual" || type === "Parallel") {
+    const keys = type === "Residual" ? ["block", "shortcut"] : ["branches", "combine", "dim"];
+    for (const key of Object.keys(spec)) if (key !== "type" && !keys.includes(key)) throw new TypeError(`${where}: unknown argument ${key}`);
+    const nested = (child: unknown, prefix: string): Model => {
+      const layers: Layer[] = [];
+      parseLayer(child, prefix, layers);
+      return { layers };
+    };
+    if (type === "Residual") {
+      const shortcut = spec.shortcut === undefined || spec.shortcut === null ? null : nested(spec.shortcut, `${path}.shortcut`);
+      out.push({ type, path, block: nested(spec.block, `${path}.block`), shortcut });
+    } else {
+      if (!Array.isArray(spec.branches)) throw new TypeError(`${where}: "branches" must be a list`);
+      const combine = spec.combine ?? "concat";
+      if (combine !== "concat" && combine !== "sum") throw new TypeError(`${where}: bad combine ${JSON.stringify(combine)}`);
+      out.push({ type, path, branches: spec.branches.map((b, i) => nested(b, `${path}.${i}`)), combine, dim: integer(where, "dim", spec.dim ?? 1, -10) });
+    }
+    return;
+  }
   if (type === "Sequential") {
     if (!Array.isArray(spec.layers)) throw new TypeError(`${where}: "layers" must be a list`);
     for (const key of Object.keys(spec)) if (key !== "type" && key !== "layers") throw new TypeError(`${where}: unknown argument ${key}`);
     spec.layers.forEach((child, i) => parseLayer(child, path === "" ? `${i}` : `${path}.${i}`, out));
+    return;
+  }
+  const convTransposeMatch = /^ConvTranspose([123])d$/.exec(type);
+  if (convTransposeMatch) {
+    out.push(parseConvTranspose(spec, path, Number(convTransposeMatch[1])));
+    return;
+  }
+  const norm = parseNormLayer(spec, type, path, where);
+  if (norm) {
+    out.push(norm);
     return;
   }
   const conv = /^Conv([123])d$/.exec(type);
@@ -324,12 +362,20 @@ export function parameterList(model: Model): ParameterInfo[] {
   const list: ParameterInfo[] = [];
   const add = (name: string, shape: number[]) => list.push({ name, shape, size: shape.reduce((a, b) => a * b, 1) });
   for (const layer of model.layers) {
-    if (layer.type === "Linear") {
+    if (layer.type === "Residual") {
+      list.push(...parameterList(layer.block), ...(layer.shortcut ? parameterList(layer.shortcut) : []));
+    } else if (layer.type === "Parallel") {
+      for (const branch of layer.branches) list.push(...parameterList(branch));
+    } else if (layer.type === "Linear") {
       add(`${layer.path}.weight`, [layer.outFeatures, layer.inFeatures]);
       if (layer.bias) add(`${layer.path}.bias`, [layer.outFeatures]);
+    } else if (layer.type === "ConvTranspose") {
+      for (const { name, shape } of convTransposeParameters(layer)) add(name, shape);
     } else if (layer.type === "Conv") {
       add(`${layer.path}.weight`, [layer.outChannels, layer.inChannels / layer.groups, ...layer.kernel]);
       if (layer.bias) add(`${layer.path}.bias`, [layer.outChannels]);
+    } else {
+      for (const { name, shape } of normParameters(layer)) add(name, shape);
     }
   }
   return list;
@@ -352,7 +398,8 @@ export function paramsFromTensors(model: Model, tensors: Map<string, { shape: nu
     }
     params.set(name, Float64Array.from(t.data));
   }
-  const extra = [...tensors.keys()].filter((k) => !params.has(k));
+  const buffers = attachBuffers(model, tensors); // BatchNorm/InstanceNorm running statistics
+  const extra = [...tensors.keys()].filter((k) => !params.has(k) && !buffers.has(k));
   if (extra.length > 0) throw new TypeError(`weights: tensors not in the spec: ${extra.join(", ")}`);
   return params;
 }
@@ -608,6 +655,9 @@ export function forwardLayers(
       case "Linear":
         ({ output: value, shape } = linear(layer, params, value, shape));
         break;
+      case "ConvTranspose":
+        ({ output: value, shape } = convTranspose(layer, params, value, shape));
+        break;
       case "Conv":
         ({ output: value, shape } = convolution(layer, params, value, shape));
         break;
@@ -623,6 +673,44 @@ export function forwardLayers(
         break;
       case "Identity":
         break;
+      case "BatchNorm":
+      case "InstanceNorm":
+      case "LayerNorm":
+      case "GroupNorm":
+      case "Embedding":
+      case "AdaptivePool":
+      case "Unflatten":
+        ({ output: value, shape } = normForward(layer, params, value, shape));
+        break;
+      case "Residual": {
+        const block = forwardSample(layer.block, params, value, shape);
+        const skip = layer.shortcut ? forwardSample(layer.shortcut, params, value, shape) : { output: value, shape };
+        if (block.shape.join() !== skip.shape.join()) throw new RangeError(`layer ${layer.path} (Residual): block ${block.shape} vs shortcut ${skip.shape}`);
+        ({ output: value, shape } = { output: block.output.map((v, i) => v + skip.output[i]), shape: block.shape });
+        break;
+      }
+      case "Parallel": {
+        const outs = layer.branches.map((b) => forwardSample(b, params, value, shape));
+        if (layer.combine === "sum") {
+          ({ output: value, shape } = { output: outs.reduce((acc, o) => acc.map((v, i) => v + o.output[i]), new Float64Array(outs[0].output.length)), shape: outs[0].shape });
+        } else {
+          // Concatenate along per-sample dim d: for each outer index, each branch's inner block in turn.
+          const rank = outs[0].shape.length + 1;
+          const d = (layer.dim < 0 ? layer.dim + rank : layer.dim) - 1;
+          const outer = product(outs[0].shape.slice(0, d));
+          const joined: number[] = [];
+          for (let o = 0; o < outer; o++) {
+            for (const out of outs) {
+              const inner = product(out.shape.slice(d));
+              for (let i = 0; i < inner; i++) joined.push(out.output[o * inner + i]);
+            }
+          }
+          const outShape = outs[0].shape.slice();
+          outShape[d] = outs.reduce((a, o) => a + o.shape[d], 0);
+          ({ output: value, shape } = { output: Float64Array.from(joined), shape: outShape });
+        }
+        break;
+      }
     }
   }
   return { output: value === x ? x.slice() : value, shape };

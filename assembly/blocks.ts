@@ -1,0 +1,28 @@
+// Kernels for branching blocks (Residual, Parallel): elementwise sums and strided block
+// copies, the glue between branches' buffers.
+
+/** y[0..count) = a[0..count) + b[0..count) (y may equal a or b). */
+export function add_arrays(count: i32, a: usize, b: usize, y: usize): void {
+  let i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const at = <usize>i << 2;
+    v128.store(y + at, f32x4.add(v128.load(a + at), v128.load(b + at)));
+  }
+  for (; i < count; i++) {
+    const at = <usize>i << 2;
+    store<f32>(y + at, load<f32>(a + at) + load<f32>(b + at));
+  }
+}
+
+/**
+ * Copies `blocks` blocks of `width` floats: block i from src + i·srcStride to dst + i·dstStride
+ * (strides in floats). Concatenation along a dim and its adjoint, the slicing of a gradient.
+ */
+export function copy_blocks(blocks: i32, width: i32, src: usize, srcStride: i32, dst: usize, dstStride: i32): void {
+  const bytes = <usize>width << 2;
+  const srcStep = <usize>srcStride << 2;
+  const dstStep = <usize>dstStride << 2;
+  for (let i = 0; i < blocks; i++) {
+    memory.copy(dst + <usize>i * dstStep, src + <usize>i * srcStep, bytes);
+  }
+}

@@ -1,0 +1,113 @@
+/**
+ * The rows `npm run bench -- --json` prints, one JSON object per line. The keys named in
+ * issue 3 (`case`, `N`, `D`, `runtime`, `median_ms`, `cold_ms`, `m`, `n`, `k`, `gflops`,
+ * `peer_gflops`) are a contract: add keys freely, never rename these.
+ */
+import type { RuntimeName } from "./measure.ts";
+
+/** Where a row was measured. */
+export interface Where {
+  runtime: RuntimeName;
+  runtime_version: string;
+  /** Our kernels' SIMD build: "relaxed" (FMA) or "baseline". */
+  build: string;
+  /** The machine's 1-minute load average when the row was measured (other jobs share it). */
+  load_avg_1m: number;
+}
+
+/** One of the public cases (BENCH_CASES.md), timed through the public API. */
+export interface CaseRow extends Where {
+  case: "seed3d" | "mlp" | "cnn";
+  /** "fresh": a new result array per call (the default API); "out": a caller's reused buffer. */
+  variant: "fresh" | "out";
+  N: number;
+  D: number;
+  median_ms: number;
+  /** The first call on a fresh network: builds the plan for the shape and grows WASM memory. */
+  cold_ms: number;
+  samples: number;
+  /** Our naive loop (`jacobianNaive` / `perSampleGradientsNaive`), scaled to N. */
+  naive_ms: number;
+  /** Samples the naive loop was timed on; naive_ms = median × N / naive_timed_n. */
+  naive_timed_n: number;
+  naive_scaled: boolean;
+  /** naive_ms / median_ms. */
+  speedup: number;
+}
+
+/** A peer's per-sample loop on a public case (TF.js: one `tf.grads` per sample). */
+export interface PeerLoopRow extends Where {
+  case: "mlp";
+  variant: "tfjs-loop";
+  peer: string;
+  N: number;
+  D: number;
+  /** Scaled to N from `timed_n` samples; null when TF.js could not run. */
+  median_ms: number | null;
+  timed_n: number;
+  scaled: boolean;
+  /** Our one pass ("fresh" result), timed interleaved with the peer. */
+  ours_ms: number | null;
+  /** median_ms / ours_ms. */
+  ours_speedup: number | null;
+  /** The same with a reused `out` buffer, where the API has it. */
+  ours_out_ms?: number;
+  ours_out_speedup?: number;
+  peer_error?: string;
+}
+
+/** Square GEMM, ours (`gemm_nn`, packing included) against TF.js's WASM backend. */
+export interface GemmRow extends Where {
+  case: "gemm";
+  kernel: "gemm_nn";
+  m: number;
+  n: number;
+  k: number;
+  median_ms: number;
+  gflops: number;
+  peer: string;
+  /** `tf.matMul(a, b)` on tensors created once (XNNPACK caches B's packing per tensor). */
+  peer_gflops: number | null;
+  /** The same with B uploaded as a new tensor per call: upload and B's packing included. */
+  peer_gflops_new_b: number | null;
+  /** gflops / peer_gflops. */
+  ratio: number | null;
+  peer_error?: string;
+}
+
+/** Speedup of one pass over our naive loop as the batch grows. */
+export interface ScalingRow extends Where {
+  case: "seed3d-scaling" | "mlp-scaling";
+  /** "out" where the API takes a reused buffer (one pass and naive loop alike), else "fresh". */
+  variant: "fresh" | "out";
+  N: number;
+  D: number;
+  median_ms: number;
+  naive_ms: number;
+  naive_timed_n: number;
+  speedup: number;
+}
+
+/**
+ * PyTorch's times for a public case (`torch_peer.py`). It runs before the first runtime's
+ * cases, between runtimes and after the last: each runtime is compared with the faster of
+ * the PyTorch runs just before and just after its own.
+ */
+export interface TorchRow {
+  case: "seed3d" | "mlp" | "cnn";
+  variant: "torch";
+  runtime: "python";
+  peer: string;
+  /** The runtime whose cases ran just before this PyTorch run (null: it ran first). */
+  ran_after: RuntimeName | null;
+  /** The runtime whose cases ran just after it (null: it ran last). */
+  ran_before: RuntimeName | null;
+  load_avg_1m: number;
+  N: number;
+  D: number;
+  functorch_ms: number;
+  loop_ms: number;
+  threads: number;
+}
+
+export type Row = CaseRow | PeerLoopRow | GemmRow | ScalingRow | TorchRow;

@@ -1,0 +1,237 @@
+/**
+ * ConvTranspose1d, ConvTranspose2d, ConvTranspose3d: the adjoint of a convolution. With the
+ * "swapped" conv (input and output roles exchanged: its input is this layer's output, its
+ * weight is this layer's weight (C_in, C_out/G, k...) read as (C_out', C_in'/G, k...)):
+ * forward = that conv's input gradient (GEMM + col2im), input gradient = that conv's forward
+ * (im2col + GEMM). Per-sample rule (DESIGN.md §2): per group, ∂ℓ/∂W[n] = X[n] · im2col(G[n])ᵀ,
+ * the im2col of the output gradient against the cached input; ∂ℓ/∂b[n] = Σ_positions G[n].
+ * One WASM call per layer per pass.
+ */
+import { ShapeError } from "../errors.ts";
+import type { Tensor } from "../tensor.ts";
+import { numel } from "../tensor.ts";
+import { kernels } from "../wasm.ts";
+import type { Size } from "./conv.ts";
+import { uniformFanIn } from "./init.ts";
+import type { CompileContext, Compiled, Named } from "./module.ts";
+import { layerLabel, Module, ntuple, toThreeDims } from "./module.ts";
+
+/** Options of `ConvTranspose1d/2d/3d`, as PyTorch's keyword arguments. */
+export interface ConvTransposeOptions {
+  stride?: Size;
+  /** Zero padding removed from both ends of each output dim: `dilation·(k−1) − padding` is padded around the input. */
+  padding?: Size;
+  /** Extra size added at the far end of each output dim; must be smaller than stride or dilation (as PyTorch). */
+  outputPadding?: Size;
+  dilation?: Size;
+  groups?: number;
+  bias?: boolean;
+  /** Only "zeros" is supported (as in PyTorch). */
+  paddingMode?: "zeros";
+}
+
+/** The shared body of ConvTranspose1d/2d/3d. */
+export abstract class ConvTransposeNd extends Module {
+  readonly weight: Tensor;
+  readonly bias: Tensor | null;
+  readonly kernelSize: number[];
+  readonly stride: number[];
+  readonly padding: number[];
+  readonly outputPadding: number[];
+  readonly dilation: number[];
+  readonly groups: number;
+
+  constructor(
+    readonly dims: 1 | 2 | 3,
+    readonly inChannels: number,
+    readonly outChannels: number,
+    kernelSize: Size,
+    options: ConvTransposeOptions = {},
+  ) {
+    super();
+    const name = `ConvTranspose${dims}d`;
+    for (const [what, v] of [["in_channels", inChannels], ["out_channels", outChannels]] as const) {
+      if (!Number.isInteger(v) || v <= 0) throw new RangeError(`${name}: ${what} must be a positive integer, got ${v}`);
+    }
+    this.kernelSize = ntuple(kernelSize, dims, "kernel_size", name);
+    this.stride = ntuple(options.stride ?? 1, dims, "stride", name);
+    this.dilation = ntuple(options.dilation ?? 1, dims, "dilation", name);
+    for (const [what, list] of [["kernel_size", this.kernelSize], ["stride", this.stride], ["dilation", this.dilation]] as const) {
+      if (list.some((v) => v < 1)) throw new RangeError(`${name}: ${what} must be positive, got ${JSON.stringify(list)}`);
+    }
+    this.padding = ntuple(options.padding ?? 0, dims, "padding", name);
+    this.outputPadding = ntuple(options.outputPadding ?? 0, dims, "output_padding", name);
+    this.outputPadding.forEach((p, i) => {
+      if (p >= this.stride[i] && p >= this.dilation[i]) {
+        throw new RangeError(
+          `${name}: output_padding must be smaller than either stride or dilation, got output_padding ${
+            JSON.stringify(this.outputPadding)
+          }, stride ${JSON.stringify(this.stride)}, dilation ${JSON.stringify(this.dilation)}`,
+        );
+      }
+    });
+    this.groups = options.groups ?? 1;
+    if (!Number.isInteger(this.groups) || this.groups < 1) {
+      throw new RangeError(`${name}: groups must be a positive integer, got ${this.groups}`);
+    }
+    if (inChannels % this.groups !== 0 || outChannels % this.groups !== 0) {
+      throw new RangeError(
+        `${name}: in_channels (${inChannels}) and out_channels (${outChannels}) must both be divisible by groups (${this.groups})`,
+      );
+    }
+    if ((options.paddingMode ?? "zeros") !== "zeros") {
+      throw new RangeError(`${name}: only padding_mode="zeros" is supported (as in PyTorch), got "${options.paddingMode}"`);
+    }
+    // PyTorch's fan_in for a transposed conv: weight.size(1) · kvol = (C_out/G) · kvol.
+    const fanIn = (outChannels / this.groups) * numel(this.kernelSize);
+    this.weight = {
+      shape: [inChannels, outChannels / this.groups, ...this.kernelSize],
+      data: uniformFanIn(inChannels * fanIn, fanIn),
+    };
+    this.bias = (options.bias ?? true) ? { shape: [outChannels], data: uniformFanIn(outChannels, fanIn) } : null;
+  }
+
+  override ownParameters(): Named[] {
+    return this.bias ? [["weight", this.weight], ["bias", this.bias]] : [["weight", this.weight]];
+  }
+
+  /** PyTorch's output size per dim: (in−1)·stride − 2·padding + dilation·(k−1) + output_padding + 1. */
+  private outputSpatial(spatial: readonly number[], label: string): number[] {
+    const out = spatial.map((n, i) =>
+      (n - 1) * this.stride[i] - 2 * this.padding[i] + this.dilation[i] * (this.kernelSize[i] - 1) +
+      this.outputPadding[i] + 1
+    );
+    if (out.some((n) => n < 1)) {
+      throw new ShapeError(
+        `${label}: input spatial size (${spatial.join(", ")}) gives output size (${out.join(", ")}), which is too small` +
+          ` (kernel_size ${JSON.stringify(this.kernelSize)}, stride ${JSON.stringify(this.stride)}, padding ${
+            JSON.stringify(this.padding)
+          }, output_padding ${JSON.stringify(this.outputPadding)}, dilation ${JSON.stringify(this.dilation)})`,
+      );
+    }
+    return out;
+  }
+
+  outputShape(inShape: readonly number[], path = ""): number[] {
+    const label = layerLabel(path, this.typeName);
+    const layout = ["D", "H", "W"].slice(3 - this.dims).join(", ");
+    if (inShape.length !== this.dims + 1 || inShape[0] !== this.inChannels || inShape.some((d) => d < 1)) {
+      throw new ShapeError(
+        `${label}: expected input (N, ${this.inChannels}, ${layout}), got (N, ${inShape.join(", ")})`,
+      );
+    }
+    return [this.outChannels, ...this.outputSpatial(inShape.slice(1), label)];
+  }
+
+  compile({ builder, path, input, inShape }: CompileContext): Compiled {
+    const label = layerLabel(path, this.typeName);
+    const outShape = this.outputShape(inShape, path);
+    const inSpatial = inShape.slice(1);
+    const outSpatial = outShape.slice(1);
+    // The CONV_GEOM of the swapped conv: its input is this layer's output and vice versa.
+    const geom = builder.constantBlock([
+      this.groups,
+      this.outChannels,
+      this.inChannels,
+      ...toThreeDims(outSpatial, 1),
+      ...toThreeDims(inSpatial, 1),
+      ...toThreeDims(this.kernelSize, 1),
+      ...toThreeDims(this.stride, 1),
+      ...toThreeDims(this.padding, 0),
+      ...toThreeDims(this.dilation, 1),
+    ]);
+    const { N, K, R } = builder;
+    const inWidth = numel(inShape);
+    const outWidth = numel(outShape);
+    const output = builder.floats(N * outWidth);
+    const work = builder.scratch(this.outChannels * numel(this.kernelSize) * numel(inSpatial) * 4);
+    const weight = builder.parameterPtr(this.weight);
+    const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
+    const weightColumn = builder.columnBytes(this.weight);
+    const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
+    const ldJ = builder.D;
+    const gradientVector = builder.gradientVector;
+    const k = kernels();
+    return {
+      output,
+      outShape,
+      steps: [{
+        label,
+        outShape,
+        aliasesInput: false,
+        hasParameters: true,
+        gy: 0,
+        gx: 0,
+        forward() {
+          k.conv_transpose_forward(geom, N, input, weight, bias, output, work.ptr);
+        },
+        backward() {
+          k.conv_transpose_backward_input(geom, R, this.gy, weight, this.gx, work.ptr);
+        },
+        perSample(firstSample: number, samples: number, J: number) {
+          const x = input + firstSample * inWidth * 4;
+          const gy = this.gy + firstSample * K * outWidth * 4;
+          const jb = biasColumn < 0 ? 0 : J + biasColumn;
+          k.conv_transpose_weight_per_sample(geom, samples * K, K, x, gy, J + weightColumn, jb, ldJ, work.ptr);
+        },
+        gradient() {
+          const g = gradientVector.ptr;
+          const gb = biasColumn < 0 ? 0 : g + biasColumn;
+          k.conv_transpose_weight_grad(geom, R, K, input, this.gy, g + weightColumn, gb, work.ptr, 1);
+        },
+      }],
+    };
+  }
+}
+
+/**
+ * PyTorch's `nn.ConvTranspose1d`: input (N, C_in, L), weight (C_in, C_out/groups, k), output
+ * length (L−1)·stride − 2·padding + dilation·(k−1) + output_padding + 1.
+ *
+ * @example
+ * ```ts
+ * import { ConvTranspose1d, randn } from "jacobian-wasm";
+ * const up = new ConvTranspose1d(4, 2, 4, { stride: 2, padding: 1 });
+ * const y = up.forward(randn([3, 4, 10], 0)); // shape [3, 2, 20]
+ * ```
+ */
+export class ConvTranspose1d extends ConvTransposeNd {
+  readonly typeName = "ConvTranspose1d";
+  constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvTransposeOptions = {}) {
+    super(1, inChannels, outChannels, kernelSize, options);
+  }
+}
+
+/**
+ * PyTorch's `nn.ConvTranspose2d`: input (N, C_in, H, W), weight (C_in, C_out/groups, kH, kW).
+ *
+ * @example
+ * ```ts
+ * import { ConvTranspose2d } from "jacobian-wasm";
+ * const up = new ConvTranspose2d(8, 4, 3, { stride: 2, padding: 1, outputPadding: 1 });
+ * up.outputShape([8, 7, 7]); // [4, 14, 14]
+ * ```
+ */
+export class ConvTranspose2d extends ConvTransposeNd {
+  readonly typeName = "ConvTranspose2d";
+  constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvTransposeOptions = {}) {
+    super(2, inChannels, outChannels, kernelSize, options);
+  }
+}
+
+/**
+ * PyTorch's `nn.ConvTranspose3d`: input (N, C_in, D, H, W), weight (C_in, C_out/groups, kD, kH, kW).
+ *
+ * @example
+ * ```ts
+ * import { ConvTranspose3d } from "jacobian-wasm";
+ * const up = new ConvTranspose3d(2, 2, 2, { stride: 2, groups: 2, bias: false });
+ * up.weight.shape; // [2, 1, 2, 2, 2]
+ * ```
+ */
+export class ConvTranspose3d extends ConvTransposeNd {
+  readonly typeName = "ConvTranspose3d";
+  constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvTransposeOptions = {}) {
+    super(3, inChannels, outChannels, kernelSize, options);
+  }
+}

@@ -1,0 +1,135 @@
+/**
+ * Embedding: y[n, t] = W[idx[n, t]], a lookup of rows of W (num_embeddings × embedding_dim).
+ * The indices arrive as float-coded integers in the input tensor (a Tensor holds float32).
+ * Per-sample rule: ∂ℓ/∂W[n] is zero except the rows indexed by sample n's tokens, which get
+ * the sum of g[n, t] over the positions t holding that token (a scatter-add); the padding_idx
+ * row gets no gradient, as in PyTorch. Indices carry no gradient.
+ */
+import { UnsupportedError, ValueError } from "../errors.ts";
+import type { Tensor } from "../tensor.ts";
+import { numel } from "../tensor.ts";
+import { arena, kernels } from "../wasm.ts";
+import { unravel } from "../forward.ts";
+import { standardNormal } from "./init.ts";
+import type { CompileContext, Compiled, Named } from "./module.ts";
+import { layerLabel, Module } from "./module.ts";
+
+/** Options of `Embedding`, as PyTorch's keyword arguments. */
+export interface EmbeddingOptions {
+  /** A row that gets no gradient and starts at zero; negative counts from the end (default none). */
+  paddingIdx?: number | null;
+  /** Only null: renormalising rows during the forward pass changes the weights in place. */
+  maxNorm?: number | null;
+  /** Only used with max_norm (default 2). */
+  normType?: number;
+  /** Only false: scaling by the batch's token frequencies mixes samples. */
+  scaleGradByFreq?: boolean;
+  /** Accepted and ignored: it changes how PyTorch stores the gradient, not its values. */
+  sparse?: boolean;
+}
+
+/**
+ * PyTorch's `nn.Embedding(num_embeddings, embedding_dim, padding_idx=None)`: input (N, *) of
+ * integer indices (float-coded), output (N, *, embedding_dim). Weights start as N(0, 1), the
+ * padding row at zero.
+ *
+ * @example
+ * ```ts
+ * import { Embedding, tensor } from "jacobian-wasm";
+ * const embed = new Embedding(100, 16, { paddingIdx: 0 });
+ * const y = embed.forward(tensor([3, 0, 7, 7], [2, 2])); // shape [2, 2, 16]
+ * ```
+ */
+export class Embedding extends Module {
+  readonly typeName = "Embedding";
+  readonly weight: Tensor;
+  /** Non-negative (PyTorch's normalised form), or null. */
+  readonly paddingIdx: number | null;
+
+  constructor(readonly numEmbeddings: number, readonly embeddingDim: number, options: EmbeddingOptions = {}) {
+    super();
+    for (const [what, v] of [["num_embeddings", numEmbeddings], ["embedding_dim", embeddingDim]] as const) {
+      if (!Number.isInteger(v) || v <= 0) throw new RangeError(`Embedding: ${what} must be a positive integer, got ${v}`);
+    }
+    const padding = options.paddingIdx ?? null;
+    if (padding !== null && (!Number.isInteger(padding) || padding < -numEmbeddings || padding >= numEmbeddings)) {
+      throw new RangeError(`Embedding: padding_idx must be an integer within num_embeddings (${numEmbeddings}), got ${padding}`);
+    }
+    this.paddingIdx = padding === null ? null : padding < 0 ? padding + numEmbeddings : padding;
+    if (options.maxNorm !== undefined && options.maxNorm !== null) {
+      throw new UnsupportedError(
+        `Embedding: max_norm=${options.maxNorm} is not supported: it renormalises weight rows in place during the forward pass, ` +
+          `so the output is not linear in the weights`,
+      );
+    }
+    if (options.normType !== undefined && !Number.isFinite(options.normType)) {
+      throw new RangeError(`Embedding: norm_type must be a number, got ${options.normType}`);
+    }
+    if (options.scaleGradByFreq) {
+      throw new UnsupportedError(
+        `Embedding: scale_grad_by_freq=True is not supported: it scales gradients by token counts over the whole batch, which mixes samples`,
+      );
+    }
+    this.weight = { shape: [numEmbeddings, embeddingDim], data: standardNormal(numEmbeddings * embeddingDim) };
+    if (this.paddingIdx !== null) this.weight.data.fill(0, this.paddingIdx * embeddingDim, (this.paddingIdx + 1) * embeddingDim);
+  }
+
+  override ownParameters(): Named[] {
+    return [["weight", this.weight]];
+  }
+
+  outputShape(inShape: readonly number[]): number[] {
+    return [...inShape, this.embeddingDim];
+  }
+
+  compile({ builder, path, input, inShape }: CompileContext): Compiled {
+    const label = layerLabel(path, this.typeName);
+    const outShape = this.outputShape(inShape);
+    const { N, K, R } = builder;
+    const T = numel(inShape); // tokens per sample
+    const V = this.numEmbeddings;
+    const E = this.embeddingDim;
+    const padding = this.paddingIdx ?? -1;
+    const output = builder.floats(N * T * E);
+    const weight = builder.parameterPtr(this.weight);
+    const weightColumn = builder.columnBytes(this.weight);
+    const ldJ = builder.D;
+    const gradientVector = builder.gradientVector;
+    const k = kernels();
+    return {
+      output,
+      outShape,
+      steps: [{
+        label,
+        outShape,
+        aliasesInput: false,
+        hasParameters: true,
+        gy: 0,
+        gx: 0,
+        forward() {
+          const bad: number = k.embedding_forward(N, T, V, E, input, weight, output);
+          if (bad >= 0) {
+            const value = arena.f32()[(input >>> 2) + bad];
+            const sample = Math.floor(bad / T);
+            const position = unravel(bad % T, inShape);
+            throw new ValueError(
+              `${label}: sample ${sample}, position [${position.join(", ")}] holds index ${value}, ` +
+                `not an integer in [0, ${V}) (num_embeddings = ${V})`,
+            );
+          }
+        },
+        backward() {
+          k.embedding_backward_input(R * T, this.gx);
+        },
+        perSample(firstSample: number, samples: number, J: number) {
+          const idx = input + firstSample * T * 4;
+          const gy = this.gy + firstSample * K * T * E * 4;
+          k.embedding_per_sample(samples * K, K, T, V, E, idx, padding, gy, J + weightColumn, ldJ);
+        },
+        gradient() {
+          k.embedding_grad(R, K, T, V, E, input, padding, this.gy, gradientVector.ptr + weightColumn, 1);
+        },
+      }],
+    };
+  }
+}
