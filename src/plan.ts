@@ -11,6 +11,7 @@ import type { Module, Step } from "./layers/module.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
 import { align, arena } from "./wasm.ts";
+import { UnsupportedError } from "./errors.ts";
 
 /** A pointer decided after compilation (the shared workspace): steps read `.ptr` when they run. */
 export interface Slot {
@@ -153,6 +154,7 @@ export class Plan {
 
   constructor(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode, key: string) {
     this.key = key;
+    refuseTiedParameters(net);
     this.parameters = net.parameters().map(([, t]) => t);
     const builder = new PlanBuilder(this.parameters, N, K, mode);
     const inputPtr = builder.floats(N * numel(sampleShape));
@@ -239,6 +241,26 @@ export class Plan {
     // A block (Residual, Parallel) needs its inner backward pass for its own parameters.
     if (this.firstTrainable >= 0 && this.steps[this.firstTrainable].innerBackward) this.steps[this.firstTrainable].backward();
   }
+}
+
+/**
+ * A module with parameters used at two places would need its per-sample gradients summed
+ * over both uses: not supported, so refused rather than silently wrong.
+ */
+function refuseTiedParameters(net: Module): void {
+  const seen = new Map<Module, string>();
+  net.visit("", (prefix, module) => {
+    if (module.ownParameters().length === 0) return;
+    const path = prefix.replace(/\.$/, "");
+    const first = seen.get(module);
+    if (first !== undefined) {
+      throw new UnsupportedError(
+        `${module.typeName} at ${path || "the root"} is the same module as at ${first || "the root"}: ` +
+          `shared (tied) parameters are not supported`,
+      );
+    }
+    seen.set(module, path);
+  });
 }
 
 /**

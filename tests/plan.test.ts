@@ -84,3 +84,11 @@ test("out: the result is written into the caller's buffer, equal to a fresh resu
   assert.throws(() => jacobian(net, x, { out: new Float32Array(3) }), /out: expected a Float32Array of \d+ floats/);
   assert.throws(() => jacobian(net, x, { out, asTuple: true } as never), /not supported with asTuple/);
 });
+
+test("a module with parameters used twice (tied weights) is refused, a shared parameterless one is fine", () => {
+  const shared = new Linear(3, 3);
+  const relu = new ReLU();
+  const tied = new Sequential(shared, relu, shared, relu);
+  assert.throws(() => jacobian(tied, randn([2, 3], 0)), /Linear at 2 is the same module as at 0: shared \(tied\) parameters are not supported/);
+  assert.equal(new Sequential(new Linear(3, 3), relu, new Linear(3, 2), relu).forward(randn([2, 3], 0)).shape[1], 2);
+});
