@@ -109,11 +109,12 @@ export function conv_weight_per_sample(
   const L = geom_at(geom, 6) * geom_at(geom, 7) * geom_at(geom, 8);
   const gyRow = <usize>Cout * <usize>L << 2;
   const ldJBytes = <usize>ldJ << 2;
-  if (jw != 0) {
-    const path = conv_strategy(geom, 2);
-    if (path > PATH_POINTWISE) weight_direct(geom, R, K, x, gy, jw, ldJ, work, path, R);
-    else weight_gemm(geom, R, K, x, gy, jw, ldJ, work, path, R);
+  const path = conv_strategy(geom, 2);
+  if (jw != 0 && path > PATH_POINTWISE) {
+    weight_direct(geom, R, K, x, gy, jw, jb, ldJ, work, path, R); // bias included
+    return;
   }
+  if (jw != 0) weight_gemm(geom, R, K, x, gy, jw, ldJ, work, path, R);
   if (jb != 0) {
     for (let r = 0; r < R; r++) {
       const gyr = gy + <usize>r * gyRow;
@@ -138,8 +139,11 @@ export function conv_weight_grad(
     if (accumulate == 0) fill_f32(gW, Cout * (Cin / G) * kvol, 0);
   } else {
     const path = conv_strategy(geom, 2);
-    if (path > PATH_POINTWISE) weight_direct(geom, R, K, x, gy, gW, 0, work, path, addFrom);
-    else weight_gemm(geom, R, K, x, gy, gW, 0, work, path, addFrom);
+    if (path > PATH_POINTWISE) {
+      weight_direct(geom, R, K, x, gy, gW, gb, 0, work, path, addFrom); // bias included
+      return;
+    }
+    weight_gemm(geom, R, K, x, gy, gW, 0, work, path, addFrom);
   }
   if (gb != 0) {
     if (accumulate == 0) fill_f32(gb, Cout, 0);

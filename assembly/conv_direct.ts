@@ -1,10 +1,11 @@
-// Direct convolution ("implicit GEMM"): when the window slides with stride 1 along W, the
-// column matrix of im2col is never built. Row k = (channel, tap) of the column matrix at
-// output position p is the source element at p's window origin plus a byte offset that
-// depends on k alone, so the micro-kernels read their B operand straight from the sample
-// through a table of offsets, one per k (XNNPACK's indirect GEMM, with offsets instead of
-// pointers). The source ("frame") is the sample in place, or a zero-padded copy of it when
-// the convolution pads.
+// Direct convolution ("implicit GEMM"): the column matrix of im2col is never built. Row
+// k = (channel, tap) of the column matrix at output position p is the source element at p's
+// window origin plus a byte offset that depends on k alone, so the micro-kernels read their
+// B operand straight from the sample through a table of offsets, one per k (XNNPACK's
+// indirect GEMM, with offsets instead of pointers). The source ("frame") is the sample in
+// place, or a zero-padded copy of it when the convolution pads; with a stride s > 1 along W
+// the copy splits every row into s phases, so one tap's columns for consecutive outputs are
+// contiguous again.
 //
 // Two ways to walk the output positions:
 // - rows: tiles of NR positions along each output row (a row of oW ≥ NR positions; the last
@@ -16,12 +17,18 @@
 //
 // The input gradient of a stride-1 convolution is itself a stride-1 correlation: of gy,
 // zero-padded by dilation·(k - 1) - padding, with the weights transposed (C_in ↔ C_out) and
-// flipped. The per-sample weight gradient reads the same frame: J[co, k] is the dot product
-// of gy's row co with the frame shifted by OFFSETS[k], over the output positions.
+// flipped. The per-sample weight gradient reads the same frame as the forward pass: J[co, k]
+// is the dot product of gy's row co with the frame shifted by OFFSETS[k], over the output
+// positions (outer-product tiles against gyᵀ for wide layers, dot-product tiles otherwise).
+//
+// Exactness: tiles compute some positions or channels that are not wanted (overlapping
+// tiles, flat walks, edge panels) and drop them. Only the flat weight-gradient walk adds
+// products for unwanted positions, as 0 · (a finite frame value): exact unless the layer
+// input holds an infinity or NaN (the library rejects those in the network input).
 //
 // Scratch: static module data (below), plus the caller's `work` for a padded frame when it
 // fits there. The kernels allocate nothing.
-import { madd, hsum } from "./simd";
+import { madd, hsum, sum_f32 } from "./simd";
 import { geom_at } from "./geometry";
 
 /** Output channels per tile (rows of a packed weight panel). */
@@ -57,8 +64,10 @@ export const PATH_ROWS: i32 = 2;
 export const PATH_FLAT: i32 = 3;
 
 // ---------------------------------------------------------------------------------------
-// Geometry of a direct pass. A frame holds C planes of FD×FH×FW floats; the kernels read it
-// at byte offsets (row of (od, oh)) + OFFSETS[k] + 4·ow.
+// Geometry of a direct pass. A frame holds C planes of FD×FH rows; the kernels read it at
+// byte offsets (row of (od, oh)) + OFFSETS[k] + 4·ow. A row is FW floats, or, for a stride
+// s > 1 along W, s phases of ceil(FW / s) floats (column l in phase l % s at l / s), so that
+// the columns one tap reads for consecutive outputs are again contiguous.
 
 // @ts-ignore: decorator
 @inline function extent(out: i32, stride: i32, dilation: i32, kernel: i32): i32 {
@@ -70,18 +79,25 @@ export const PATH_FLAT: i32 = 3;
  * any dim, and the windows end inside the input (padding="same" pads only the far end).
  */
 function reads_in_place(geom: usize): bool {
-  return geom_at(geom, 15) == 0 && geom_at(geom, 16) == 0 && geom_at(geom, 17) == 0 &&
+  return geom_at(geom, 14) == 1 && geom_at(geom, 15) == 0 && geom_at(geom, 16) == 0 && geom_at(geom, 17) == 0 &&
     extent(geom_at(geom, 6), geom_at(geom, 12), geom_at(geom, 18), geom_at(geom, 9)) <= geom_at(geom, 3) &&
     extent(geom_at(geom, 7), geom_at(geom, 13), geom_at(geom, 19), geom_at(geom, 10)) <= geom_at(geom, 4) &&
     extent(geom_at(geom, 8), 1, geom_at(geom, 20), geom_at(geom, 11)) <= geom_at(geom, 5);
+}
+
+/** Floats of a frame row: FW, or the stride's phases of ceil(FW / stride) floats each. */
+// @ts-ignore: decorator
+@inline function row_floats(FW: i32, stride: i32): i32 {
+  return (FW + stride - 1) / stride * stride;
 }
 
 /** Floats of the padded frame of a forward / per-sample pass (all C_in channels). */
 function forward_frame_floats(geom: usize): i32 {
   const FD = extent(geom_at(geom, 6), geom_at(geom, 12), geom_at(geom, 18), geom_at(geom, 9));
   const FH = extent(geom_at(geom, 7), geom_at(geom, 13), geom_at(geom, 19), geom_at(geom, 10));
-  const FW = extent(geom_at(geom, 8), 1, geom_at(geom, 20), geom_at(geom, 11));
-  return geom_at(geom, 1) * FD * FH * FW;
+  const sW = geom_at(geom, 14);
+  const FW = extent(geom_at(geom, 8), sW, geom_at(geom, 20), geom_at(geom, 11));
+  return geom_at(geom, 1) * FD * FH * row_floats(FW, sW);
 }
 
 /** Floats of the padded gy frame of an input-gradient pass (all C_out channels; stride 1). */
@@ -117,6 +133,31 @@ const FLAT_SLACK: i32 = 32;
   return round_up(max(span, FLAT_SLACK), 4);
 }
 
+/**
+ * Whether a flat forward walk reads the sample in place: only if its tiles (up to
+ * FLAT_SLACK wide) cannot run past the sample; else it reads a copy with slack.
+ */
+function forward_flat_in_place(geom: usize): bool {
+  return reads_in_place(geom) &&
+    flat_span(geom_at(geom, 6), geom_at(geom, 7), geom_at(geom, 8), geom_at(geom, 4), geom_at(geom, 5)) >= FLAT_SLACK;
+}
+
+/** The span of a flat forward walk over the frame it reads (the sample or the padded copy). */
+function forward_flat_span(geom: usize): i32 {
+  const inPlace = forward_flat_in_place(geom);
+  const FH = inPlace ? geom_at(geom, 4) : extent(geom_at(geom, 7), 1, geom_at(geom, 19), geom_at(geom, 10));
+  const FW = inPlace ? geom_at(geom, 5) : extent(geom_at(geom, 8), 1, geom_at(geom, 20), geom_at(geom, 11));
+  return flat_span(geom_at(geom, 6), geom_at(geom, 7), geom_at(geom, 8), FH, FW);
+}
+
+/** The span of a flat weight-gradient walk (exact to the last output, so in place when unpadded). */
+function weight_flat_span(geom: usize): i32 {
+  const inPlace = reads_in_place(geom);
+  const FH = inPlace ? geom_at(geom, 4) : extent(geom_at(geom, 7), 1, geom_at(geom, 19), geom_at(geom, 10));
+  const FW = inPlace ? geom_at(geom, 5) : extent(geom_at(geom, 8), 1, geom_at(geom, 20), geom_at(geom, 11));
+  return flat_span(geom_at(geom, 6), geom_at(geom, 7), geom_at(geom, 8), FH, FW);
+}
+
 /** Work floats the callers guarantee: C_in·kvol·L (docs/kernels.md). */
 // @ts-ignore: decorator
 @inline function work_floats(geom: usize): i32 {
@@ -126,15 +167,13 @@ const FLAT_SLACK: i32 = 32;
 /** The path of conv_forward. */
 export function forward_path(geom: usize): i32 {
   const depth = geom_at(geom, 1) / geom_at(geom, 0) * kernel_volume(geom);
-  if (geom_at(geom, 14) != 1 || depth > OFFSET_CAP || 4 * MR * (depth + 1) > PACK_CAP) return PATH_IM2COL;
+  if (depth > OFFSET_CAP || 4 * MR * (depth + 1) > PACK_CAP) return PATH_IM2COL;
   const frame = forward_frame_floats(geom);
   if (geom_at(geom, 8) >= NR) {
     return reads_in_place(geom) || frame <= work_floats(geom) || frame <= FRAME_CAP ? PATH_ROWS : PATH_IM2COL;
   }
-  if (geom_at(geom, 12) != 1 || geom_at(geom, 13) != 1) return PATH_IM2COL;
-  const FH = extent(geom_at(geom, 7), 1, geom_at(geom, 19), geom_at(geom, 10));
-  const FW = extent(geom_at(geom, 8), 1, geom_at(geom, 20), geom_at(geom, 11));
-  const span = flat_span(geom_at(geom, 6), geom_at(geom, 7), geom_at(geom, 8), FH, FW);
+  if (geom_at(geom, 12) != 1 || geom_at(geom, 13) != 1 || geom_at(geom, 14) != 1) return PATH_IM2COL;
+  const span = forward_flat_span(geom);
   return frame + FLAT_SLACK <= FRAME_CAP && MR * stage_stride(span) <= STAGE_CAP ? PATH_FLAT : PATH_IM2COL;
 }
 
@@ -154,17 +193,15 @@ export function backward_path(geom: usize): i32 {
 /** The path of conv_weight_per_sample and conv_weight_grad. */
 export function weight_path(geom: usize): i32 {
   const depth = geom_at(geom, 1) / geom_at(geom, 0) * kernel_volume(geom);
-  if (geom_at(geom, 14) != 1 || depth > OFFSET_CAP) return PATH_IM2COL;
+  if (depth > OFFSET_CAP) return PATH_IM2COL;
   const frame = forward_frame_floats(geom);
   const oW = geom_at(geom, 8);
   const rowsFit = reads_in_place(geom) || frame <= work_floats(geom) || frame <= FRAME_CAP;
   // Rows of whole f32x4 (and long enough to amortise the row loop) walk row by row; others
   // flat, where stride 1 allows it, so that no position is handled one lane at a time.
   if (oW % 4 == 0 && oW >= 16 && rowsFit) return PATH_ROWS;
-  if (geom_at(geom, 12) == 1 && geom_at(geom, 13) == 1) {
-    const FH = extent(geom_at(geom, 7), 1, geom_at(geom, 19), geom_at(geom, 10));
-    const FW = extent(oW, 1, geom_at(geom, 20), geom_at(geom, 11));
-    const span = round_up(flat_span(geom_at(geom, 6), geom_at(geom, 7), oW, FH, FW), 4);
+  if (geom_at(geom, 12) == 1 && geom_at(geom, 13) == 1 && geom_at(geom, 14) == 1) {
+    const span = round_up(weight_flat_span(geom), 4);
     if ((reads_in_place(geom) || frame <= FRAME_CAP) && geom_at(geom, 2) * span <= STAGE_CAP) return PATH_FLAT;
   }
   return rowsFit ? PATH_ROWS : PATH_IM2COL;
@@ -176,12 +213,16 @@ export function weight_path(geom: usize): i32 {
 /**
  * dst ← C planes of FD×FH×FW floats, then `slack` zero floats: element (i, j, l) of plane c
  * is src[c, i - fD, j - fH, l - fW] where that lies inside (D, H, W), else zero. Negative
- * front offsets crop.
+ * front offsets crop. With a stride s > 1 along W, rows are split into s phases (see above).
  */
 function pad_frame(
   src: usize, C: i32, D: i32, H: i32, W: i32,
-  dst: usize, FD: i32, FH: i32, FW: i32, fD: i32, fH: i32, fW: i32, slack: i32,
+  dst: usize, FD: i32, FH: i32, FW: i32, fD: i32, fH: i32, fW: i32, slack: i32, stride: i32,
 ): void {
+  if (stride > 1) {
+    pad_frame_phases(src, C, D, H, W, dst, FD, FH, FW, fD, fH, fW, stride);
+    return;
+  }
   const rowBytes = <usize>FW << 2;
   const lo = min(max(fW, 0), FW), hi = min(max(fW + W, 0), FW);
   const plane = <usize>(D * H * W) << 2;
@@ -222,17 +263,64 @@ function pad_frame(
   zero_f32(out, slack);
 }
 
+/** pad_frame for a stride s > 1 along W: each frame row as s phases of ceil(FW / s) floats. */
+function pad_frame_phases(
+  src: usize, C: i32, D: i32, H: i32, W: i32,
+  dst: usize, FD: i32, FH: i32, FW: i32, fD: i32, fH: i32, fW: i32, stride: i32,
+): void {
+  const phase = (FW + stride - 1) / stride;
+  const rowFloats = phase * stride;
+  const plane = <usize>(D * H * W) << 2;
+  let out = dst;
+  for (let c = 0; c < C; c++) {
+    const xc = src + <usize>c * plane;
+    for (let i = 0; i < FD; i++) {
+      const si = i - fD;
+      for (let j = 0; j < FH; j++) {
+        const sj = j - fH;
+        zero_f32(out, rowFloats);
+        if (si >= 0 && si < D && sj >= 0 && sj < H) {
+          const row = xc + (<usize>((si * H + sj) * W) << 2);
+          for (let p = 0; p < stride; p++) {
+            // Phase p holds frame columns q·s + p, i.e. input columns l = q·s + p - fW; the
+            // q with 0 ≤ l < W and q·s + p < FW are copied, the rest stay zero.
+            const qLo = max(0, (fW - p + stride - 1) / stride);
+            const qHi = min(phase, min((W + fW - p + stride - 1) / stride, (FW - p + stride - 1) / stride));
+            const o = out + (<usize>(p * phase) << 2);
+            let q = qLo;
+            if (stride == 2) {
+              // Even or odd input columns, four at a time (the 8-float load stays in the row).
+              for (; q + 4 <= qHi && (q + 4) * 2 + p - fW <= W; q += 4) {
+                const at = row + (<usize>(q * 2 + p - fW) << 2);
+                v128.store(o + (<usize>q << 2), i32x4.shuffle(v128.load(at), v128.load(at, 16), 0, 2, 4, 6));
+              }
+            }
+            for (; q < qHi; q++) store<f32>(o + (<usize>q << 2), load<f32>(row + (<usize>(q * stride + p - fW) << 2)));
+          }
+        }
+        out += <usize>rowFloats << 2;
+      }
+    }
+  }
+}
+
 /**
  * OFFSETS[k] for k = ((c·kD + kd)·kH + kh)·kW + kw, c < C: the byte offset of tap (kd, kh, kw)
- * of channel c from a window origin, in a frame of `plane`-float planes and FH×FW slices.
+ * of channel c from a window origin, in a frame of `plane`-float planes, FH rows a slice and
+ * rows of `rowFloats` (for a stride s > 1 along W: s phases of rowFloats / s).
  */
-function fill_offsets(C: i32, kD: i32, kH: i32, kW: i32, dD: i32, dH: i32, dW: i32, FH: i32, FW: i32, plane: i32): void {
+function fill_offsets(
+  C: i32, kD: i32, kH: i32, kW: i32, dD: i32, dH: i32, dW: i32, FH: i32, rowFloats: i32, plane: i32, stride: i32,
+): void {
+  const phase = rowFloats / stride;
   let at = OFFSETS;
   for (let c = 0; c < C; c++) {
     for (let kd = 0; kd < kD; kd++) {
       for (let kh = 0; kh < kH; kh++) {
         for (let kw = 0; kw < kW; kw++) {
-          store<i32>(at, (c * plane + (kd * dD * FH + kh * dH) * FW + kw * dW) << 2);
+          const t = kw * dW;
+          const column = (t % stride) * phase + t / stride;
+          store<i32>(at, (c * plane + (kd * dD * FH + kh * dH) * rowFloats + column) << 2);
           at += 4;
         }
       }
@@ -735,8 +823,12 @@ function wgrad_2x16(
   }
 }
 
-/** STAGE[p - first][c] ← gy[c][p] for positions first..first+count of a (C × L) gy row. */
-function stage_transposed(gy: usize, C: i32, L: i32, first: i32, count: i32): void {
+/**
+ * STAGE[p - first][c] ← gy[c][p] for positions first..first+count of a (C × L) gy row; when
+ * `bias` is not 0, also bias[c] (+)= Σ of those positions (the bias gradient, fused: the
+ * row is read once).
+ */
+function stage_transposed(gy: usize, C: i32, L: i32, first: i32, count: i32, bias: usize, add: bool): void {
   const rowBytes = <usize>L << 2;
   const ld = <usize>C << 2;
   let c = 0;
@@ -744,10 +836,15 @@ function stage_transposed(gy: usize, C: i32, L: i32, first: i32, count: i32): vo
     const s0 = gy + <usize>c * rowBytes + (<usize>first << 2);
     const s1 = s0 + rowBytes, s2 = s1 + rowBytes, s3 = s2 + rowBytes;
     let d = STAGE + (<usize>c << 2);
+    let sum0 = f32x4.splat(0), sum1 = sum0, sum2 = sum0, sum3 = sum0;
     let p = 0;
     for (; p + 4 <= count; p += 4) {
       const at = <usize>p << 2;
       const r0 = v128.load(s0 + at), r1 = v128.load(s1 + at), r2 = v128.load(s2 + at), r3 = v128.load(s3 + at);
+      sum0 = f32x4.add(sum0, r0);
+      sum1 = f32x4.add(sum1, r1);
+      sum2 = f32x4.add(sum2, r2);
+      sum3 = f32x4.add(sum3, r3);
       const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5);
       const t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
       const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5);
@@ -758,22 +855,39 @@ function stage_transposed(gy: usize, C: i32, L: i32, first: i32, count: i32): vo
       v128.store(d + 3 * ld, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
       d += 4 * ld;
     }
+    let tail0: f32 = 0, tail1: f32 = 0, tail2: f32 = 0, tail3: f32 = 0;
     for (; p < count; p++) {
       const at = <usize>p << 2;
-      store<f32>(d, load<f32>(s0 + at));
-      store<f32>(d, load<f32>(s1 + at), 4);
-      store<f32>(d, load<f32>(s2 + at), 8);
-      store<f32>(d, load<f32>(s3 + at), 12);
+      const v0 = load<f32>(s0 + at), v1 = load<f32>(s1 + at), v2 = load<f32>(s2 + at), v3 = load<f32>(s3 + at);
+      store<f32>(d, v0);
+      store<f32>(d, v1, 4);
+      store<f32>(d, v2, 8);
+      store<f32>(d, v3, 12);
+      tail0 += v0;
+      tail1 += v1;
+      tail2 += v2;
+      tail3 += v3;
       d += ld;
+    }
+    if (bias != 0) {
+      const at = bias + (<usize>c << 2);
+      store_dot(at, hsum(sum0) + tail0, add);
+      store_dot(at + 4, hsum(sum1) + tail1, add);
+      store_dot(at + 8, hsum(sum2) + tail2, add);
+      store_dot(at + 12, hsum(sum3) + tail3, add);
     }
   }
   for (; c < C; c++) {
     const src = gy + <usize>c * rowBytes + (<usize>first << 2);
     let d = STAGE + (<usize>c << 2);
+    let sum: f32 = 0;
     for (let p = 0; p < count; p++) {
-      store<f32>(d, load<f32>(src + (<usize>p << 2)));
+      const v = load<f32>(src + (<usize>p << 2));
+      store<f32>(d, v);
+      sum += v;
       d += ld;
     }
+    if (bias != 0) store_dot(bias + (<usize>c << 2), sum, add);
   }
 }
 
@@ -786,22 +900,22 @@ export function forward_direct(geom: usize, N: i32, x: usize, W: usize, b: usize
   const D = geom_at(geom, 3), H = geom_at(geom, 4), Wd = geom_at(geom, 5);
   const oD = geom_at(geom, 6), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
   const kD = geom_at(geom, 9), kH = geom_at(geom, 10), kW = geom_at(geom, 11);
-  const sD = geom_at(geom, 12), sH = geom_at(geom, 13);
+  const sD = geom_at(geom, 12), sH = geom_at(geom, 13), sW = geom_at(geom, 14);
   const dD = geom_at(geom, 18), dH = geom_at(geom, 19), dW = geom_at(geom, 20);
   const Cig = Cin / G, Cog = Cout / G;
   const kvol = kD * kH * kW;
   const depth = Cig * kvol;
   const flat = path == PATH_FLAT;
-  // A flat walk reads in place only if its tiles cannot run past the sample (span ≥ 32).
-  const span = flat ? flat_span(oD, oH, oW, extent(oH, 1, dH, kH), extent(oW, 1, dW, kW)) : 0;
-  const inPlace = reads_in_place(geom) && (!flat || span >= FLAT_SLACK);
+  const inPlace = flat ? forward_flat_in_place(geom) : reads_in_place(geom);
   const FD = inPlace ? D : extent(oD, sD, dD, kD);
   const FH = inPlace ? H : extent(oH, sH, dH, kH);
-  const FW = inPlace ? Wd : extent(oW, 1, dW, kW);
-  const plane = FD * FH * FW;
+  const FW = inPlace ? Wd : extent(oW, sW, dW, kW);
+  const RW = inPlace ? Wd : row_floats(FW, sW);
+  const plane = FD * FH * RW;
   const frameFloats = Cin * plane;
   const frame: usize = inPlace ? 0 : (!flat && frameFloats <= work_floats(geom) ? work : FRAME);
-  fill_offsets(Cig, kD, kH, kW, dD, dH, dW, FH, FW, plane);
+  fill_offsets(Cig, kD, kH, kW, dD, dH, dW, FH, RW, plane, sW);
+  const span = flat ? flat_span(oD, oH, oW, FH, FW) : 0;
   const ldStage = <usize>stage_stride(span) << 2;
   const panels = (Cog + MR - 1) / MR;
   const panelFloats = 4 * MR * (depth + 1);
@@ -817,11 +931,11 @@ export function forward_direct(geom: usize, N: i32, x: usize, W: usize, b: usize
   const outPlane = <usize>L << 2;
   const xSample = <usize>(Cin * D * H * Wd) << 2;
   const groupBytes = <usize>(Cig * plane) << 2;
-  const rowD = <usize>(sD * FH * FW) << 2, rowH = <usize>(sH * FW) << 2;
+  const rowD = <usize>(sD * FH * RW) << 2, rowH = <usize>(sH * RW) << 2;
   for (let n = 0; n < N; n++) {
     let src = x + <usize>n * xSample;
     if (!inPlace) {
-      pad_frame(src, Cin, D, H, Wd, frame, FD, FH, FW, geom_at(geom, 15), geom_at(geom, 16), geom_at(geom, 17), flat ? FLAT_SLACK : 0);
+      pad_frame(src, Cin, D, H, Wd, frame, FD, FH, FW, geom_at(geom, 15), geom_at(geom, 16), geom_at(geom, 17), flat ? FLAT_SLACK : 0, sW);
       src = frame;
     }
     const yn = y + <usize>n * <usize>Cout * outPlane;
@@ -860,7 +974,7 @@ export function backward_direct(geom: usize, R: i32, gy: usize, W: usize, gx: us
   const plane = FD * FH * FW;
   const frameFloats = Cout * plane;
   const frame = !flat && frameFloats <= work_floats(geom) ? work : FRAME;
-  fill_offsets(Cog, kD, kH, kW, dD, dH, dW, FH, FW, plane);
+  fill_offsets(Cog, kD, kH, kW, dD, dH, dW, FH, FW, plane, 1);
   const panels = (Cig + MR - 1) / MR;
   const panelFloats = 4 * MR * (depth + 1);
   const prepacked = G * panels * panelFloats <= PACK_CAP;
@@ -880,7 +994,7 @@ export function backward_direct(geom: usize, R: i32, gy: usize, W: usize, gx: us
   const ldStage = <usize>stage_stride(span) << 2;
   const fD = dD * (kD - 1) - pD, fH = dH * (kH - 1) - pH, fW = dW * (kW - 1) - pW;
   for (let r = 0; r < R; r++) {
-    pad_frame(gy + <usize>r * gyRow, Cout, oD, oH, oW, frame, FD, FH, FW, fD, fH, fW, flat ? FLAT_SLACK : 0);
+    pad_frame(gy + <usize>r * gyRow, Cout, oD, oH, oW, frame, FD, FH, FW, fD, fH, fW, flat ? FLAT_SLACK : 0, 1);
     const gxr = gx + <usize>r * <usize>Cin * outPlane;
     for (let g = 0; g < G; g++) {
       for (let p = 0; p < panels; p++) {
@@ -900,18 +1014,19 @@ export function backward_direct(geom: usize, R: i32, gy: usize, W: usize, gx: us
 }
 
 /**
- * Weight gradients on the rows or flat path: row r's goes to jw + r·ldJ·4, overwriting it,
- * or adding to it from row `addFrom` on. conv_weight_per_sample: ldJ = the J row, addFrom =
- * R; conv_weight_grad: ldJ = 0, addFrom = 0 or 1. Bias sums are the caller's.
+ * Weight (and bias) gradients on the rows or flat path: row r's go to jw + r·ldJ·4 (and
+ * jb + r·ldJ·4; jb = 0: no bias), overwriting them, or adding to them from row `addFrom` on.
+ * conv_weight_per_sample: ldJ = the J row, addFrom = R; conv_weight_grad: ldJ = 0, addFrom
+ * = 0 or 1. The bias sums are fused into the staging of gyᵀ where there is one.
  */
 export function weight_direct(
-  geom: usize, R: i32, K: i32, x: usize, gy: usize, jw: usize, ldJ: i32, work: usize, path: i32, addFrom: i32,
+  geom: usize, R: i32, K: i32, x: usize, gy: usize, jw: usize, jb: usize, ldJ: i32, work: usize, path: i32, addFrom: i32,
 ): void {
   const G = geom_at(geom, 0), Cin = geom_at(geom, 1), Cout = geom_at(geom, 2);
   const D = geom_at(geom, 3), H = geom_at(geom, 4), Wd = geom_at(geom, 5);
   const oD = geom_at(geom, 6), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
   const kD = geom_at(geom, 9), kH = geom_at(geom, 10), kW = geom_at(geom, 11);
-  const sD = geom_at(geom, 12), sH = geom_at(geom, 13);
+  const sD = geom_at(geom, 12), sH = geom_at(geom, 13), sW = geom_at(geom, 14);
   const dD = geom_at(geom, 18), dH = geom_at(geom, 19), dW = geom_at(geom, 20);
   const Cig = Cin / G, Cog = Cout / G;
   const kvol = kD * kH * kW;
@@ -920,22 +1035,23 @@ export function weight_direct(
   const inPlace = reads_in_place(geom);
   const FD = inPlace ? D : extent(oD, sD, dD, kD);
   const FH = inPlace ? H : extent(oH, sH, dH, kH);
-  const FW = inPlace ? Wd : extent(oW, 1, dW, kW);
-  const plane = FD * FH * FW;
+  const FW = inPlace ? Wd : extent(oW, sW, dW, kW);
+  const RW = inPlace ? Wd : row_floats(FW, sW);
+  const plane = FD * FH * RW;
   const frameFloats = Cin * plane;
   const frame: usize = inPlace ? 0 : (!flat && frameFloats <= work_floats(geom) ? work : FRAME);
-  fill_offsets(Cig, kD, kH, kW, dD, dH, dW, FH, FW, plane);
+  fill_offsets(Cig, kD, kH, kW, dD, dH, dW, FH, RW, plane, sW);
   const L = oD * oH * oW;
   const xSample = <usize>(Cin * D * H * Wd) << 2;
   const gyRow = <usize>(Cout * L) << 2;
   const groupBytes = <usize>(Cig * plane) << 2;
   // Flat: gy rows are staged zero-padded in frame layout (rows `stride` floats apart) and
   // walked as one row of `span` positions, exactly to the last output, so reads stay inside.
-  const span = flat ? flat_span(oD, oH, oW, FH, FW) : 0;
+  const span = flat ? flat_span(oD, oH, oW, FH, RW) : 0;
   const stride = round_up(span, 4);
   const aRow = flat ? <usize>stride << 2 : <usize>L << 2;
   const walkD = flat ? 1 : oD, walkH = flat ? 1 : oH, walkW = flat ? span : oW;
-  const rowD = <usize>(sD * FH * FW) << 2, rowH = <usize>(sH * FW) << 2;
+  const rowD = <usize>(sD * FH * RW) << 2, rowH = <usize>(sH * RW) << 2;
   const ldo = <usize>depth << 2;
   const ldJBytes = <usize>ldJ << 2;
   // Sixteen or more output channels per group: outer products (wgrad_2x16) of the frame at two
@@ -954,18 +1070,19 @@ export function weight_direct(
       sample = n;
       src = x + <usize>n * xSample;
       if (!inPlace) {
-        pad_frame(src, Cin, D, H, Wd, frame, FD, FH, FW, geom_at(geom, 15), geom_at(geom, 16), geom_at(geom, 17), 0);
+        pad_frame(src, Cin, D, H, Wd, frame, FD, FH, FW, geom_at(geom, 15), geom_at(geom, 16), geom_at(geom, 17), 0, sW);
         src = frame;
       }
     }
     const Jr = jw + <usize>r * ldJBytes;
+    const Jb = jb != 0 ? jb + <usize>r * ldJBytes : 0;
     const add = r >= addFrom;
     if (outer) {
       // gyᵀ a chunk of output rows at a time in STAGE; the chunks after the first add to J.
       const gyr = gy + <usize>r * gyRow;
       for (let row0 = 0; row0 < outRows; row0 += chunkRows) {
         const nrows = min(chunkRows, outRows - row0);
-        stage_transposed(gyr, Cout, L, row0 * oW, nrows * oW);
+        stage_transposed(gyr, Cout, L, row0 * oW, nrows * oW, Jb, add || row0 > 0);
         for (let g = 0; g < G; g++) {
           const s = src + <usize>g * groupBytes;
           for (let co = 0; co < Cog; co += 16) {
@@ -984,6 +1101,9 @@ export function weight_direct(
       continue;
     }
     let A = gy + <usize>r * gyRow;
+    if (Jb != 0) {
+      for (let c = 0; c < Cout; c++) store_dot(Jb + (<usize>c << 2), sum_f32(A + (<usize>(c * L) << 2), L), add);
+    }
     if (flat) {
       zero_f32(STAGE, Cout * stride);
       stage_rows(A, Cout, oD, oH, oW, FH, FW, stride);

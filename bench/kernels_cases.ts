@@ -1,5 +1,6 @@
-// End-to-end check of the conv-heavy public cases through the public API (J materialised):
-// `seed3d` (jacobian, N = 1000) and `cnn` (per-sample cross-entropy gradients, N = 128).
+// End-to-end check of the public cases through the public API (J materialised): `seed3d`
+// (jacobian, N = 1000), `mlp` (per-sample cross-entropy gradients, N = 256) and `cnn` (the
+// same, N = 128).
 //
 //   node --import tsx bench/kernels_cases.ts [--json]
 //   node_modules/.bin/deno run -A bench/kernels_cases.ts
@@ -10,7 +11,7 @@
 // first call (plan built, memory grown).
 import { readFileSync } from "node:fs";
 import { initialize, jacobian, perSampleGradients, randn, simdBuild } from "../mod.ts";
-import { cnnNetwork, seedNetwork } from "../src/examples.ts";
+import { cnnNetwork, mlpNetwork, seedNetwork } from "../src/examples.ts";
 
 const args = typeof process !== "undefined" ? process.argv.slice(2) : [];
 const json = args.includes("--json");
@@ -42,6 +43,9 @@ function time(run: () => unknown, minReps: number, minMs: number): { cold: numbe
 
 const seedNet = seedNetwork();
 const seedX = randn([1000, 1, 6, 6, 6], 1);
+const mlpNet = mlpNetwork();
+const mlpX = randn([256, 784], 2);
+const mlpY = { shape: [256], data: new Int32Array(256).map((_, i) => (i * 3) % 10) };
 const cnnNet = cnnNetwork();
 const cnnX = randn([128, 3, 32, 32], 3);
 const classes = new Int32Array(128).map((_, i) => (i * 7) % 10);
@@ -49,6 +53,7 @@ const cnnY = { shape: [128], data: classes };
 
 const cases: [string, number, () => unknown][] = [
   ["seed3d", 1000, () => jacobian(seedNet, seedX)],
+  ["mlp", 256, () => perSampleGradients(mlpNet, mlpX, mlpY, { loss: "cross_entropy", reduction: "sum" })],
   ["cnn", 128, () => perSampleGradients(cnnNet, cnnX, cnnY, { loss: "cross_entropy", reduction: "sum" })],
 ];
 for (const [name, N, run] of cases) {

@@ -39,6 +39,7 @@ interface Layer {
   input: Triple;
   kernel: Triple;
   padding: Triple;
+  stride?: Triple;
   bias: boolean;
 }
 
@@ -47,6 +48,11 @@ const layers: Layer[] = [
   { name: "seed3d.conv2", N: 1000, D: 33, cin: 2, cout: 1, input: [5, 5, 5], kernel: [2, 2, 2], padding: [0, 0, 0], bias: true },
   { name: "cnn.conv1", N: 128, D: 25578, cin: 3, cout: 16, input: [1, 32, 32], kernel: [1, 3, 3], padding: [0, 1, 1], bias: true },
   { name: "cnn.conv2", N: 128, D: 25578, cin: 16, cout: 32, input: [1, 16, 16], kernel: [1, 3, 3], padding: [0, 1, 1], bias: true },
+  // Not a public case: a ResNet-style downsampling conv (stride 2), to keep strided layers honest.
+  {
+    name: "resnet.down", N: 128, D: 4640, cin: 16, cout: 32, input: [1, 32, 32], kernel: [1, 3, 3], padding: [0, 1, 1],
+    stride: [1, 2, 2], bias: true,
+  },
 ];
 
 /**
@@ -78,10 +84,11 @@ const vol = (t: Triple) => t[0] * t[1] * t[2];
 for (const layer of layers) {
   if (filter && !layer.name.includes(filter)) continue;
   const { N, cin, cout, input, kernel, padding } = layer;
-  const output = [0, 1, 2].map((j) => input[j] + 2 * padding[j] - kernel[j] + 1) as Triple;
+  const stride = layer.stride ?? [1, 1, 1];
+  const output = [0, 1, 2].map((j) => Math.floor((input[j] + 2 * padding[j] - kernel[j]) / stride[j]) + 1) as Triple;
   const L = vol(output), kvol = vol(kernel);
   const wCount = cout * cin * kvol;
-  const geom = [1, cin, cout, ...input, ...output, ...kernel, 1, 1, 1, ...padding, 1, 1, 1];
+  const geom = [1, cin, cout, ...input, ...output, ...kernel, ...stride, ...padding, 1, 1, 1];
   // Layout: geom | x | W | b | y (= gy) | gx | work | J | gW | gb
   let at = arena.base();
   const take = (floats: number) => {

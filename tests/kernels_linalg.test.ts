@@ -530,6 +530,21 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
     "padding past the kernel's reach: the input gradient crops gy (negative frame offset)",
   ],
   [
+    convLayer(1, 3, 6, [1, 9, 33], [1, 3, 3], [1, 2, 2], [0, 1, 1]),
+    "rows", "im2col", "rows",
+    "stride 2 along W: the frame's rows split into even and odd phases",
+  ],
+  [
+    convLayer(1, 2, 17, [1, 6, 73], [1, 2, 3], [1, 1, 3], [0, 0, 2], [1, 1, 2]),
+    "rows", "im2col", "rows",
+    "stride 3 and dilation 2 along W (taps in different phases); 2×16 outer-product weight tiles on the phases, a 1-channel edge, gyᵀ staged with position and channel tails (bias fused)",
+  ],
+  [
+    convLayer(1, 8, 16, [1, 16, 16], [1, 1, 1], [1, 2, 2]),
+    "rows", "im2col", "rows",
+    "a 1×1 stride-2 shortcut: the phase frame (4× the work the contract gives) in the static frame",
+  ],
+  [
     sameLayer(1, 3, 5, [1, 7, 12], [1, 2, 4]),
     "rows", "rows", "flat",
     "padding=\"same\" with even kernels: no padding in front of H, one more at the end (not read in place)",
