@@ -3,7 +3,7 @@
  * the independent check of per-sample Jacobians and gradients. See the API list at the top of
  * model.ts.
  */
-import { forwardLayers, type Model, parameterList, type Params } from "./model.ts";
+import { forwardLayers, forwardSample, type Model, parameterList, type Params } from "./model.ts";
 
 /**
  * What to differentiate for ONE sample: its output (all K elements), or its share of PyTorch's
@@ -167,7 +167,8 @@ export function finiteDifferenceBatch(
   const D = parameterList(model).reduce((a, p) => a + p.size, 0);
   const data = new Float64Array(n * rows[0].length);
   rows.forEach((row, s) => data.set(row, s * row.length));
-  const K = rows[0].length / D;
+  // Outputs per sample from the forward pass itself: rows / D is 0 / 0 for a network without parameters.
+  const K = forwardSample(model, params, Float64Array.from({ length: sampleSize }, (_, i) => x[i]), inputShape).output.length;
   return { data, shape: objective.objective === "output" && K > 1 ? [n, K, D] : [n, D] };
 }
 
