@@ -9,7 +9,7 @@ import { numel } from "../tensor.ts";
 import { kernels } from "../wasm.ts";
 import { uniformFanIn } from "./init.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
-import { layerLabel, Module, ntuple, toThreeDims } from "./module.ts";
+import { layerLabel, Module, ntuple, toThreeDims, weightBiasStep } from "./module.ts";
 
 /** A size argument: one int for every spatial dim, or one per dim. */
 export type Size = number | readonly number[];
@@ -142,42 +142,21 @@ export abstract class ConvNd extends Module {
     const { N, K, R } = builder;
     const L = numel(out);
     const inWidth = numel(inShape);
-    const outWidth = this.outChannels * L;
-    const output = builder.floats(N * outWidth);
+    const output = builder.floats(N * this.outChannels * L);
     const work = builder.scratch(this.inChannels * numel(this.kernelSize) * L * 4);
     const weight = builder.parameterPtr(this.weight);
     const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
-    const weightColumn = builder.columnBytes(this.weight);
-    const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
-    const ldJ = builder.D;
-    const gradientVector = builder.gradientVector;
     const k = kernels();
     return {
       output,
       outShape,
-      steps: [{
-        label,
-        outShape,
-        aliasesInput: false,
-        hasParameters: true,
-        gy: 0,
-        gx: 0,
-        forward() {
-          k.conv_forward(geom, N, input, weight, bias, output, work.ptr);
-        },
-        backward() {
-          k.conv_backward_input(geom, R, this.gy, weight, this.gx, work.ptr);
-        },
-        perSample(firstSample: number, samples: number, J: number) {
-          const x = input + firstSample * inWidth * 4;
-          const gy = this.gy + firstSample * K * outWidth * 4;
-          k.conv_weight_per_sample(geom, samples * K, K, x, gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ, work.ptr);
-        },
-        gradient() {
-          const g = gradientVector.ptr;
-          k.conv_weight_grad(geom, R, K, input, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, work.ptr, 1);
-        },
-      }],
+      steps: [weightBiasStep(builder, label, outShape, this.weight, this.bias, {
+        forward: () => k.conv_forward(geom, N, input, weight, bias, output, work.ptr),
+        backward: (gy, gx) => k.conv_backward_input(geom, R, gy, weight, gx, work.ptr),
+        perSample: (first, samples, gy, jw, jb, ldJ) =>
+          k.conv_weight_per_sample(geom, samples * K, K, input + first * inWidth * 4, gy, jw, jb, ldJ, work.ptr),
+        gradient: (gy, gw, gb) => k.conv_weight_grad(geom, R, K, input, gy, gw, gb, work.ptr, 1),
+      })],
     };
   }
 }

@@ -14,7 +14,7 @@ import { kernels } from "../wasm.ts";
 import type { Size } from "./conv.ts";
 import { uniformFanIn } from "./init.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
-import { layerLabel, Module, ntuple, toThreeDims } from "./module.ts";
+import { layerLabel, Module, ntuple, toThreeDims, weightBiasStep } from "./module.ts";
 
 /** Options of `ConvTranspose1d/2d/3d`, as PyTorch's keyword arguments. */
 export interface ConvTransposeOptions {
@@ -147,39 +147,17 @@ export abstract class ConvTransposeNd extends Module {
     const work = builder.scratch(this.outChannels * numel(this.kernelSize) * numel(inSpatial) * 4);
     const weight = builder.parameterPtr(this.weight);
     const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
-    const weightColumn = builder.columnBytes(this.weight);
-    const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
-    const ldJ = builder.D;
-    const gradientVector = builder.gradientVector;
     const k = kernels();
     return {
       output,
       outShape,
-      steps: [{
-        label,
-        outShape,
-        aliasesInput: false,
-        hasParameters: true,
-        gy: 0,
-        gx: 0,
-        forward() {
-          k.conv_transpose_forward(geom, N, input, weight, bias, output, work.ptr);
-        },
-        backward() {
-          k.conv_transpose_backward_input(geom, R, this.gy, weight, this.gx, work.ptr);
-        },
-        perSample(firstSample: number, samples: number, J: number) {
-          const x = input + firstSample * inWidth * 4;
-          const gy = this.gy + firstSample * K * outWidth * 4;
-          const jb = biasColumn < 0 ? 0 : J + biasColumn;
-          k.conv_transpose_weight_per_sample(geom, samples * K, K, x, gy, J + weightColumn, jb, ldJ, work.ptr);
-        },
-        gradient() {
-          const g = gradientVector.ptr;
-          const gb = biasColumn < 0 ? 0 : g + biasColumn;
-          k.conv_transpose_weight_grad(geom, R, K, input, this.gy, g + weightColumn, gb, work.ptr, 1);
-        },
-      }],
+      steps: [weightBiasStep(builder, label, outShape, this.weight, this.bias, {
+        forward: () => k.conv_transpose_forward(geom, N, input, weight, bias, output, work.ptr),
+        backward: (gy, gx) => k.conv_transpose_backward_input(geom, R, gy, weight, gx, work.ptr),
+        perSample: (first, samples, gy, jw, jb, ldJ) =>
+          k.conv_transpose_weight_per_sample(geom, samples * K, K, input + first * inWidth * 4, gy, jw, jb, ldJ, work.ptr),
+        gradient: (gy, gw, gb) => k.conv_transpose_weight_grad(geom, R, K, input, gy, gw, gb, work.ptr, 1),
+      })],
     };
   }
 }

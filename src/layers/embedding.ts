@@ -12,7 +12,7 @@ import { arena, kernels } from "../wasm.ts";
 import { unravel } from "../forward.ts";
 import { standardNormal } from "./init.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
-import { layerLabel, Module } from "./module.ts";
+import { layerLabel, Module, weightBiasStep } from "./module.ts";
 
 /** Options of `Embedding`, as PyTorch's keyword arguments. */
 export interface EmbeddingOptions {
@@ -92,20 +92,11 @@ export class Embedding extends Module {
     const padding = this.paddingIdx ?? -1;
     const output = builder.floats(N * T * E);
     const weight = builder.parameterPtr(this.weight);
-    const weightColumn = builder.columnBytes(this.weight);
-    const ldJ = builder.D;
-    const gradientVector = builder.gradientVector;
     const k = kernels();
     return {
       output,
       outShape,
-      steps: [{
-        label,
-        outShape,
-        aliasesInput: false,
-        hasParameters: true,
-        gy: 0,
-        gx: 0,
+      steps: [weightBiasStep(builder, label, outShape, this.weight, null, {
         forward() {
           const bad: number = k.embedding_forward(N, T, V, E, input, weight, output);
           if (bad >= 0) {
@@ -118,18 +109,12 @@ export class Embedding extends Module {
             );
           }
         },
-        backward() {
-          k.embedding_backward_input(R * T, this.gx);
-        },
-        perSample(firstSample: number, samples: number, J: number) {
-          const idx = input + firstSample * T * 4;
-          const gy = this.gy + firstSample * K * T * E * 4;
-          k.embedding_per_sample(samples * K, K, T, V, E, idx, padding, gy, J + weightColumn, ldJ);
-        },
-        gradient() {
-          k.embedding_grad(R, K, T, V, E, input, padding, this.gy, gradientVector.ptr + weightColumn, 1);
-        },
-      }],
+        // Indices have no gradient: zeros, for a (pointless) layer before an Embedding.
+        backward: (_gy, gx) => k.embedding_backward_input(R * T, gx),
+        perSample: (first, samples, gy, jw, _jb, ldJ) =>
+          k.embedding_per_sample(samples * K, K, T, V, E, input + first * T * 4, padding, gy, jw, ldJ),
+        gradient: (gy, gw) => k.embedding_grad(R, K, T, V, E, input, padding, gy, gw, 1),
+      })],
     };
   }
 }

@@ -8,7 +8,7 @@ import { formatShape, numel } from "../tensor.ts";
 import { kernels } from "../wasm.ts";
 import { uniformFanIn } from "./init.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
-import { layerLabel, Module } from "./module.ts";
+import { layerLabel, Module, weightBiasStep } from "./module.ts";
 
 /** Options of `Linear`, as PyTorch's keyword arguments. */
 export interface LinearOptions {
@@ -64,37 +64,17 @@ export class Linear extends Module {
     const output = builder.floats(N * S * outF);
     const weight = builder.parameterPtr(this.weight);
     const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
-    const weightColumn = builder.columnBytes(this.weight);
-    const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
-    const ldJ = builder.D;
-    const gradientVector = builder.gradientVector;
     const k = kernels();
     return {
       output,
       outShape,
-      steps: [{
-        label,
-        outShape,
-        aliasesInput: false,
-        hasParameters: true,
-        gy: 0,
-        gx: 0,
-        forward() {
-          k.linear_forward(N * S, inF, outF, input, weight, bias, output);
-        },
-        backward() {
-          k.linear_backward_input(R * S, inF, outF, this.gy, weight, this.gx);
-        },
-        perSample(firstSample: number, samples: number, J: number) {
-          const x = input + firstSample * S * inF * 4;
-          const gy = this.gy + firstSample * K * S * outF * 4;
-          k.linear_weight_per_sample(samples * K, K, S, inF, outF, x, gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ);
-        },
-        gradient() {
-          const g = gradientVector.ptr;
-          k.linear_weight_grad(R, K, S, inF, outF, input, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, 1);
-        },
-      }],
+      steps: [weightBiasStep(builder, label, outShape, this.weight, this.bias, {
+        forward: () => k.linear_forward(N * S, inF, outF, input, weight, bias, output),
+        backward: (gy, gx) => k.linear_backward_input(R * S, inF, outF, gy, weight, gx),
+        perSample: (first, samples, gy, jw, jb, ldJ) =>
+          k.linear_weight_per_sample(samples * K, K, S, inF, outF, input + first * S * inF * 4, gy, jw, jb, ldJ),
+        gradient: (gy, gw, gb) => k.linear_weight_grad(R, K, S, inF, outF, input, gy, gw, gb, 1),
+      })],
     };
   }
 }

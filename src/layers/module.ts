@@ -278,3 +278,58 @@ export function expectRank(
 }
 
 export { numel };
+
+/**
+ * The kernels of a layer whose parameters are a weight and an optional bias. Pointers are
+ * byte offsets; `jb`/`gb` are 0 where the layer has no bias.
+ */
+export interface WeightBiasKernels {
+  forward(): void;
+  /** The input gradient gx from the output gradient gy, all R rows. */
+  backward(gy: number, gx: number): void;
+  /**
+   * Per-sample gradients of samples [first, first + samples): `gy` points at the first of
+   * their K·samples rows; weight and bias columns of the first J row at `jw`, `jb`.
+   */
+  perSample(first: number, samples: number, gy: number, jw: number, jb: number, ldJ: number): void;
+  /** The gradient summed over all rows, added into `gw`, `gb`. */
+  gradient(gy: number, gw: number, gb: number): void;
+}
+
+/**
+ * The step of a layer with a weight and an optional bias: the bookkeeping every such layer
+ * shares (J's columns, the output-gradient offset of a chunk of samples, the gradient vector).
+ */
+export function weightBiasStep(
+  builder: PlanBuilder,
+  label: string,
+  outShape: readonly number[],
+  weight: Tensor,
+  bias: Tensor | null,
+  run: WeightBiasKernels,
+): Step {
+  const weightColumn = builder.columnBytes(weight);
+  const biasColumn = bias ? builder.columnBytes(bias) : -1;
+  const gyPerSample = builder.K * numel(outShape) * 4;
+  const ldJ = builder.D;
+  const gradientVector = builder.gradientVector;
+  return {
+    label,
+    outShape,
+    aliasesInput: false,
+    hasParameters: true,
+    gy: 0,
+    gx: 0,
+    forward: run.forward,
+    backward() {
+      run.backward(this.gy, this.gx);
+    },
+    perSample(first: number, samples: number, J: number) {
+      run.perSample(first, samples, this.gy + first * gyPerSample, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ);
+    },
+    gradient() {
+      const g = gradientVector.ptr;
+      run.gradient(this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn);
+    },
+  };
+}

@@ -12,7 +12,7 @@ import type { Tensor } from "../tensor.ts";
 import { numel } from "../tensor.ts";
 import { kernels } from "../wasm.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
-import { layerLabel, Module } from "./module.ts";
+import { layerLabel, Module, weightBiasStep } from "./module.ts";
 
 /** Parameter values as given by the user. */
 export type ParameterValues = readonly number[] | Float32Array | Float64Array;
@@ -143,37 +143,17 @@ export class QuasiLinear extends Module {
     const output = builder.floats(N * outWidth);
     const weight = builder.parameterPtr(this.weight);
     const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
-    const weightColumn = builder.columnBytes(this.weight);
-    const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
-    const ldJ = builder.D;
-    const gradientVector = builder.gradientVector;
     const k = kernels();
     return {
       output,
       outShape,
-      steps: [{
-        label,
-        outShape,
-        aliasesInput: false,
-        hasParameters: true,
-        gy: 0,
-        gx: 0,
-        forward() {
-          k.probe_forward(pattern, N, input, weight, bias, output);
-        },
-        backward() {
-          k.probe_backward_input(pattern, R, this.gy, weight, this.gx);
-        },
-        perSample(firstSample: number, samples: number, J: number) {
-          const x = input + firstSample * inWidth * 4;
-          const gy = this.gy + firstSample * K * outWidth * 4;
-          k.probe_weight_per_sample(pattern, samples * K, K, x, gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ);
-        },
-        gradient() {
-          const g = gradientVector.ptr;
-          k.probe_weight_grad(pattern, R, K, input, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, 1);
-        },
-      }],
+      steps: [weightBiasStep(builder, label, outShape, this.weight, this.bias, {
+        forward: () => k.probe_forward(pattern, N, input, weight, bias, output),
+        backward: (gy, gx) => k.probe_backward_input(pattern, R, gy, weight, gx),
+        perSample: (first, samples, gy, jw, jb, ldJ) =>
+          k.probe_weight_per_sample(pattern, samples * K, K, input + first * inWidth * 4, gy, jw, jb, ldJ),
+        gradient: (gy, gw, gb) => k.probe_weight_grad(pattern, R, K, input, gy, gw, gb, 1),
+      })],
     };
   }
 }
