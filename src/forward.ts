@@ -67,12 +67,6 @@ export function runForward(net: Module, x: Tensor, K: number, mode: PlanMode): P
   return plan;
 }
 
-/** The per-sample output shape of `net` for `x`, checked layer by layer. */
-export function outputShapeFor(net: Module, x: Tensor): number[] {
-  const { sampleShape } = checkBatch(x);
-  return net.outputShape(sampleShape);
-}
-
 /** Copies the plan's output (N rows) out of WASM memory. */
 export function readOutput(plan: Plan): Tensor {
   const count = plan.N * numel(plan.outShape);

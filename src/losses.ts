@@ -5,6 +5,7 @@
  */
 import { ShapeError, ValueError } from "./errors.ts";
 import { formatShape, numel } from "./tensor.ts";
+import { sameShape } from "./layers/module.ts";
 
 /** The losses per-sample gradients can be taken of. */
 export type LossName = "cross_entropy" | "mse";
@@ -92,10 +93,6 @@ function toFloat32(data: Target["data"]): Float32Array {
 function checkFiniteTarget(values: Float32Array, loss: string): void {
   const bad = values.findIndex((v) => !Number.isFinite(v));
   if (bad >= 0) throw new ValueError(`${loss}: target holds ${values[bad]} at index ${bad}`);
-}
-
-function sameShape(a: readonly number[], b: readonly number[]): boolean {
-  return a.length === b.length && a.every((d, i) => d === b[i]);
 }
 
 /**

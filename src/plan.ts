@@ -352,4 +352,3 @@ export class PlanCache {
   }
 }
 
-export { formatShape };

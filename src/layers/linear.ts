@@ -79,4 +79,3 @@ export class Linear extends Module {
   }
 }
 
-export { formatShape };

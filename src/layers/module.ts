@@ -262,23 +262,6 @@ export function aliasStep(label: string, outShape: readonly number[]): Step {
   };
 }
 
-/** Checks that a per-sample shape has `rank` dims, naming the layer and the layout expected. */
-export function expectRank(
-  inShape: readonly number[],
-  rank: number,
-  layout: string,
-  label: string,
-): void {
-  if (inShape.length !== rank) {
-    throw new ShapeError(
-      `${label}: expected input (N, ${layout}), got (N, ${inShape.join(", ")})` +
-        ` — a per-sample shape of ${inShape.length} dims where ${rank} are needed`,
-    );
-  }
-}
-
-export { numel };
-
 /**
  * The kernels of a layer whose parameters are a weight and an optional bias. Pointers are
  * byte offsets; `jb`/`gb` are 0 where the layer has no bias.
