@@ -326,7 +326,22 @@ export class PlanCache {
   /** Plans built so far (tests read it to check that a repeated call builds none). */
   built = 0;
 
+  /** Per-sample output shapes by per-sample input shape, so a repeated call walks no layers. */
+  private readonly outputShapes = new Map<string, readonly number[]>();
+
   constructor(readonly capacity = 8) {}
+
+  /** The network's per-sample output shape for a per-sample input shape (checked layer by layer once). */
+  outputShape(net: Module, sampleShape: readonly number[]): readonly number[] {
+    const key = sampleShape.join("x");
+    let shape = this.outputShapes.get(key);
+    if (!shape) {
+      shape = net.outputShape(sampleShape);
+      if (this.outputShapes.size >= this.capacity) this.outputShapes.delete(this.outputShapes.keys().next().value!);
+      this.outputShapes.set(key, shape);
+    }
+    return shape;
+  }
 
   get(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode): Plan {
     const key = `${N}x${sampleShape.join("x")}|${K}|${mode}`;
@@ -345,6 +360,7 @@ export class PlanCache {
   /** Forgets every plan (after the network's structure changed). */
   clear(): void {
     this.plans.clear();
+    this.outputShapes.clear();
   }
 
   get size(): number {
