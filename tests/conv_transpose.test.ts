@@ -9,7 +9,6 @@ import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
 import {
-  batchGradient,
   Conv1d,
   Conv2d,
   Conv3d,
@@ -18,23 +17,20 @@ import {
   ConvTranspose3d,
   FormatError,
   jacobian,
-  jacobianNaive,
   manualSeed,
   modelFromSpec,
-  perSampleGradients,
-  perSampleGradientsNaive,
   randn,
   ReLU,
   Sequential,
   ShapeError,
   tensor,
 } from "../mod.ts";
-import type { LayerSpec, LossName, ModelSpec, Module, Reduction, Target, Tensor } from "../mod.ts";
+import type { LayerSpec, ModelSpec } from "../mod.ts";
 import { planCache } from "../src/forward.ts";
 import { arena } from "../src/wasm.ts";
 import { mulberry32, numel } from "../src/tensor.ts";
-import { finiteDifferenceCheck, parseSpec, relativeError } from "./reference/mod.ts";
-import type { BatchObjective } from "./reference/mod.ts";
+import { checkAgainstFiniteDifferences, checkAgainstNaive, checkSumsToBatchGradient, describeCase, objectivesFor } from "./helpers/properties.ts";
+import type { Prepared } from "./helpers/properties.ts";
 
 const close = (actual: ArrayLike<number>, expected: readonly number[], what: string) => {
   assert.equal(actual.length, expected.length, what);
@@ -296,76 +292,31 @@ test("the random ConvTranspose networks cover every dimension and option", () =>
   assert.deepEqual(wanted.filter((w) => !seen.has(w)), []);
 });
 
-interface Objective {
-  loss?: LossName;
-  reduction?: Reduction;
-  target?: Target;
-}
-
-function prepare(c: NetworkCase): { net: Module; x: Tensor; objectives: Objective[] } {
+function prepare(c: NetworkCase): Prepared {
   manualSeed(c.seed);
   const net = modelFromSpec(c.spec);
-  const x = randn([c.N, ...c.sampleShape], c.seed);
-  const [C, ...positions] = net.outputShape(c.sampleShape);
-  const rng = mulberry32(c.seed ^ 0x5bd1e995);
-  const classes = new Int32Array(c.N * numel(positions)).map(() => Math.floor(rng() * C));
   return {
+    spec: c.spec,
     net,
-    x,
-    objectives: [
-      {},
-      { loss: "mse", reduction: rng() < 0.5 ? "sum" : "mean", target: randn([c.N, C, ...positions], c.seed + 1) },
-      { loss: "cross_entropy", reduction: rng() < 0.5 ? "sum" : "mean", target: { shape: [c.N, ...positions], data: classes } },
-    ],
+    x: randn([c.N, ...c.sampleShape], c.seed),
+    objectives: objectivesFor(net, c.sampleShape, c.N, c.seed),
+    describe: (o) => describeCase(c, o),
   };
 }
 
-const describe = (c: NetworkCase, o: Objective) =>
-  `seed ${c.seed}, N=${c.N}, input ${JSON.stringify(c.sampleShape)}, ${o.loss ?? "output"}/${o.reduction ?? "-"}, spec ${JSON.stringify(c.spec)}`;
-
-test("ConvTranspose networks: per-sample gradients and Jacobians in one pass equal naive per-sample backprop", () => {
+test("ConvTranspose networks: per-sample gradients and Jacobians in one pass equal naive per-sample backprop and sum to the batch gradient", () => {
   fc.assert(
     fc.property(networks, (c) => {
       const p = prepare(c);
-      for (const o of p.objectives) {
-        const fast = o.loss ? perSampleGradients(p.net, p.x, o.target!, { loss: o.loss, reduction: o.reduction }) : jacobian(p.net, p.x);
-        const slow = (o.loss
-          ? perSampleGradientsNaive(p.net, p.x, o.target!, { loss: o.loss, reduction: o.reduction })
-          : jacobianNaive(p.net, p.x)) as Tensor;
-        assert.deepEqual(fast.shape, slow.shape, describe(c, o));
-        const error = relativeError(fast.data, slow.data);
-        assert.ok(error <= 1e-4, `relative error ${error} for ${describe(c, o)}`);
-        if (o.loss) {
-          const total = batchGradient(p.net, p.x, o.target!, { loss: o.loss, reduction: o.reduction });
-          const D = total.shape[0];
-          const summed = new Float64Array(D);
-          for (let r = 0; r < c.N; r++) for (let d = 0; d < D; d++) summed[d] += fast.data[r * D + d];
-          assert.ok(relativeError(summed, total.data) <= 1e-4, `rows do not sum to the batch gradient: ${describe(c, o)}`);
-        }
-      }
+      checkAgainstNaive(p);
+      checkSumsToBatchGradient(p);
     }),
     { numRuns: 200 },
   );
 });
 
 test("ConvTranspose networks: per-sample gradients and Jacobians equal central finite differences of the float64 reference", () => {
-  fc.assert(
-    fc.property(networks, (c) => {
-      const p = prepare(c);
-      const model = parseSpec(c.spec);
-      const params = new Map(Object.entries(p.net.stateDict()).map(([k, t]) => [k, Float64Array.from(t.data)]));
-      for (const o of p.objectives) {
-        const fast = o.loss ? perSampleGradients(p.net, p.x, o.target!, { loss: o.loss, reduction: o.reduction }) : jacobian(p.net, p.x);
-        const objective: BatchObjective = o.loss
-          ? { objective: o.loss, reduction: o.reduction!, target: Array.from(o.target!.data as ArrayLike<number>, Number) }
-          : { objective: "output" };
-        const { error, shape } = finiteDifferenceCheck(fast.data, model, params, p.x.data, p.x.shape as number[], objective, 2e-3);
-        assert.deepEqual(fast.shape, shape, describe(c, o));
-        assert.ok(error <= 2e-3, `relative error ${error} against finite differences for ${describe(c, o)}`);
-      }
-    }),
-    { numRuns: 100 },
-  );
+  fc.assert(fc.property(networks, (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: 100 });
 });
 
 test("ConvTranspose: a repeated call with the same input shape builds no plan and grows no WASM memory", () => {

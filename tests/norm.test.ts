@@ -14,7 +14,6 @@ import {
   AdaptiveMaxPool1d,
   AdaptiveMaxPool2d,
   AdaptiveMaxPool3d,
-  batchGradient,
   BatchNorm1d,
   BatchNorm2d,
   Conv2d,
@@ -24,13 +23,11 @@ import {
   InstanceNorm1d,
   InstanceNorm2d,
   jacobian,
-  jacobianNaive,
   LayerNorm,
   Linear,
   loadModel,
   modelFromSpec,
   perSampleGradients,
-  perSampleGradientsNaive,
   randn,
   readSafetensors,
   ReLU,
@@ -42,15 +39,14 @@ import {
   ValueError,
   writeSafetensors,
 } from "../mod.ts";
-import type { LossName, Module, Reduction, Target, Tensor } from "../mod.ts";
+import type { Module } from "../mod.ts";
 import { planCache } from "../src/forward.ts";
 import { manualSeed } from "../src/layers/init.ts";
-import { mulberry32, numel } from "../src/tensor.ts";
 import { arena } from "../src/wasm.ts";
 import { arbitraryNormNetwork, inputFor, randomiseNormState } from "./helpers/norm_architectures.ts";
 import type { NormNetworkCase } from "./helpers/norm_architectures.ts";
-import { finiteDifferenceCheck, parseSpec, relativeError } from "./reference/mod.ts";
-import type { BatchObjective } from "./reference/mod.ts";
+import { checkAgainstFiniteDifferences, checkAgainstNaive, checkSumsToBatchGradient, describeCase, objectivesFor } from "./helpers/properties.ts";
+import type { Prepared } from "./helpers/properties.ts";
 
 function close(actual: ArrayLike<number>, expected: readonly number[], tolerance = 1e-5, what = "") {
   assert.equal(actual.length, expected.length, `${what}: length`);
@@ -148,102 +144,23 @@ test("Unflatten splits one dim (counting the batch as 0, negative from the end, 
 // ---------------------------------------------------------------------------------------------
 // Random networks: one pass against naive per-sample backprop and finite differences
 
-interface Objective {
-  loss?: LossName;
-  reduction?: Reduction;
-  target?: Target;
-}
-
-interface Prepared {
-  net: Module;
-  x: Tensor;
-  objectives: Objective[];
-}
-
 function prepare(c: NormNetworkCase): Prepared {
   manualSeed(c.seed);
   const net = modelFromSpec(c.spec);
   randomiseNormState(net, c.seed);
-  const x = inputFor(c);
-  const outShape = net.outputShape(c.sampleShape);
-  const rng = mulberry32(c.seed ^ 0x9e3779b9);
-  const objectives: Objective[] = [{}];
-  objectives.push({ loss: "mse", reduction: rng() < 0.5 ? "sum" : "mean", target: randn([c.N, ...outShape], c.seed + 1) });
-  if (outShape.length >= 1) {
-    const [C, ...positions] = outShape;
-    const classes = new Int32Array(c.N * numel(positions)).map(() => Math.floor(rng() * C));
-    objectives.push({ loss: "cross_entropy", reduction: rng() < 0.5 ? "sum" : "mean", target: { shape: [c.N, ...positions], data: classes } });
-  }
-  return { net, x, objectives };
-}
-
-function onePass(p: Prepared, o: Objective): Tensor {
-  return o.loss ? perSampleGradients(p.net, p.x, o.target!, { loss: o.loss, reduction: o.reduction }) : jacobian(p.net, p.x);
-}
-
-function naive(p: Prepared, o: Objective): Tensor {
-  return (o.loss
-    ? perSampleGradientsNaive(p.net, p.x, o.target!, { loss: o.loss, reduction: o.reduction })
-    : jacobianNaive(p.net, p.x)) as Tensor;
-}
-
-function describe(c: NormNetworkCase, o: Objective): string {
-  return `seed ${c.seed}, N=${c.N}, input ${JSON.stringify(c.sampleShape)}, objective ${o.loss ?? "output"}/${o.reduction ?? "-"}, spec ${JSON.stringify(c.spec)}`;
+  return { spec: c.spec, net, x: inputFor(c), objectives: objectivesFor(net, c.sampleShape, c.N, c.seed), describe: (o) => describeCase(c, o) };
 }
 
 test("per-sample gradients and Jacobians through normalisation, Embedding, adaptive pooling and Unflatten equal naive per-sample backprop", () => {
-  fc.assert(
-    fc.property(arbitraryNormNetwork(), (c) => {
-      const p = prepare(c);
-      for (const o of p.objectives) {
-        const fast = onePass(p, o);
-        const slow = naive(p, o);
-        assert.deepEqual(fast.shape, slow.shape, describe(c, o));
-        const error = relativeError(fast.data, slow.data);
-        assert.ok(error <= 1e-4, `relative error ${error} for ${describe(c, o)}`);
-      }
-    }),
-    { numRuns: 120 },
-  );
+  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkAgainstNaive(prepare(c))), { numRuns: 120 });
 });
 
 test("per-sample gradients and Jacobians through these layers equal central finite differences of the float64 reference", () => {
-  fc.assert(
-    fc.property(arbitraryNormNetwork(), (c) => {
-      const p = prepare(c);
-      const model = parseSpec(c.spec);
-      // stateDict() holds the buffers too: the reference reads running statistics from it.
-      const params = new Map(Object.entries(p.net.stateDict()).map(([k, t]) => [k, Float64Array.from(t.data)]));
-      for (const o of p.objectives) {
-        const fast = onePass(p, o);
-        const objective: BatchObjective = o.loss
-          ? { objective: o.loss, reduction: o.reduction!, target: Array.from(o.target!.data as ArrayLike<number>, Number) }
-          : { objective: "output" };
-        const { error, shape } = finiteDifferenceCheck(fast.data, model, params, p.x.data, p.x.shape as number[], objective, 2e-3);
-        assert.deepEqual(fast.shape, shape, describe(c, o));
-        assert.ok(error <= 2e-3, `relative error ${error} against finite differences for ${describe(c, o)}`);
-      }
-    }),
-    { numRuns: 60 },
-  );
+  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: 60 });
 });
 
 test("per-sample loss gradients through these layers sum to the ordinary batch gradient", () => {
-  fc.assert(
-    fc.property(arbitraryNormNetwork(), (c) => {
-      const p = prepare(c);
-      for (const o of p.objectives.filter((o) => o.loss)) {
-        const rows = onePass(p, o);
-        const total = batchGradient(p.net, p.x, o.target!, { loss: o.loss!, reduction: o.reduction });
-        const D = total.shape[0];
-        const summed = new Float64Array(D);
-        for (let n = 0; n < c.N; n++) for (let d = 0; d < D; d++) summed[d] += rows.data[n * D + d];
-        const error = relativeError(summed, total.data);
-        assert.ok(error <= 1e-4, `relative error ${error} for ${describe(c, o)}`);
-      }
-    }),
-    { numRuns: 40 },
-  );
+  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkSumsToBatchGradient(prepare(c))), { numRuns: 40 });
 });
 
 test("Embedding's per-sample gradient is a scatter-add of the sample's output gradients into its tokens' rows; the padding row gets none", () => {
