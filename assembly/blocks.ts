@@ -26,3 +26,18 @@ export function copy_blocks(blocks: i32, width: i32, src: usize, srcStride: i32,
     memory.copy(dst + <usize>i * dstStep, src + <usize>i * srcStep, bytes);
   }
 }
+
+/** Index of the first NaN or ±Infinity among `count` floats, or -1 (the input check, at memory speed). */
+export function first_nonfinite(ptr: usize, count: i32): i32 {
+  let i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const v = v128.load(ptr + (<usize>i << 2));
+    const d = f32x4.sub(v, v); // 0 where finite, NaN where NaN or infinite
+    if (v128.any_true(f32x4.ne(d, d))) break;
+  }
+  for (; i < count; i++) {
+    const v = load<f32>(ptr + (<usize>i << 2));
+    if (v - v != 0) return i;
+  }
+  return -1;
+}

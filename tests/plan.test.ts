@@ -4,7 +4,8 @@
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import { Conv2d, Flatten, jacobian, jacobianNaive, Linear, perSampleGradients, perSampleGradientsNaive, randn, ReLU, Sequential, tensor } from "../mod.ts";
+import fc from "fast-check";
+import { Conv2d, Flatten, jacobian, jacobianNaive, Linear, perSampleGradients, perSampleGradientsNaive, randn, ReLU, Sequential, tensor, ValueError } from "../mod.ts";
 import type { Tensor } from "../mod.ts";
 import { planCache } from "../src/forward.ts";
 import { arena } from "../src/wasm.ts";
@@ -91,4 +92,18 @@ test("a module with parameters used twice (tied weights) is refused, a shared pa
   const tied = new Sequential(shared, relu, shared, relu);
   assert.throws(() => jacobian(tied, randn([2, 3], 0)), /Linear at 2 is the same module as at 0: shared \(tied\) parameters are not supported/);
   assert.equal(new Sequential(new Linear(3, 3), relu, new Linear(3, 2), relu).forward(randn([2, 3], 0)).shape[1], 2);
+});
+
+test("a NaN or infinity anywhere in the input is refused, naming its index", () => {
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 9 }), fc.nat(), fc.constantFrom(NaN, Infinity, -Infinity), (N, at, bad) => {
+      const net = new Sequential(new Linear(7, 2));
+      const x = randn([N, 7], N);
+      const i = at % x.data.length;
+      x.data[i] = bad;
+      assert.throws(() => jacobian(net, x), (e: Error) =>
+        e instanceof ValueError && e.message === `input holds ${bad} at index [${Math.floor(i / 7)}, ${i % 7}]`);
+    }),
+    { numRuns: 100 },
+  );
 });
