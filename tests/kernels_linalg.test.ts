@@ -89,7 +89,7 @@ for (const variant of ["gemm_nn", "gemm_nt", "gemm_tn"] as const) {
   });
 
   test(`${variant} matches float64 loops on sizes spanning several packed blocks`, () => {
-    const sizes = [[300, 150, 270], [129, 257, 131], [1, 700, 300], [650, 3, 140], [7, 9, 1000], [256, 256, 256]];
+    const sizes = [[300, 150, 270], [129, 257, 131], [1, 700, 300], [650, 3, 140], [7, 9, 1000], [256, 256, 256], [37, 1030, 520]];
     for (const [i, [M, N, K]] of sizes.entries()) {
       checkGemm(variant, { M, N, K, padA: i % 3, padB: (i + 1) % 4, padC: i % 2, accumulate: i % 2 === 1, seed: i });
     }
