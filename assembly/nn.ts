@@ -249,9 +249,9 @@ function scalarDerivative(kind: i32, x: f64, p1: f32, p2: f32): f64 {
  * order; a NaN wins (the last NaN, as in ATen). A window with no element inside the input
  * (possible with dilation) gives -inf and argmax -1.
  */
-export function maxpool_forward(geom: usize, N: i32, x: usize, y: usize, argmax: usize): void {
+export function maxpool_forward(geom: usize, N: i32, x: usize, y: usize, argmax: usize, relu: i32): void {
   if (is_maxpool_2x2(geom)) {
-    maxpool_2x2_forward(geom, N, x, y, argmax);
+    maxpool_2x2_forward(geom, N, x, y, argmax, relu);
     return;
   }
   const C = g(geom, 0);
@@ -292,6 +292,13 @@ export function maxpool_forward(geom: usize, N: i32, x: usize, y: usize, argmax:
                 }
               }
             }
+          }
+          // ReLU after the maximum: a window whose maximum is not positive gives 0 and passes
+          // no gradient (argmax -1), as ReLU before pooling would. A window over padding only
+          // stays -inf, as it would be after ReLU too.
+          if (relu != 0 && bestIndex >= 0 && best <= 0) {
+            best = 0;
+            bestIndex = -1;
           }
           store<f32>(y + out, best);
           store<i32>(argmax + out, bestIndex);

@@ -14,7 +14,7 @@ export function is_maxpool_2x2(geom: usize): bool {
 }
 
 /** y, argmax of `planes` planes (H × W → oH × oW), D slices each folded into the planes. */
-export function maxpool_2x2_forward(geom: usize, N: i32, x: usize, y: usize, argmax: usize): void {
+export function maxpool_2x2_forward(geom: usize, N: i32, x: usize, y: usize, argmax: usize, relu: i32): void {
   const C = load<i32>(geom), D = load<i32>(geom, 4);
   const H = load<i32>(geom, 8), W = load<i32>(geom, 12);
   const oH = load<i32>(geom, 20), oW = load<i32>(geom, 24);
@@ -26,6 +26,8 @@ export function maxpool_2x2_forward(geom: usize, N: i32, x: usize, y: usize, arg
   const outPlane = <usize>(oH * oW) << 2;
   const rowBytes = <usize>W << 2;
   const step = i32x4.splat(8);
+  const zero = f32x4.splat(0);
+  const none = i32x4.splat(-1);
   for (let p = 0; p < planes; p++) {
     const xp = x + <usize>p * inPlane;
     const yp = y + <usize>p * outPlane;
@@ -59,6 +61,11 @@ export function maxpool_2x2_forward(geom: usize, N: i32, x: usize, y: usize, arg
           take = v128.or(f32x4.gt(diagonal, best), f32x4.ne(diagonal, diagonal));
           best = v128.bitselect(diagonal, best, take);
           bestIndex = v128.bitselect(i32x4.add(i32x4.add(index, down), i32x4.splat(1)), bestIndex, take);
+          if (relu != 0) {
+            const clipped = f32x4.le(best, zero); // false for NaN, which ReLU keeps
+            best = v128.bitselect(zero, best, clipped);
+            bestIndex = v128.bitselect(none, bestIndex, clipped);
+          }
           v128.store(yRow + (<usize>ow << 2), best);
           v128.store(aRow + (<usize>ow << 2), bestIndex);
           index = i32x4.add(index, step);
@@ -77,6 +84,10 @@ export function maxpool_2x2_forward(geom: usize, N: i32, x: usize, y: usize, arg
               bestIndex = sliceBase + h * W + w;
             }
           }
+        }
+        if (relu != 0 && best <= 0) {
+          best = 0;
+          bestIndex = -1;
         }
         store<f32>(yRow + (<usize>ow << 2), best);
         store<i32>(aRow + (<usize>ow << 2), bestIndex);

@@ -400,7 +400,7 @@ function maxPoolInput(rand: () => number, count: number): Float32Array {
   return x;
 }
 
-function runMaxPool(g: PoolGeometry, N: number, x: ArrayLike<number>) {
+function runMaxPool(g: PoolGeometry, N: number, x: ArrayLike<number>, relu = false) {
   const mem = scratch();
   const geom = mem.ints(poolGeomInts(g));
   const outCount = N * g.channels * volume(g.output);
@@ -408,12 +408,19 @@ function runMaxPool(g: PoolGeometry, N: number, x: ArrayLike<number>) {
   const yp = mem.floats(outCount);
   const ap = mem.ints(outCount);
   mem.poison(yp, outCount);
-  kernels().maxpool_forward(geom, N, xp, yp, ap);
+  kernels().maxpool_forward(geom, N, xp, yp, ap, relu ? 1 : 0);
   return { mem, geom, y: readF32(yp, outCount), argmax: readI32(ap, outCount), argmaxPtr: ap };
 }
 
-function runMaxPoolBackward(g: PoolGeometry, N: number, K: number, x: ArrayLike<number>, gy: ArrayLike<number>): Float32Array {
-  const { mem, geom, argmaxPtr } = runMaxPool(g, N, x);
+function runMaxPoolBackward(
+  g: PoolGeometry,
+  N: number,
+  K: number,
+  x: ArrayLike<number>,
+  gy: ArrayLike<number>,
+  relu = false,
+): Float32Array {
+  const { mem, geom, argmaxPtr } = runMaxPool(g, N, x, relu);
   const inCount = N * K * g.channels * volume(g.input);
   const gyp = mem.floats(gy);
   const gxp = mem.floats(inCount);
@@ -663,6 +670,42 @@ test("pooling matches PyTorch 1.13 on ceil_mode, padding, dilation, NaN and tie 
     assert.deepEqual(Array.from(argmax), [-1]);
     assert.deepEqual(Array.from(runMaxPoolBackward(g, 1, 2, [0, 1, 2, 3], [5, 6])), [0, 0, 0, 0, 0, 0, 0, 0]);
   }
+});
+
+test("maxpool with relu = 1 is ReLU then max pooling, in value and gradient (generic and 2x2 paths)", () => {
+  // ReLU as PyTorch: NaN stays NaN and passes the gradient; x <= 0 gives 0 and no gradient.
+  const relu = (v: number) => (v > 0 || Number.isNaN(v) ? v : 0);
+  const reluSlope = (v: number) => (v <= 0 ? 0 : 1);
+  const twoByTwo = fc.record({
+    geometry: fc.record({
+      H: fc.integer({ min: 2, max: 9 }),
+      W: fc.integer({ min: 2, max: 21 }),
+      channels: fc.integer({ min: 1, max: 3 }),
+      ceilMode: fc.boolean(),
+    }).map(({ H, W, channels, ceilMode }) =>
+      geometry({ input: [1, H, W], kernel: [1, 2, 2], stride: [1, 2, 2], ceilMode, channels })
+    ),
+    N: fc.integer({ min: 1, max: 2 }),
+  });
+  fc.assert(
+    fc.property(fc.oneof(poolCase(true), twoByTwo), fc.integer({ min: 1, max: 2 }), fc.integer(), ({ geometry: g, N }, K, seed) => {
+      const rand = random(seed);
+      const x = maxPoolInput(rand, N * g.channels * volume(g.input));
+      const activated = Array.from(x, relu);
+      const want = maxPoolReference(g, N, activated);
+      const { y } = runMaxPool(g, N, x, true);
+      for (let i = 0; i < y.length; i++) {
+        if (!sameFloat(y[i], want.y[i])) assert.fail(`output ${i}: got ${y[i]}, want ${want.y[i]} (${JSON.stringify(g)})`);
+      }
+      const gy = uniform(rand, N * K * g.channels * volume(g.output), -1, 1);
+      const rowWidth = g.channels * volume(g.input);
+      // Row r of gx (R = N·K rows) belongs to sample r / K.
+      const sampleElement = (i: number) => Math.floor(Math.floor(i / rowWidth) / K) * rowWidth + (i % rowWidth);
+      const wantGx = maxPoolBackwardReference(g, N * K, K, gy, want.argmax).map((v, i) => v * reluSlope(x[sampleElement(i)]));
+      assertClose(runMaxPoolBackward(g, N, K, x, gy, true), wantGx, () => 1e-6, "maxpool after ReLU backward");
+    }),
+    { numRuns: 200 },
+  );
 });
 
 test("maxpool 2x2 stride 2 (the vectorised path) matches the reference on wide planes, 2-d and 3-d, ceil_mode, K rows", () => {

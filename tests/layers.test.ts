@@ -17,6 +17,7 @@ import {
   Flatten,
   GELU,
   Identity,
+  jacobian,
   LeakyReLU,
   Linear,
   MaxPool1d,
@@ -36,7 +37,7 @@ import {
 import type { Module, Tensor } from "../mod.ts";
 import { manualSeed } from "../src/layers/init.ts";
 import { randn } from "../src/tensor.ts";
-import { arbitraryNetwork } from "./helpers/architectures.ts";
+import { arbitraryNetwork, buildNetwork } from "./helpers/architectures.ts";
 import { forwardSample, parseSpec } from "./reference/mod.ts";
 
 function set(module: Module, values: Record<string, number[]>): void {
@@ -199,4 +200,42 @@ test("the forward pass of random networks equals the float64 reference", () => {
     }),
     { numRuns: 150 },
   );
+});
+
+test("ReLU then MaxPool (compiled as one fused step) gives the same outputs and per-sample gradients as the pair apart", () => {
+  // A nested Sequential keeps the two apart, so the second network runs them unfused.
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.boolean(), fc.integer({ min: 1, max: 3 }), (seed, ceilMode, K) => {
+      const make = (fused: boolean) => {
+        manualSeed(seed);
+        const relu = fused ? new ReLU() : new Sequential(new ReLU());
+        return new Sequential(
+          new Conv2d(2, 3, 3, { padding: 1 }),
+          relu,
+          new MaxPool2d(2, { ceilMode }),
+          new Flatten(),
+          new Linear(3 * (ceilMode ? 25 : 16), K),
+        );
+      };
+      // 8 or 9 wide: pooled rows of 4 or 5, through the f32x4 path and the scalar tail.
+      const x = randn([3, 2, ceilMode ? 9 : 8, ceilMode ? 9 : 8], seed);
+      const fused = make(true);
+      const apart = make(false);
+      assert.deepEqual(fused.forward(x).data, apart.forward(x).data);
+      assert.deepEqual(jacobian(fused, x).data, jacobian(apart, x).data);
+    }),
+    { numRuns: 40 },
+  );
+});
+
+test("the random architectures of the property tests include ReLU directly before MaxPool (the fused pair)", () => {
+  let pairs = 0;
+  const visit = (layers: { type: string; layers?: unknown }[]) => {
+    layers.forEach((layer, i) => {
+      if (layer.type === "ReLU" && layers[i + 1]?.type.startsWith("MaxPool")) pairs++;
+      if (Array.isArray(layer.layers)) visit(layer.layers as { type: string }[]);
+    });
+  };
+  for (let seed = 1; seed <= 200; seed++) visit(buildNetwork(seed).spec.layers as { type: string }[]);
+  assert.ok(pairs >= 20, `only ${pairs} ReLU→MaxPool pairs in 200 networks`);
 });

@@ -126,7 +126,21 @@ export abstract class MaxPoolNd extends PoolNd {
     });
   }
 
-  compile({ builder, path, input, inShape }: CompileContext): Compiled {
+  compile(context: CompileContext): Compiled {
+    return this.compileWith(context, false);
+  }
+
+  /**
+   * ReLU then this pooling, as one step: the pooling then ReLU on the pooled values. The two
+   * orders agree in value and gradient (ReLU is monotone, and a window whose maximum is not
+   * positive passes no gradient either way), and the pooled tensor is the smaller one, so the
+   * ReLU costs no pass of its own. `Sequential` compiles the pair this way.
+   */
+  compileAfterReLU(context: CompileContext): Compiled {
+    return this.compileWith(context, true);
+  }
+
+  private compileWith({ builder, path, input, inShape }: CompileContext, relu: boolean): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);
     const { block, channels, outVolume } = this.geometryBlock(inShape, label, false, 0);
@@ -146,7 +160,7 @@ export abstract class MaxPoolNd extends PoolNd {
         gy: 0,
         gx: 0,
         forward() {
-          k.maxpool_forward(geom, N, input, output, argmax);
+          k.maxpool_forward(geom, N, input, output, argmax, relu ? 1 : 0);
         },
         backward() {
           k.maxpool_backward(geom, R, K, this.gy, argmax, this.gx);

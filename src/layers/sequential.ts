@@ -4,6 +4,8 @@
  */
 import type { CompileContext, Compiled, Step } from "./module.ts";
 import { Module } from "./module.ts";
+import { ReLU } from "./activation.ts";
+import { MaxPoolNd } from "./pooling.ts";
 
 /**
  * PyTorch's `nn.Sequential`.
@@ -52,8 +54,17 @@ export class Sequential extends Module {
     const steps: Step[] = [];
     let input = context.input;
     let inShape = context.inShape;
-    for (const [i, layer] of this.layers.entries()) {
-      const compiled = layer.compile({ builder: context.builder, path: childPath(context.path, i), input, inShape });
+    for (let i = 0; i < this.layers.length; i++) {
+      const layer = this.layers[i];
+      const next = this.layers[i + 1];
+      let compiled: Compiled;
+      if (layer instanceof ReLU && next instanceof MaxPoolNd) {
+        // One pass instead of two: pooling first, ReLU on the (smaller) pooled values.
+        i++;
+        compiled = next.compileAfterReLU({ builder: context.builder, path: childPath(context.path, i), input, inShape });
+      } else {
+        compiled = layer.compile({ builder: context.builder, path: childPath(context.path, i), input, inShape });
+      }
       steps.push(...compiled.steps);
       input = compiled.output;
       inShape = compiled.outShape;

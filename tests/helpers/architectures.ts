@@ -74,8 +74,7 @@ function convLayer(rng: Random, dims: number, channels: number, spatial: number[
   return spec;
 }
 
-function poolLayer(rng: Random, dims: number, spatial: number[]): LayerSpec {
-  const max = chance(rng, 0.5);
+function poolLayer(rng: Random, dims: number, spatial: number[], max = chance(rng, 0.5)): LayerSpec {
   const kernel = spatial.map((s) => int(rng, 1, Math.min(3, s)));
   const spec: LayerSpec = { type: `${max ? "Max" : "Avg"}Pool${dims}d`, kernel_size: kernel };
   if (chance(rng, 0.5)) spec.stride = kernel.map((k) => int(rng, 1, k));
@@ -181,6 +180,15 @@ export function buildNetwork(seed: number): NetworkCase {
           shape = next;
           break;
         }
+      }
+    }
+    if (chance(rng, 0.3)) {
+      // ReLU then max pooling: Sequential compiles the pair as one fused step.
+      const pair = [{ type: "ReLU" }, poolLayer(rng, dims, shape.slice(1), true)];
+      const next = tryShape([...layers, ...pair], sampleShape);
+      if (next && numel(next) > 0) {
+        layers.push(...pair);
+        shape = next;
       }
     }
     if (chance(rng, 0.7)) {
