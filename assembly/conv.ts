@@ -8,6 +8,7 @@ import { gemm_nn, gemm_nt, gemm_tn } from "./gemm";
 import { im2col, col2im } from "./im2col";
 import { geom_at, conv_is_pointwise } from "./geometry";
 import { fill_f32, sum_f32 } from "./simd";
+import { PATH_WINOGRAD, winograd_backward_input, winograd_fits, winograd_forward } from "./winograd";
 import {
   PATH_IM2COL, PATH_POINTWISE, backward_direct, backward_path, forward_direct, forward_path, weight_direct, weight_path,
 } from "./conv_direct";
@@ -15,11 +16,12 @@ import {
 /**
  * Which path a convolution kernel takes for this geometry, given the `work` size of
  * docs/kernels.md: 0 im2col + GEMM, 1 pointwise GEMM, 2 direct along output rows, 3 direct
- * over flat frame positions. `pass`: 0 conv_forward, 1 conv_backward_input, 2
- * conv_weight_per_sample and conv_weight_grad. For tests and benchmarks.
+ * over flat frame positions, 4 Winograd F(2×2, 3×3). `pass`: 0 conv_forward, 1
+ * conv_backward_input, 2 conv_weight_per_sample and conv_weight_grad. For tests and benchmarks.
  */
 export function conv_strategy(geom: usize, pass: i32): i32 {
   if (conv_is_pointwise(geom)) return PATH_POINTWISE;
+  if (pass < 2 && winograd_fits(geom, pass)) return PATH_WINOGRAD;
   if (pass == 0) return forward_path(geom);
   if (pass == 1) return backward_path(geom);
   return weight_path(geom);
@@ -28,6 +30,10 @@ export function conv_strategy(geom: usize, pass: i32): i32 {
 /** y (N, C_out, oD, oH, oW) = conv(x, W) + b (b = 0: no bias). */
 export function conv_forward(geom: usize, N: i32, x: usize, W: usize, b: usize, y: usize, work: usize): void {
   const path = conv_strategy(geom, 0);
+  if (path == PATH_WINOGRAD) {
+    winograd_forward(geom, N, x, W, b, y, work);
+    return;
+  }
   if (path > PATH_POINTWISE) {
     forward_direct(geom, N, x, W, b, y, work, path);
     return;
@@ -67,6 +73,10 @@ export function conv_forward(geom: usize, N: i32, x: usize, W: usize, b: usize, 
 /** gx (R, C_in, D, H, W) = the adjoint of the convolution applied to gy (R, C_out, L). */
 export function conv_backward_input(geom: usize, R: i32, gy: usize, W: usize, gx: usize, work: usize): void {
   const path = conv_strategy(geom, 1);
+  if (path == PATH_WINOGRAD) {
+    winograd_backward_input(geom, R, gy, W, gx, work);
+    return;
+  }
   if (path > PATH_POINTWISE) {
     backward_direct(geom, R, gy, W, gx, work, path);
     return;

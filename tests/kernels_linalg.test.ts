@@ -454,7 +454,7 @@ test("conv kernels match the references on layer sizes that span several GEMM bl
 // one edge of a tile, and conv_strategy pins that it does, so a change of the caps or rules
 // that silently leaves a path untested fails here.
 
-const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3 } as const;
+const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3, winograd: 4 } as const;
 type PathName = keyof typeof PATH;
 
 function convLayer(
@@ -555,6 +555,21 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
     "padding=\"same\", seed3d-sized: padding only at the far end of every dim",
   ],
   [
+    convLayer(1, 16, 32, [1, 16, 16], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
+    "winograd", "winograd", "rows",
+    "cnn's second layer: Winograd F(2×2, 3×3), tile rows of 8 tiles (one block each), 16 and 32 channels",
+  ],
+  [
+    sameLayer(1, 5, 7, [1, 9, 13], [1, 3, 3]),
+    "winograd", "winograd", "flat",
+    "Winograd with odd sizes: tile rows of 7 tiles padded to 8, an odd last tile row and column, 5 and 7 channels (ragged channel blocks)",
+  ],
+  [
+    convLayer(1, 6, 4, [1, 5, 7], [1, 3, 3], [1, 1, 1], [0, 2, 2]),
+    "winograd", "winograd", "flat",
+    "Winograd with padding 2 (the input gradient unpadded) and tile rows of one group: bands of two tile rows",
+  ],
+  [
     convLayer(1, 2048, 2, [1, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
     "im2col", "flat", "im2col",
     "more taps than the offset table holds: im2col + GEMM",
@@ -590,6 +605,30 @@ test("every conv path and tile edge matches the references: rows, flat walks, 1/
       throw new Error(`${what}: ${(error as Error).message}`);
     }
   }
+});
+
+test("Winograd F(2×2, 3×3) forward and input gradient match the references on random 3×3 stride-1 layers", () => {
+  // Channels from 4 (the smallest Winograd takes), any size a 3×3 window fits with padding
+  // 0..2, asymmetric padding, 2-d or 3-d with depth 1; conv_strategy must pick Winograd.
+  const layer = fc.record({
+    cin: fc.integer({ min: 4, max: 10 }),
+    cout: fc.integer({ min: 4, max: 10 }),
+    H: fc.integer({ min: 1, max: 21 }),
+    W: fc.integer({ min: 1, max: 27 }),
+    padH: fc.integer({ min: 0, max: 2 }),
+    padW: fc.integer({ min: 0, max: 2 }),
+  }).filter((l) => l.H + 2 * l.padH >= 3 && l.W + 2 * l.padW >= 3)
+    .map((l) => convLayer(1, l.cin, l.cout, [1, l.H, l.W], [1, 3, 3], [1, 1, 1], [0, l.padH, l.padW]));
+  const memory = new WasmBuffers();
+  fc.assert(
+    fc.property(layer, fc.integer({ min: 1, max: 3 }), fc.boolean(), seed, (g, N, withBias, s) => {
+      const pGeom = memory.putInts(convGeometryBlock(g));
+      assert.deepEqual([0, 1].map((pass) => k.conv_strategy(pGeom, pass)), [PATH.winograd, PATH.winograd], describeGeometry(g));
+      checkConvForward(g, N, withBias, s);
+      checkConvBackwardInput(g, N + 1, s + 1);
+    }),
+    { numRuns: 150 },
+  );
 });
 
 // ---------------------------------------------------------------------------------------

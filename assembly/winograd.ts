@@ -1,0 +1,388 @@
+// Winograd F(2×2, 3×3) (Lavin & Gray, "Fast Algorithms for Convolutional Neural Networks",
+// 2016) for the 3×3 convolutions with stride 1 and no dilation: each 2×2 block of outputs
+// ("tile") comes from a 4×4 block of input through 16 products per (input, output) channel
+// pair instead of 36, so the GEMM-bound part of the pass does 2.25x fewer multiply-adds.
+//
+//   Y = Aᵀ [ Σ_c (G g_c Gᵀ) ⊙ (Bᵀ d_c B) ] A      per output channel and tile
+//
+// The 16 elementwise products ξ = (i, j) of the transformed 4×4 blocks are, over the input
+// channels c, 16 independent GEMMs: U_ξ (M × C) · V_ξ (C × tiles). They run with the same
+// 4×8 register tile as gemm.ts (4 output channels × 8 tiles), all 16 ξ of one tile block at a
+// time, so their products go straight to the output transform without leaving L1.
+//
+// The input gradient of a stride-1 convolution is itself such a convolution (of gy, padded
+// by 2 − padding, with the weights transposed and flipped), so both passes share the driver.
+//
+// Tiles: a tile row holds ⌈oW/2⌉ tiles, padded to whole groups of 4 (the f32x4 lanes of the
+// transforms); two groups make a block of 8 (the micro-kernel's width); a band is the one or
+// two tile rows that hold whole blocks. The input is first copied into a zero-padded frame
+// so that every tile, even one past the output's edge, reads inside memory; outputs past the
+// edge are dropped. Accuracy: the transforms only add, subtract and halve, so results match
+// direct convolution to float32 rounding of sums of 16 terms per tile.
+//
+// Memory: the transformed weights, the frame and one band's transformed input, together in
+// the caller's `work` when they fit the C_in·kvol·L floats the convolution kernels are
+// given, else in module-static scratch (small layers), else the layer takes another path.
+import { madd } from "./simd";
+import { geom_at } from "./geometry";
+
+/** conv_strategy's number for this path. */
+export const PATH_WINOGRAD: i32 = 4;
+
+/** Output channels per register tile. */
+const MR: i32 = 4;
+/** Tiles per register tile (two groups of 4 lanes). */
+const NR: i32 = 8;
+/** The 16 products of one block (ξ × MR × NR floats), on their way to the output transform. */
+const PRODUCTS: usize = memory.data(16 * MR * NR << 2, 64);
+/** Floats of module-static scratch for layers whose buffers do not fit `work` (small outputs). */
+const SCRATCH_CAP: i32 = 65536;
+const SCRATCH: usize = memory.data(SCRATCH_CAP << 2, 64);
+
+// @ts-ignore: decorator
+@inline function round_up(v: i32, to: i32): i32 {
+  return (v + to - 1) / to * to;
+}
+
+// The shape of one pass (C input planes → M output planes of oH × oW), set by `lay_out`.
+// Module globals rather than an object: the stub runtime never frees what it allocates.
+let tilesH: i32 = 0;
+/** Tiles per tile row, padded to whole groups of 4. */
+let tilesW: i32 = 0;
+let bandRows: i32 = 0;
+let blocksPerBand: i32 = 0;
+let frameH: i32 = 0;
+let frameW: i32 = 0;
+let weightFloats: i32 = 0;
+let frameFloats: i32 = 0;
+let bandFloats: i32 = 0;
+
+function lay_out(C: i32, M: i32, oH: i32, oW: i32): void {
+  const groupsPerRow = (oW + 7) / 8; // ⌈⌈oW/2⌉ / 4⌉
+  tilesW = groupsPerRow * 4;
+  bandRows = (groupsPerRow & 1) != 0 ? 2 : 1;
+  tilesH = round_up((oH + 1) / 2, bandRows);
+  blocksPerBand = groupsPerRow * bandRows / 2;
+  // A group's transform reads columns 2·tw .. 2·tw + 9 of a row.
+  frameH = 2 * tilesH + 2;
+  frameW = 2 * tilesW + 4;
+  weightFloats = 16 * round_up(M, MR) * C;
+  frameFloats = C * frameH * frameW;
+  bandFloats = blocksPerBand * 16 * C * NR;
+}
+
+/**
+ * Whether a pass of this geometry runs as F(2×2, 3×3) (pass 0 forward, 1 input gradient):
+ * 2-d (or 3-d with depth 1), 3×3, stride 1, dilation 1, one group, at least 4 channels on
+ * each side (fewer make the transforms cost more than the products they save), padding
+ * at most 2, and its buffers fit the C_in·kvol·L floats of `work`.
+ */
+export function winograd_fits(geom: usize, pass: i32): bool {
+  if (geom_at(geom, 0) != 1) return false;
+  if (geom_at(geom, 3) != 1 || geom_at(geom, 6) != 1 || geom_at(geom, 9) != 1 || geom_at(geom, 15) != 0) return false;
+  if (geom_at(geom, 10) != 3 || geom_at(geom, 11) != 3) return false;
+  for (let i = 12; i <= 14; i++) if (geom_at(geom, i) != 1) return false;
+  for (let i = 18; i <= 20; i++) if (geom_at(geom, i) != 1) return false;
+  const pH = geom_at(geom, 16), pW = geom_at(geom, 17);
+  if (pH > 2 || pW > 2) return false;
+  const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2);
+  if (Cin < 4 || Cout < 4) return false;
+  const H = geom_at(geom, 4), W = geom_at(geom, 5), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
+  if (pass == 0) lay_out(Cin, Cout, oH, oW);
+  else lay_out(Cout, Cin, H, W);
+  return scratch(geom, 0) != 0;
+}
+
+/**
+ * Where the laid-out pass keeps its buffers: `work` when they fit the C_in·kvol·L floats the
+ * kernels are given, else the module's static scratch when they fit there, else 0 (no room).
+ */
+function scratch(geom: usize, work: usize): usize {
+  const floats = <i64>weightFloats + <i64>frameFloats + <i64>bandFloats;
+  if (floats <= <i64>geom_at(geom, 1) * 9 * <i64>(geom_at(geom, 7) * geom_at(geom, 8))) return work != 0 ? work : 1;
+  return floats <= SCRATCH_CAP ? SCRATCH : 0;
+}
+
+/** y (N, C_out, oH, oW) = conv(x, W) + b, for a geometry winograd_fits(geom, 0) accepts. */
+export function winograd_forward(geom: usize, N: i32, x: usize, W: usize, b: usize, y: usize, work: usize): void {
+  const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2);
+  lay_out(Cin, Cout, geom_at(geom, 7), geom_at(geom, 8));
+  const buffers = scratch(geom, work);
+  transform_weights(W, Cout, Cin, false, buffers);
+  run(N, x, Cin, geom_at(geom, 4), geom_at(geom, 5), buffers, Cout, b, y, geom_at(geom, 7), geom_at(geom, 8),
+    geom_at(geom, 16), geom_at(geom, 17), buffers);
+}
+
+/** gx (R, C_in, H, W) from gy (R, C_out, oH, oW), for a geometry winograd_fits(geom, 1) accepts. */
+export function winograd_backward_input(geom: usize, R: i32, gy: usize, W: usize, gx: usize, work: usize): void {
+  const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2);
+  const H = geom_at(geom, 4), Wd = geom_at(geom, 5);
+  lay_out(Cout, Cin, H, Wd);
+  const buffers = scratch(geom, work);
+  transform_weights(W, Cout, Cin, true, buffers);
+  run(R, gy, Cout, geom_at(geom, 7), geom_at(geom, 8), buffers, Cin, 0, gx, H, Wd,
+    2 - geom_at(geom, 16), 2 - geom_at(geom, 17), buffers);
+}
+
+/**
+ * U_ξ (packed: ξ, block of MR output channels, input channel, MR lanes; channels past M zero)
+ * = G g Gᵀ for g the 3×3 kernel from input channel c to output channel m. Forward: m = co,
+ * c = ci, g = W[co, ci]. Transposed (input gradient): m = ci, c = co, g = W[co, ci] flipped.
+ */
+function transform_weights(W: usize, Cout: i32, Cin: i32, transposed: bool, dst: usize): void {
+  const M = transposed ? Cin : Cout;
+  const C = transposed ? Cout : Cin;
+  const Mp = round_up(M, MR);
+  const xiStride = <usize>(Mp * C) << 2;
+  memory.fill(dst, 0, xiStride * 16);
+  for (let m = 0; m < M; m++) {
+    for (let c = 0; c < C; c++) {
+      const co = transposed ? c : m, ci = transposed ? m : c;
+      const g = W + (<usize>(co * Cin + ci) * 9 << 2);
+      // t = G g (4×3), then u = t Gᵀ (4×4); G = [1 0 0; ½ ½ ½; ½ −½ ½; 0 0 1].
+      const g00 = tap(g, 0, 0, transposed), g01 = tap(g, 0, 1, transposed), g02 = tap(g, 0, 2, transposed);
+      const g10 = tap(g, 1, 0, transposed), g11 = tap(g, 1, 1, transposed), g12 = tap(g, 1, 2, transposed);
+      const g20 = tap(g, 2, 0, transposed), g21 = tap(g, 2, 1, transposed), g22 = tap(g, 2, 2, transposed);
+      const at = dst + (<usize>((m / MR) * C * MR + c * MR + m % MR) << 2);
+      store_u(at, xiStride, 0, g00, g01, g02);
+      store_u(at, xiStride, 1, <f32>0.5 * (g00 + g10 + g20), <f32>0.5 * (g01 + g11 + g21), <f32>0.5 * (g02 + g12 + g22));
+      store_u(at, xiStride, 2, <f32>0.5 * (g00 - g10 + g20), <f32>0.5 * (g01 - g11 + g21), <f32>0.5 * (g02 - g12 + g22));
+      store_u(at, xiStride, 3, g20, g21, g22);
+    }
+  }
+}
+
+/** u[i][0..3] = (t0, t1, t2) Gᵀ, at ξ = 4i .. 4i + 3. */
+// @ts-ignore: decorator
+@inline function store_u(at: usize, xiStride: usize, i: i32, t0: f32, t1: f32, t2: f32): void {
+  store<f32>(at + <usize>(4 * i) * xiStride, t0);
+  store<f32>(at + <usize>(4 * i + 1) * xiStride, <f32>0.5 * (t0 + t1 + t2));
+  store<f32>(at + <usize>(4 * i + 2) * xiStride, <f32>0.5 * (t0 - t1 + t2));
+  store<f32>(at + <usize>(4 * i + 3) * xiStride, t2);
+}
+
+/** g[kh, kw] of a 3×3 kernel, or g[2 − kh, 2 − kw] (flipped). */
+// @ts-ignore: decorator
+@inline function tap(g: usize, kh: i32, kw: i32, flipped: bool): f32 {
+  return flipped ? load<f32>(g + (<usize>((2 - kh) * 3 + 2 - kw) << 2)) : load<f32>(g + (<usize>(kh * 3 + kw) << 2));
+}
+
+/**
+ * The shared driver: per sample, the zero-padded frame of its C planes, then band by band the
+ * input transform and the 16 products and output transform of each block.
+ */
+function run(
+  N: i32, x: usize, C: i32, H: i32, W: i32, U: usize, M: i32, b: usize,
+  y: usize, oH: i32, oW: i32, pH: i32, pW: i32, work: usize,
+): void {
+  const frame = work + (<usize>weightFloats << 2);
+  const band = frame + (<usize>frameFloats << 2);
+  const xSample = <usize>(C * H * W) << 2;
+  const ySample = <usize>(M * oH * oW) << 2;
+  for (let n = 0; n < N; n++) {
+    fill_frame(x + <usize>n * xSample, C, H, W, frame, frameH, frameW, pH, pW);
+    const yn = y + <usize>n * ySample;
+    for (let th0 = 0; th0 < tilesH; th0 += bandRows) {
+      transform_band(frame, C, th0, band);
+      for (let block = 0; block < blocksPerBand; block++) {
+        const v = band + (<usize>(block * 16 * C * NR) << 2);
+        for (let m0 = 0; m0 < M; m0 += MR) {
+          products(U + (<usize>(m0 * C) << 2), <usize>(round_up(M, MR) * C) << 2, v, C);
+          output_block(th0, block, m0, min(MR, M - m0), b, yn, oH, oW);
+        }
+      }
+    }
+  }
+}
+
+/** dst (C planes of FH × FW) = src (C planes of H × W) shifted by (pH, pW), zero elsewhere. */
+function fill_frame(src: usize, C: i32, H: i32, W: i32, dst: usize, FH: i32, FW: i32, pH: i32, pW: i32): void {
+  memory.fill(dst, 0, <usize>(C * FH * FW) << 2);
+  const rows = min(H, FH - pH);
+  const cols = min(W, FW - pW);
+  for (let c = 0; c < C; c++) {
+    for (let h = 0; h < rows; h++) {
+      memory.copy(
+        dst + (<usize>((c * FH + h + pH) * FW + pW) << 2),
+        src + (<usize>((c * H + h) * W) << 2),
+        <usize>cols << 2,
+      );
+    }
+  }
+}
+
+/**
+ * V (per block: ξ, channel, 8 tiles) = Bᵀ d B for every tile of the band's rows, four tiles
+ * of a row per f32x4; Bᵀ = [1 0 −1 0; 0 1 1 0; 0 −1 1 0; 0 1 0 −1].
+ */
+function transform_band(frame: usize, C: i32, th0: i32, dst: usize): void {
+  const FW = frameW;
+  const rowBytes = <usize>FW << 2;
+  const planeBytes = <usize>(frameH * FW) << 2;
+  const groupsPerRow = tilesW / 4;
+  const xiStride = <usize>(C * NR) << 2;
+  for (let r = 0; r < bandRows; r++) {
+    const th = th0 + r;
+    for (let group = 0; group < groupsPerRow; group++) {
+      const index = r * groupsPerRow + group; // group within the band: block index / 2, half index % 2
+      const out = dst + (<usize>((index >> 1) * 16 * C * NR + (index & 1) * 4) << 2);
+      for (let c = 0; c < C; c++) {
+        let src = frame + <usize>c * planeBytes + <usize>(2 * th) * rowBytes + (<usize>(8 * group) << 2);
+        // d[i][j] for the four tiles: column 2·tw + j of frame row 2·th + i.
+        let d00: v128, d01: v128, d02: v128, d03: v128;
+        let d10: v128, d11: v128, d12: v128, d13: v128;
+        let d20: v128, d21: v128, d22: v128, d23: v128;
+        let d30: v128, d31: v128, d32: v128, d33: v128;
+        let a = v128.load(src), e = v128.load(src, 16), s = v128.load(src, 8), f = v128.load(src, 24);
+        d00 = i32x4.shuffle(a, e, 0, 2, 4, 6); d01 = i32x4.shuffle(a, e, 1, 3, 5, 7);
+        d02 = i32x4.shuffle(s, f, 0, 2, 4, 6); d03 = i32x4.shuffle(s, f, 1, 3, 5, 7);
+        src += rowBytes;
+        a = v128.load(src); e = v128.load(src, 16); s = v128.load(src, 8); f = v128.load(src, 24);
+        d10 = i32x4.shuffle(a, e, 0, 2, 4, 6); d11 = i32x4.shuffle(a, e, 1, 3, 5, 7);
+        d12 = i32x4.shuffle(s, f, 0, 2, 4, 6); d13 = i32x4.shuffle(s, f, 1, 3, 5, 7);
+        src += rowBytes;
+        a = v128.load(src); e = v128.load(src, 16); s = v128.load(src, 8); f = v128.load(src, 24);
+        d20 = i32x4.shuffle(a, e, 0, 2, 4, 6); d21 = i32x4.shuffle(a, e, 1, 3, 5, 7);
+        d22 = i32x4.shuffle(s, f, 0, 2, 4, 6); d23 = i32x4.shuffle(s, f, 1, 3, 5, 7);
+        src += rowBytes;
+        a = v128.load(src); e = v128.load(src, 16); s = v128.load(src, 8); f = v128.load(src, 24);
+        d30 = i32x4.shuffle(a, e, 0, 2, 4, 6); d31 = i32x4.shuffle(a, e, 1, 3, 5, 7);
+        d32 = i32x4.shuffle(s, f, 0, 2, 4, 6); d33 = i32x4.shuffle(s, f, 1, 3, 5, 7);
+        // Columns: t = Bᵀ d.
+        const t00 = f32x4.sub(d00, d20), t01 = f32x4.sub(d01, d21), t02 = f32x4.sub(d02, d22), t03 = f32x4.sub(d03, d23);
+        const t10 = f32x4.add(d10, d20), t11 = f32x4.add(d11, d21), t12 = f32x4.add(d12, d22), t13 = f32x4.add(d13, d23);
+        const t20 = f32x4.sub(d20, d10), t21 = f32x4.sub(d21, d11), t22 = f32x4.sub(d22, d12), t23 = f32x4.sub(d23, d13);
+        const t30 = f32x4.sub(d10, d30), t31 = f32x4.sub(d11, d31), t32 = f32x4.sub(d12, d32), t33 = f32x4.sub(d13, d33);
+        // Rows: v = t B, stored at ξ = 4i + j.
+        const at = out + (<usize>c * (NR << 2));
+        store_row(at, xiStride, 0, t00, t01, t02, t03);
+        store_row(at, xiStride, 4, t10, t11, t12, t13);
+        store_row(at, xiStride, 8, t20, t21, t22, t23);
+        store_row(at, xiStride, 12, t30, t31, t32, t33);
+      }
+    }
+  }
+}
+
+/** v[i][0..3] = t[i] B at ξ = first .. first + 3. */
+// @ts-ignore: decorator
+@inline function store_row(at: usize, xiStride: usize, first: i32, t0: v128, t1: v128, t2: v128, t3: v128): void {
+  v128.store(at + <usize>first * xiStride, f32x4.sub(t0, t2));
+  v128.store(at + <usize>(first + 1) * xiStride, f32x4.add(t1, t2));
+  v128.store(at + <usize>(first + 2) * xiStride, f32x4.sub(t2, t1));
+  v128.store(at + <usize>(first + 3) * xiStride, f32x4.sub(t1, t3));
+}
+
+/**
+ * PRODUCTS[ξ] (MR × NR) = U_ξ (MR channels × C) · V_ξ (C × NR tiles) for the 16 ξ: `u` is the
+ * channel block's panel of ξ = 0 (panels of later ξ `uStride` bytes apart), `v` the block's.
+ */
+function products(u: usize, uStride: usize, v: usize, C: i32): void {
+  const vStride = <usize>(C * NR) << 2;
+  for (let xi = 0; xi < 16; xi++) {
+    let a = u + <usize>xi * uStride;
+    let b = v + <usize>xi * vStride;
+    let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+    let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+    let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+    let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+    for (let k = 0; k < C; k++) {
+      const b0 = v128.load(b);
+      const b1 = v128.load(b, 16);
+      let a0: v128, a1: v128, a2: v128, a3: v128;
+      if (ASC_FEATURE_RELAXED_SIMD) {
+        const column = v128.load(a);
+        a0 = i32x4.shuffle(column, column, 0, 0, 0, 0);
+        a1 = i32x4.shuffle(column, column, 1, 1, 1, 1);
+        a2 = i32x4.shuffle(column, column, 2, 2, 2, 2);
+        a3 = i32x4.shuffle(column, column, 3, 3, 3, 3);
+      } else {
+        a0 = v128.load32_splat(a);
+        a1 = v128.load32_splat(a, 4);
+        a2 = v128.load32_splat(a, 8);
+        a3 = v128.load32_splat(a, 12);
+      }
+      c00 = madd(a0, b0, c00);
+      c01 = madd(a0, b1, c01);
+      c10 = madd(a1, b0, c10);
+      c11 = madd(a1, b1, c11);
+      c20 = madd(a2, b0, c20);
+      c21 = madd(a2, b1, c21);
+      c30 = madd(a3, b0, c30);
+      c31 = madd(a3, b1, c31);
+      a += MR << 2;
+      b += NR << 2;
+    }
+    const p = PRODUCTS + (<usize>(xi * MR * NR) << 2);
+    v128.store(p, c00);
+    v128.store(p, c01, 16);
+    v128.store(p, c10, 32);
+    v128.store(p, c11, 48);
+    v128.store(p, c20, 64);
+    v128.store(p, c21, 80);
+    v128.store(p, c30, 96);
+    v128.store(p, c31, 112);
+  }
+}
+
+/**
+ * y (2×2 per tile) = Aᵀ m A (+ bias) for `channels` channels of the block, Aᵀ = [1 1 1 0;
+ * 0 1 −1 −1]; outputs past oH × oW are dropped.
+ */
+function output_block(
+  th0: i32, block: i32, m0: i32, channels: i32, b: usize, y: usize, oH: i32, oW: i32,
+): void {
+  const groupsPerRow = tilesW / 4;
+  const plane = <usize>(oH * oW) << 2;
+  for (let half = 0; half < 2; half++) {
+    const index = block * 2 + half;
+    const th = th0 + index / groupsPerRow;
+    const tw0 = (index % groupsPerRow) * 4;
+    const oh = 2 * th;
+    if (oh >= oH) continue;
+    const ow = 2 * tw0;
+    const secondRow = oh + 1 < oH;
+    for (let r = 0; r < channels; r++) {
+      const p = PRODUCTS + (<usize>(r * NR + half * 4) << 2);
+      const s = <usize>(MR * NR) << 2; // bytes between ξ and ξ + 1
+      const m00 = v128.load(p), m01 = v128.load(p + s), m02 = v128.load(p + 2 * s), m03 = v128.load(p + 3 * s);
+      const m10 = v128.load(p + 4 * s), m11 = v128.load(p + 5 * s), m12 = v128.load(p + 6 * s), m13 = v128.load(p + 7 * s);
+      const m20 = v128.load(p + 8 * s), m21 = v128.load(p + 9 * s), m22 = v128.load(p + 10 * s), m23 = v128.load(p + 11 * s);
+      const m30 = v128.load(p + 12 * s), m31 = v128.load(p + 13 * s), m32 = v128.load(p + 14 * s), m33 = v128.load(p + 15 * s);
+      // Rows: t = Aᵀ m (2×4).
+      const t00 = f32x4.add(f32x4.add(m00, m10), m20), t01 = f32x4.add(f32x4.add(m01, m11), m21);
+      const t02 = f32x4.add(f32x4.add(m02, m12), m22), t03 = f32x4.add(f32x4.add(m03, m13), m23);
+      const t10 = f32x4.sub(f32x4.sub(m10, m20), m30), t11 = f32x4.sub(f32x4.sub(m11, m21), m31);
+      const t12 = f32x4.sub(f32x4.sub(m12, m22), m32), t13 = f32x4.sub(f32x4.sub(m13, m23), m33);
+      const bias = f32x4.splat(b != 0 ? load<f32>(b + (<usize>(m0 + r) << 2)) : 0);
+      // Columns: y = t A (2×2), the four tiles' outputs interleaved along the row.
+      const y00 = f32x4.add(f32x4.add(f32x4.add(t00, t01), t02), bias);
+      const y01 = f32x4.add(f32x4.sub(f32x4.sub(t01, t02), t03), bias);
+      const y10 = f32x4.add(f32x4.add(f32x4.add(t10, t11), t12), bias);
+      const y11 = f32x4.add(f32x4.sub(f32x4.sub(t11, t12), t13), bias);
+      const row0 = y + <usize>(m0 + r) * plane + (<usize>(oh * oW + ow) << 2);
+      store_pairs(row0, ow, oW, y00, y01);
+      if (secondRow) store_pairs(row0 + (<usize>oW << 2), ow, oW, y10, y11);
+    }
+  }
+}
+
+/** Row positions ow .. ow + 7 ← (left, right) of four tiles, interleaved; only those below oW. */
+// @ts-ignore: decorator
+@inline function store_pairs(at: usize, ow: i32, oW: i32, left: v128, right: v128): void {
+  const lo = i32x4.shuffle(left, right, 0, 4, 1, 5);
+  const hi = i32x4.shuffle(left, right, 2, 6, 3, 7);
+  if (ow + 8 <= oW) {
+    v128.store(at, lo);
+    v128.store(at, hi, 16);
+    return;
+  }
+  const n = oW - ow;
+  if (n > 0) store<f32>(at, f32x4.extract_lane(lo, 0));
+  if (n > 1) store<f32>(at, f32x4.extract_lane(lo, 1), 4);
+  if (n > 2) store<f32>(at, f32x4.extract_lane(lo, 2), 8);
+  if (n > 3) store<f32>(at, f32x4.extract_lane(lo, 3), 12);
+  if (n > 4) store<f32>(at, f32x4.extract_lane(hi, 0), 16);
+  if (n > 5) store<f32>(at, f32x4.extract_lane(hi, 1), 20);
+  if (n > 6) store<f32>(at, f32x4.extract_lane(hi, 2), 24);
+}
