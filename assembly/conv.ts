@@ -8,7 +8,9 @@ import { gemm_nn, gemm_nt, gemm_tn } from "./gemm";
 import { im2col, col2im } from "./im2col";
 import { geom_at, conv_is_pointwise } from "./geometry";
 import { fill_f32, sum_f32 } from "./simd";
-import { PATH_WINOGRAD, winograd_backward_input, winograd_fits, winograd_forward } from "./winograd";
+import {
+  PATH_WINOGRAD, winograd_backward_input, winograd_fits, winograd_forward, winograd_weight, winograd_weight_fits,
+} from "./winograd";
 import {
   PATH_IM2COL, PATH_POINTWISE, backward_direct, backward_path, forward_direct, forward_path, weight_direct, weight_path,
 } from "./conv_direct";
@@ -21,7 +23,7 @@ import {
  */
 export function conv_strategy(geom: usize, pass: i32): i32 {
   if (conv_is_pointwise(geom)) return PATH_POINTWISE;
-  if (pass < 2 && winograd_fits(geom, pass)) return PATH_WINOGRAD;
+  if (pass < 2 ? winograd_fits(geom, pass) : winograd_weight_fits(geom)) return PATH_WINOGRAD;
   if (pass == 0) return forward_path(geom);
   if (pass == 1) return backward_path(geom);
   return weight_path(geom);
@@ -120,6 +122,10 @@ export function conv_weight_per_sample(
   const gyRow = <usize>Cout * <usize>L << 2;
   const ldJBytes = <usize>ldJ << 2;
   const path = conv_strategy(geom, 2);
+  if (jw != 0 && path == PATH_WINOGRAD) {
+    winograd_weight(geom, R, K, x, gy, jw, jb, ldJ, work, R); // bias included
+    return;
+  }
   if (jw != 0 && path > PATH_POINTWISE) {
     weight_direct(geom, R, K, x, gy, jw, jb, ldJ, work, path, R); // bias included
     return;
@@ -149,6 +155,10 @@ export function conv_weight_grad(
     if (accumulate == 0) fill_f32(gW, Cout * (Cin / G) * kvol, 0);
   } else {
     const path = conv_strategy(geom, 2);
+    if (path == PATH_WINOGRAD) {
+      winograd_weight(geom, R, K, x, gy, gW, gb, 0, work, addFrom); // bias included
+      return;
+    }
     if (path > PATH_POINTWISE) {
       weight_direct(geom, R, K, x, gy, gW, gb, 0, work, path, addFrom); // bias included
       return;

@@ -11,6 +11,7 @@ import {
   convGeometryBlock,
   convOutputSize,
   convWeightPerSampleReference,
+  winogradWeightScale,
   gemmReference,
   im2colReference,
   linearBackwardInputReference,
@@ -297,6 +298,16 @@ function convPerSample(
   return { J: memory.read(pJ, R * ldJ), ldJ, wCount, pGeom, pX, pGy, pWork };
 }
 
+/** The error scale of the weight gradients: the reference on |x|, |gy|, or Winograd's where it runs. */
+function weightMagnitude(g: ConvGeometry, R: number, K: number, x: Float32Array, gy: Float32Array, pGeom: number) {
+  const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
+  if (k.conv_strategy(pGeom, 2) === PATH.winograd) {
+    const scale = winogradWeightScale(g, R, K, x, gy);
+    for (let i = 0; i < scale.length; i++) magnitude.weight[i] = Math.max(magnitude.weight[i], scale[i]);
+  }
+  return magnitude;
+}
+
 function checkConvWeightPerSample(
   g: ConvGeometry,
   N: number,
@@ -310,9 +321,9 @@ function checkConvWeightPerSample(
   const L = volume(g.output);
   const x = randomFloats(s, N * g.cin * volume(g.input));
   const gy = randomFloats(s + 1, R * g.cout * L);
-  const { J, ldJ, wCount } = convPerSample(memory, g, N, K, withBias, extra, x, gy);
+  const { J, ldJ, wCount, pGeom } = convPerSample(memory, g, N, K, withBias, extra, x, gy);
   const expected = convWeightPerSampleReference(g, R, K, x, gy);
-  const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
+  const magnitude = weightMagnitude(g, R, K, x, gy, pGeom);
   for (let r = 0; r < R; r++) {
     const row = J.subarray(r * ldJ, (r + 1) * ldJ);
     const what = `${describeGeometry(g)} N=${N} K=${K} row ${r}`;
@@ -372,7 +383,7 @@ function checkConvWeightGrad(
   const pGW = memory.put(initialW), pGB = withBias ? memory.put(initialB) : 0;
   k.conv_weight_grad(pGeom, R, K, pX, pGy, pGW, pGB, pWork, accumulate ? 1 : 0);
   // Expected: the float64 sum of the per-sample rows; the bound from the same sum over |inputs|.
-  const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
+  const magnitude = weightMagnitude(g, R, K, x, gy, pGeom);
   const expectedW = (accumulate ? Float64Array.from(initialW) : new Float64Array(wCount));
   const boundW = accumulate ? absolute(initialW) : new Float64Array(wCount);
   const expectedB = (accumulate ? Float64Array.from(initialB) : new Float64Array(g.cout));
@@ -556,17 +567,17 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 16, 32, [1, 16, 16], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
-    "winograd", "winograd", "rows",
+    "winograd", "winograd", "winograd",
     "cnn's second layer: Winograd F(2×2, 3×3), tile rows of 8 tiles (one block each), 16 and 32 channels",
   ],
   [
     sameLayer(1, 5, 7, [1, 9, 13], [1, 3, 3]),
-    "winograd", "winograd", "flat",
+    "winograd", "winograd", "winograd",
     "Winograd with odd sizes: tile rows of 7 tiles padded to 8, an odd last tile row and column, 5 and 7 channels (ragged channel blocks)",
   ],
   [
     convLayer(1, 6, 4, [1, 5, 7], [1, 3, 3], [1, 1, 1], [0, 2, 2]),
-    "winograd", "winograd", "flat",
+    "winograd", "winograd", "winograd",
     "Winograd with padding 2 (the input gradient unpadded) and tile rows of one group: bands of two tile rows",
   ],
   [
@@ -607,7 +618,7 @@ test("every conv path and tile edge matches the references: rows, flat walks, 1/
   }
 });
 
-test("Winograd F(2×2, 3×3) forward and input gradient match the references on random 3×3 stride-1 layers", () => {
+test("Winograd F(2×2, 3×3) forward, input gradient and F(3×3, 2×2) weight gradients match the references on random 3×3 stride-1 layers", () => {
   // Channels from 4 (the smallest Winograd takes), any size a 3×3 window fits with padding
   // 0..2, asymmetric padding, 2-d or 3-d with depth 1; conv_strategy must pick Winograd.
   const layer = fc.record({
@@ -623,9 +634,12 @@ test("Winograd F(2×2, 3×3) forward and input gradient match the references on 
   fc.assert(
     fc.property(layer, fc.integer({ min: 1, max: 3 }), fc.boolean(), seed, (g, N, withBias, s) => {
       const pGeom = memory.putInts(convGeometryBlock(g));
-      assert.deepEqual([0, 1].map((pass) => k.conv_strategy(pGeom, pass)), [PATH.winograd, PATH.winograd], describeGeometry(g));
+      const paths = [0, 1, 2].map((pass) => k.conv_strategy(pGeom, pass));
+      assert.deepEqual(paths, [PATH.winograd, PATH.winograd, PATH.winograd], describeGeometry(g));
       checkConvForward(g, N, withBias, s);
       checkConvBackwardInput(g, N + 1, s + 1);
+      checkConvWeightPerSample(g, N, 2, withBias, 3, s + 2);
+      checkConvWeightGrad(g, N, 2, withBias, !withBias, s + 3);
     }),
     { numRuns: 150 },
   );

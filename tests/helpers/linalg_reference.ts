@@ -271,3 +271,31 @@ export function linearWeightPerSampleReference(
   }
   return { weight, bias };
 }
+
+/**
+ * An error scale for weight gradients taken by Winograd F(3×3, 2×2), in the units of
+ * convWeightPerSampleReference's magnitudes: 8 · max|x[sample, ci]| · Σ|gy[r, co]| for every
+ * tap of (co, ci). Its transforms mix the whole 4×4 input and 2×2 gy block of a tile into
+ * every product (|Bᵀ d B| ≤ 4 max|d|, |A h Aᵀ| ≤ Σ|h|), so a tap's rounding scales with its
+ * neighbours too, not only with the products it sums.
+ */
+export function winogradWeightScale(g: ConvGeometry, R: number, K: number, x: ArrayLike<number>, gy: ArrayLike<number>): Float64Array {
+  const inPlane = volume(g.input);
+  const L = volume(g.output);
+  const kvol = volume(g.kernel);
+  const wSize = g.cout * g.cin * kvol;
+  const scale = new Float64Array(R * wSize);
+  for (let r = 0; r < R; r++) {
+    const n = Math.floor(r / K);
+    for (let co = 0; co < g.cout; co++) {
+      let gySum = 0;
+      for (let o = 0; o < L; o++) gySum += Math.abs(gy[(r * g.cout + co) * L + o]);
+      for (let ci = 0; ci < g.cin; ci++) {
+        let xMax = 0;
+        for (let i = 0; i < inPlane; i++) xMax = Math.max(xMax, Math.abs(x[(n * g.cin + ci) * inPlane + i]));
+        scale.fill(8 * xMax * gySum, r * wSize + (co * g.cin + ci) * kvol, r * wSize + (co * g.cin + ci + 1) * kvol);
+      }
+    }
+  }
+  return scale;
+}
