@@ -1,9 +1,11 @@
 // Activations and pooling, forward and backward (docs/kernels.md, "Activations and pooling").
 // PyTorch's float32 semantics, including its choices at kinks and for NaN. ReLU, LeakyReLU and
 // the Sigmoid/Tanh backward (which read the output cache, as PyTorch does) run in f32x4; the
-// transcendental ones are scalar and evaluate in float64, so their float32 results are
-// correctly rounded or within one ulp.
+// transcendental ones evaluate in float64, so their float32 results are correctly rounded or
+// within one ulp: Sigmoid, Tanh, ELU, GELU (tanh) and SiLU two lanes of f64x2 at a time
+// (nn_exp.ts), the erf GELU and Softplus, and the tails, one scalar at a time.
 import { erfc64 } from "./nn_erf";
+import { act_backward_f64x2, act_forward_f64x2, has_vector_backward, has_vector_forward } from "./nn_exp";
 import { is_maxpool_2x2, maxpool_2x2_backward, maxpool_2x2_forward } from "./pool2x2";
 
 const RELU = 0;
@@ -34,7 +36,8 @@ export function act_forward(kind: i32, count: i32, x: usize, y: usize, p1: f32, 
   } else if (kind == LEAKY_RELU) {
     leakyReluForward(count, x, y, p1);
   } else if (kind >= SIGMOID && kind <= SOFTPLUS) {
-    for (let i = 0; i < count; i++) {
+    const done = has_vector_forward(kind) ? act_forward_f64x2(kind, count, x, y, p1) : 0;
+    for (let i = done; i < count; i++) {
       const at = <usize>i << 2;
       store<f32>(y + at, <f32>scalarForward(kind, <f64>load<f32>(x + at), p1, p2));
     }
@@ -146,6 +149,7 @@ function backwardSegment(
       store<f32>(gx + at, load<f32>(gy + at) * (1 - o * o));
     }
   } else {
+    if (has_vector_backward(kind)) i = act_backward_f64x2(kind, n, x, gy, gx, p1);
     for (; i < n; i++) {
       const at = <usize>i << 2;
       const d = scalarDerivative(kind, <f64>load<f32>(x + at), p1, p2);

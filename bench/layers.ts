@@ -1,6 +1,7 @@
 /**
  * The layers of issue 4 (BatchNorm, Residual, adaptive pooling, ConvTranspose, Embedding,
- * LayerNorm, GroupNorm) in small models, against PyTorch's functorch on the same models
+ * LayerNorm, GroupNorm) in small models, and models beyond the three public cases (LeNet-5,
+ * a wider MLP, a 1-d audio CNN), against PyTorch's functorch on the same models
  * (bench/torch_layers.py), measured in one sitting: ours, then PyTorch, then ours again, and
  * each ratio taken against the faster of our two runs' neighbours... simply: ours is the
  * median over both rounds, PyTorch the faster of its runs.
@@ -11,7 +12,10 @@ import { spawnSync } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 import {
+  AdaptiveAvgPool1d,
   AdaptiveAvgPool2d,
+  AvgPool2d,
+  Conv1d,
   BatchNorm2d,
   Conv2d,
   ConvTranspose2d,
@@ -21,12 +25,14 @@ import {
   GroupNorm,
   LayerNorm,
   Linear,
+  MaxPool1d,
   perSampleGradients,
   randn,
   ReLU,
   Residual,
   Sequential,
   simdBuild,
+  Tanh,
   tensor,
 } from "../mod.ts";
 import type { Module, Tensor } from "../mod.ts";
@@ -56,6 +62,28 @@ function cases(): Case[] {
         new ConvTranspose2d(16, 3, 4, { stride: 2, padding: 1 }), new Flatten(), new Linear(3 * 32 * 32, 10),
       ),
       x: randn([64, 16, 4, 4], 2),
+    },
+    {
+      name: "lenet5",
+      net: new Sequential(
+        new Conv2d(1, 6, 5, { padding: 2 }), new Tanh(), new AvgPool2d(2),
+        new Conv2d(6, 16, 5), new Tanh(), new AvgPool2d(2), new Flatten(),
+        new Linear(16 * 5 * 5, 120), new Tanh(), new Linear(120, 84), new Tanh(), new Linear(84, 10),
+      ),
+      x: randn([256, 1, 28, 28], 3),
+    },
+    {
+      name: "mlp-wide",
+      net: new Sequential(new Linear(784, 512), new ReLU(), new Linear(512, 512), new ReLU(), new Linear(512, 10)),
+      x: randn([64, 784], 4),
+    },
+    {
+      name: "audio1d",
+      net: new Sequential(
+        new Conv1d(1, 16, 9, { stride: 4 }), new ReLU(), new MaxPool1d(2),
+        new Conv1d(16, 32, 9, { stride: 2 }), new ReLU(), new AdaptiveAvgPool1d(1), new Flatten(), new Linear(32, 10),
+      ),
+      x: randn([64, 1, 4000], 5),
     },
     {
       name: "embedding-ln",

@@ -1,5 +1,6 @@
 #!/usr/bin/python3
-"""functorch vmap(grad) times for the models of bench/layers.ts (the layers of issue 4).
+"""functorch vmap(grad) times for the models of bench/layers.ts (the layers of issue 4, and
+models beyond the public cases).
 
     /usr/bin/python3 bench/torch_layers.py      # one JSON line per model: {"case", "N", "D", "functorch_ms", "threads"}
 
@@ -35,9 +36,25 @@ def cases():
         return nn.Sequential(nn.Embedding(1000, 64), nn.LayerNorm(64), nn.GELU(), nn.Flatten(), nn.GroupNorm(4, 1024),
                              nn.Linear(1024, 10))
 
+    def lenet5():
+        return nn.Sequential(nn.Conv2d(1, 6, 5, padding=2), nn.Tanh(), nn.AvgPool2d(2),
+                             nn.Conv2d(6, 16, 5), nn.Tanh(), nn.AvgPool2d(2), nn.Flatten(),
+                             nn.Linear(16 * 5 * 5, 120), nn.Tanh(), nn.Linear(120, 84), nn.Tanh(), nn.Linear(84, 10))
+
+    def mlp_wide():
+        return nn.Sequential(nn.Linear(784, 512), nn.ReLU(), nn.Linear(512, 512), nn.ReLU(), nn.Linear(512, 10))
+
+    def audio1d():
+        return nn.Sequential(nn.Conv1d(1, 16, 9, stride=4), nn.ReLU(), nn.MaxPool1d(2),
+                             nn.Conv1d(16, 32, 9, stride=2), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(),
+                             nn.Linear(32, 10))
+
     return {
         "resnet-bn": (resnet_bn, (3, 32, 32), 64, False),
         "decoder": (decoder, (16, 4, 4), 64, False),
+        "lenet5": (lenet5, (1, 28, 28), 256, False),
+        "mlp-wide": (mlp_wide, (784,), 64, False),
+        "audio1d": (audio1d, (1, 4000), 64, False),
         "embedding-ln": (embedding_ln, (16,), 256, True),
     }
 

@@ -1,0 +1,170 @@
+// The exponential activations four floats at a time: each f32x4 is widened to two f64x2,
+// evaluated in float64 (exp and expm1 by range reduction and a degree-9 polynomial, relative
+// error below 1e-11, far below float32's 6e-8) and rounded back, so the float32 results are the ones the scalar float64
+// path of nn.ts gives (correctly rounded, or one ulp off where float64 rounding decides) at a
+// fraction of its cost: the scalar path calls libm's exp or tanh per element.
+
+const INV_LN2: f64 = 1.4426950408889634;
+const LN2_HI: f64 = 6.93147180369123816490e-01;
+const LN2_LO: f64 = 1.90821492927058770002e-10;
+
+/**
+ * e^r − 1 for |r| ≤ ln2/2: r + r²/2! + … + r⁹/9! (the first omitted term is below 1e-11
+ * relative), in Horner form.
+ */
+// @ts-ignore: decorator
+@inline function expm1_reduced(r: v128): v128 {
+  let p = f64x2.splat(1.0 / 362880.0);
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 40320.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 5040.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 720.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 120.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 24.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 6.0));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(0.5));
+  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0));
+  return f64x2.mul(p, r);
+}
+
+/** k = round(v / ln 2) and r = v − k·ln 2 (in two parts, so r keeps its precision). */
+// @ts-ignore: decorator
+@inline function reduce_k(v: v128): v128 {
+  return f64x2.nearest(f64x2.mul(v, f64x2.splat(INV_LN2)));
+}
+
+// @ts-ignore: decorator
+@inline function reduce_r(v: v128, k: v128): v128 {
+  return f64x2.sub(f64x2.sub(v, f64x2.mul(k, f64x2.splat(LN2_HI))), f64x2.mul(k, f64x2.splat(LN2_LO)));
+}
+
+/** 2^k for integral k in [−1022, 1023], built from its exponent bits. */
+// @ts-ignore: decorator
+@inline function pow2(k: v128): v128 {
+  const ki = i64x2.extend_low_i32x4_s(i32x4.trunc_sat_f64x2_s_zero(k));
+  return i64x2.shl(i64x2.add(ki, i64x2.splat(1023)), 52);
+}
+
+/** e^v for v in [−700, 700] (callers clamp). */
+// @ts-ignore: decorator
+@inline function exp_f64x2(v: v128): v128 {
+  const k = reduce_k(v);
+  const p = expm1_reduced(reduce_r(v, k));
+  return f64x2.mul(f64x2.add(p, f64x2.splat(1.0)), pow2(k));
+}
+
+/** e^v − 1 for v in [−700, 700], without cancellation near 0 (k = 0 keeps the polynomial). */
+// @ts-ignore: decorator
+@inline function expm1_f64x2(v: v128): v128 {
+  const k = reduce_k(v);
+  const p = expm1_reduced(reduce_r(v, k));
+  const scaled = f64x2.sub(f64x2.mul(f64x2.add(p, f64x2.splat(1.0)), pow2(k)), f64x2.splat(1.0));
+  return v128.bitselect(p, scaled, f64x2.eq(k, f64x2.splat(0)));
+}
+
+/** The logistic function: 1/(1 + e^−|x|), or e^−|x|/(1 + e^−|x|) for x < 0 (no cancellation). NaN stays NaN. */
+// @ts-ignore: decorator
+@inline function sigmoid_f64x2(x: v128): v128 {
+  const e = exp_f64x2(f64x2.neg(f64x2.min(f64x2.abs(x), f64x2.splat(700))));
+  const t = f64x2.div(f64x2.splat(1.0), f64x2.add(f64x2.splat(1.0), e));
+  return v128.bitselect(t, f64x2.mul(e, t), f64x2.ge(x, f64x2.splat(0)));
+}
+
+/** 1 − sigmoid(x), as precisely. */
+// @ts-ignore: decorator
+@inline function sigmoid_complement_f64x2(x: v128): v128 {
+  const e = exp_f64x2(f64x2.neg(f64x2.min(f64x2.abs(x), f64x2.splat(700))));
+  const t = f64x2.div(f64x2.splat(1.0), f64x2.add(f64x2.splat(1.0), e));
+  return v128.bitselect(f64x2.mul(e, t), t, f64x2.ge(x, f64x2.splat(0)));
+}
+
+/** tanh x = sign(x)·e/(e + 2), e = expm1(2|x|); |x| past 20 is ±1 in float32 (and clamped). */
+// @ts-ignore: decorator
+@inline function tanh_f64x2(x: v128): v128 {
+  const e = expm1_f64x2(f64x2.min(f64x2.mul(f64x2.abs(x), f64x2.splat(2.0)), f64x2.splat(40.0)));
+  const t = f64x2.div(e, f64x2.add(e, f64x2.splat(2.0)));
+  return v128.or(t, v128.and(x, f64x2.splat(-0.0))); // the sign of x (NaN passes through e)
+}
+
+const KIND_SIGMOID = 2;
+const KIND_TANH = 3;
+const KIND_ELU = 4;
+const KIND_GELU_TANH = 6;
+const KIND_SILU = 7;
+const GELU_TANH_BETA: f64 = 0.79788456080286535588; // sqrt(2/pi)
+const GELU_TANH_KAPPA: f64 = 0.044715;
+
+/** Whether act_forward_f64x2 handles this activation kind. */
+export function has_vector_forward(kind: i32): bool {
+  return kind == KIND_SIGMOID || kind == KIND_TANH || kind == KIND_ELU || kind == KIND_GELU_TANH || kind == KIND_SILU;
+}
+
+/** Whether act_backward_f64x2 handles this activation kind. */
+export function has_vector_backward(kind: i32): bool {
+  return kind == KIND_ELU || kind == KIND_SILU;
+}
+
+/** f(x) in float64 for one f64x2 of inputs (kinds of has_vector_forward; p1 = ELU's alpha). */
+// @ts-ignore: decorator
+@inline function forward_f64x2(kind: i32, x: v128, p1: f64): v128 {
+  if (kind == KIND_SIGMOID) return sigmoid_f64x2(x);
+  if (kind == KIND_TANH) return tanh_f64x2(x);
+  if (kind == KIND_SILU) return f64x2.mul(x, sigmoid_f64x2(x));
+  if (kind == KIND_GELU_TANH) {
+    // 0.5·x·(1 + tanh(u)) = x·sigmoid(2u)
+    const u = f64x2.mul(f64x2.splat(GELU_TANH_BETA), f64x2.add(x, f64x2.mul(f64x2.splat(GELU_TANH_KAPPA), f64x2.mul(x, f64x2.mul(x, x)))));
+    return f64x2.mul(x, sigmoid_f64x2(f64x2.mul(u, f64x2.splat(2.0))));
+  }
+  // ELU: x for x > 0 (and NaN), alpha·expm1(x) otherwise
+  const negative = f64x2.le(x, f64x2.splat(0));
+  const tail = f64x2.mul(f64x2.splat(p1), expm1_f64x2(f64x2.max(x, f64x2.splat(-700))));
+  return v128.bitselect(tail, x, negative);
+}
+
+/** f'(x) in float64 for one f64x2 of inputs (kinds of has_vector_backward). */
+// @ts-ignore: decorator
+@inline function derivative_f64x2(kind: i32, x: v128, p1: f64): v128 {
+  if (kind == KIND_SILU) {
+    // s·(1 + x·(1 − s))
+    const s = sigmoid_f64x2(x);
+    return f64x2.mul(s, f64x2.add(f64x2.splat(1.0), f64x2.mul(x, sigmoid_complement_f64x2(x))));
+  }
+  // ELU: alpha·e^x for x <= 0, else 1 (NaN: 1, as x <= 0 fails)
+  const negative = f64x2.le(x, f64x2.splat(0));
+  const slope = f64x2.mul(f64x2.splat(p1), exp_f64x2(f64x2.max(x, f64x2.splat(-700))));
+  return v128.bitselect(slope, f64x2.splat(1.0), negative);
+}
+
+/** y = f(x) over the first count − count % 4 floats; returns how many were done. */
+export function act_forward_f64x2(kind: i32, count: i32, x: usize, y: usize, p1: f32): i32 {
+  const alpha = <f64>p1;
+  let i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const at = <usize>i << 2;
+    const v = v128.load(x + at);
+    const lo = forward_f64x2(kind, f64x2.promote_low_f32x4(v), alpha);
+    const hi = forward_f64x2(kind, f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), alpha);
+    v128.store(y + at, i32x4.shuffle(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5));
+  }
+  return i;
+}
+
+/**
+ * gx = gy · f'(x) over the first n − n % 4 floats, the product in float64 and rounded once
+ * (as the scalar path); returns how many were done.
+ */
+export function act_backward_f64x2(kind: i32, n: i32, x: usize, gy: usize, gx: usize, p1: f32): i32 {
+  const alpha = <f64>p1;
+  let i = 0;
+  for (; i + 4 <= n; i += 4) {
+    const at = <usize>i << 2;
+    const v = v128.load(x + at);
+    const g = v128.load(gy + at);
+    const lo = f64x2.mul(f64x2.promote_low_f32x4(g), derivative_f64x2(kind, f64x2.promote_low_f32x4(v), alpha));
+    const hi = f64x2.mul(
+      f64x2.promote_low_f32x4(i32x4.shuffle(g, g, 2, 3, 0, 1)),
+      derivative_f64x2(kind, f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)), alpha),
+    );
+    v128.store(gx + at, i32x4.shuffle(f32x4.demote_f64x2_zero(lo), f32x4.demote_f64x2_zero(hi), 0, 1, 4, 5));
+  }
+  return i;
+}
