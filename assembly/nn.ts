@@ -6,7 +6,10 @@
 // (nn_exp.ts), the erf GELU and Softplus, and the tails, one scalar at a time.
 import { erfc64 } from "./nn_erf";
 import { act_backward_f64x2, act_forward_f64x2, has_vector_backward, has_vector_forward } from "./nn_exp";
-import { is_maxpool_2x2, maxpool_2x2_backward, maxpool_2x2_forward } from "./pool2x2";
+import {
+  avgpool_2x2_backward, avgpool_2x2_forward, is_avgpool_2x2, is_maxpool_1x2, is_maxpool_2x2, maxpool_1x2_backward,
+  maxpool_1x2_forward, maxpool_2x2_backward, maxpool_2x2_forward,
+} from "./pool2x2";
 
 const RELU = 0;
 const LEAKY_RELU = 1;
@@ -258,6 +261,10 @@ export function maxpool_forward(geom: usize, N: i32, x: usize, y: usize, argmax:
     maxpool_2x2_forward(geom, N, x, y, argmax, relu);
     return;
   }
+  if (is_maxpool_1x2(geom)) {
+    maxpool_1x2_forward(geom, N, x, y, argmax, relu);
+    return;
+  }
   const C = g(geom, 0);
   const D = g(geom, 1), H = g(geom, 2), W = g(geom, 3);
   const oD = g(geom, 4), oH = g(geom, 5), oW = g(geom, 6);
@@ -290,10 +297,10 @@ export function maxpool_forward(geom: usize, N: i32, x: usize, y: usize, argmax:
               const rowIndex = (d * H + h) * W;
               for (let w = w0; w < wEnd; w += dW) {
                 const v = load<f32>(xp + (<usize>(rowIndex + w) << 2));
-                if (v > best || isNaN(v) || bestIndex < 0) {
-                  best = v;
-                  bestIndex = rowIndex + w;
-                }
+                // Branch-free (select): on random data a branch here mispredicts half the time.
+                const take = v > best || v != v || bestIndex < 0;
+                best = select<f32>(v, best, take);
+                bestIndex = select<i32>(rowIndex + w, bestIndex, take);
               }
             }
           }
@@ -320,6 +327,10 @@ export function maxpool_forward(geom: usize, N: i32, x: usize, y: usize, argmax:
 export function maxpool_backward(geom: usize, R: i32, K: i32, gy: usize, argmax: usize, gx: usize): void {
   if (is_maxpool_2x2(geom)) {
     maxpool_2x2_backward(geom, R, K, gy, argmax, gx);
+    return;
+  }
+  if (is_maxpool_1x2(geom)) {
+    maxpool_1x2_backward(geom, R, K, gy, argmax, gx);
     return;
   }
   const C = g(geom, 0);
@@ -356,6 +367,10 @@ export function maxpool_backward(geom: usize, R: i32, K: i32, gy: usize, argmax:
 
 /** y (N, C, oD, oH, oW) = mean over each window with PyTorch's divisor rules. */
 export function avgpool_forward(geom: usize, N: i32, x: usize, y: usize): void {
+  if (is_avgpool_2x2(geom)) {
+    avgpool_2x2_forward(geom, N, x, y);
+    return;
+  }
   const C = g(geom, 0);
   const D = g(geom, 1), H = g(geom, 2), W = g(geom, 3);
   const oD = g(geom, 4), oH = g(geom, 5), oW = g(geom, 6);
@@ -406,6 +421,10 @@ export function avgpool_forward(geom: usize, N: i32, x: usize, y: usize): void {
 
 /** gx (R, C, D, H, W) = the adjoint of avgpool_forward applied to gy (R, C, oD, oH, oW). */
 export function avgpool_backward(geom: usize, R: i32, gy: usize, gx: usize): void {
+  if (is_avgpool_2x2(geom)) {
+    avgpool_2x2_backward(geom, R, gy, gx);
+    return;
+  }
   const C = g(geom, 0);
   const D = g(geom, 1), H = g(geom, 2), W = g(geom, 3);
   const oD = g(geom, 4), oH = g(geom, 5), oW = g(geom, 6);

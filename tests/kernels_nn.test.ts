@@ -708,6 +708,67 @@ test("maxpool with relu = 1 is ReLU then max pooling, in value and gradient (gen
   );
 });
 
+test("maxpool over pairs along W (the vectorised 1×2 path) matches the reference: 1/2/3-d, odd widths, ceil_mode, K rows, after ReLU", () => {
+  fc.assert(
+    fc.property(
+      fc.record({
+        lead: fc.array(fc.integer({ min: 1, max: 3 }), { maxLength: 2 }),
+        W: fc.integer({ min: 2, max: 41 }),
+        channels: fc.integer({ min: 1, max: 3 }),
+        N: fc.integer({ min: 1, max: 2 }),
+        K: fc.integer({ min: 1, max: 2 }),
+        ceilMode: fc.boolean(),
+        relu: fc.boolean(),
+      }),
+      fc.integer(),
+      ({ lead, W, channels, N, K, ceilMode, relu }, seed) => {
+        const g = geometry({ input: [...lead, W], kernel: [...lead.map(() => 1), 2], ceilMode, channels });
+        const rand = random(seed);
+        const x = maxPoolInput(rand, N * channels * volume(g.input));
+        const activated = relu ? Array.from(x, (v) => (v > 0 || Number.isNaN(v) ? v : 0)) : Array.from(x);
+        const want = maxPoolReference(g, N, activated);
+        const { y } = runMaxPool(g, N, x, relu);
+        for (let i = 0; i < y.length; i++) {
+          if (!sameFloat(y[i], want.y[i])) assert.fail(`output ${i}: got ${y[i]}, want ${want.y[i]} (${JSON.stringify(g)})`);
+        }
+        const gy = uniform(rand, N * K * channels * volume(g.output), -1, 1);
+        const rowWidth = channels * volume(g.input);
+        const passes = (i: number) => !relu || !(x[Math.floor(Math.floor(i / rowWidth) / K) * rowWidth + (i % rowWidth)] <= 0);
+        const wantGx = maxPoolBackwardReference(g, N * K, K, gy, want.argmax).map((v, i) => (passes(i) ? v : 0));
+        assert.deepEqual(runMaxPoolBackward(g, N, K, x, gy, relu), Float32Array.from(wantGx), JSON.stringify(g));
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
+test("avgpool over whole 2×2 windows (the vectorised path) matches the reference: wide and odd planes, depth slices, divisor_override", () => {
+  fc.assert(
+    fc.property(
+      fc.record({
+        D: fc.integer({ min: 1, max: 2 }),
+        H: fc.integer({ min: 2, max: 9 }),
+        W: fc.integer({ min: 2, max: 37 }),
+        channels: fc.integer({ min: 1, max: 3 }),
+        N: fc.integer({ min: 1, max: 2 }),
+        divisorOverride: fc.constantFrom(0, 0, 3, 5),
+      }),
+      fc.integer(),
+      ({ D, H, W, channels, N, divisorOverride }, seed) => {
+        const g = geometry({ input: [D, H, W], kernel: [1, 2, 2], stride: [1, 2, 2], channels, divisorOverride });
+        const rand = random(seed);
+        const x = uniform(rand, N * channels * volume(g.input), -1, 1);
+        // float64 sums rounded once, as the generic loop: equal to the rounded reference
+        assert.deepEqual(runAvgPool(g, N, x), Float32Array.from(avgPoolReference(g, N, x)), JSON.stringify(g));
+        const R = N * 2;
+        const gy = uniform(rand, R * channels * volume(g.output), -1, 1);
+        assertClose(runAvgPoolBackward(g, R, gy), avgPoolBackwardReference(g, R, gy), () => 1e-7, `avgpool backward ${JSON.stringify(g)}`);
+      },
+    ),
+    { numRuns: 200 },
+  );
+});
+
 test("maxpool 2x2 stride 2 (the vectorised path) matches the reference on wide planes, 2-d and 3-d, ceil_mode, K rows", () => {
   // Widths past several f32x4 of outputs plus a scalar tail, odd sizes (a row or column in no
   // window, or clipped windows with ceil_mode), depth slices (kernel 1 in D) and ties/NaN/-inf.
