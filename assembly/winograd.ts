@@ -24,7 +24,6 @@
 // the caller's `work` when they fit the C_in·kvol·L floats the convolution kernels are
 // given, else in module-static scratch (small layers), else the layer takes another path.
 import { madd, sum_f32 } from "./simd";
-import { gemm_nt } from "./gemm";
 import { geom_at } from "./geometry";
 
 /** conv_strategy's number for this path. */
@@ -405,30 +404,42 @@ function output_block(
 // ---------------------------------------------------------------------------------------
 // Weight gradients: F(3×3, 2×2). The weight gradient of a 3×3 stride-1 layer is the
 // correlation of the padded input with gy, whose 3×3 outputs are the taps:
-//   dW[co, ci] = Σ_tiles Gᵀ [ (A h A ᵀ) ⊙ (Bᵀ d B) ] G
-// for h the 2×2 block of gy[co] and d the 4×4 block of the input frame[ci] of each tile (the
-// forward pass's tiles and its very transform of d). It is the forward algorithm with the
-// roles of A and G swapped: Σ_i h_i y_i = Σ_ξ (A h)_ξ (G g)_ξ (Bᵀ d)_ξ for y = F(2, 3)(d, g),
-// whose gradient in g is Gᵀ((A h) ⊙ (Bᵀ d)). The sum over tiles is, per ξ, the GEMM
-// P_ξ (C_out × C_in) += H_ξ (C_out × tiles) · V_ξ (C_in × tiles)ᵀ, taken over bands of tile
-// rows (so the transformed blocks stay small) with gemm_nt.
+//   dW[co, ci] = Σ_tiles Gᵀ [ (A h Aᵀ) ⊙ (Bᵀ d B) ] G
+// for h the 2×2 block of gy[co] and d the 4×4 block of the padded input [ci] of each tile (the
+// forward pass's tiles). It is the forward algorithm with the roles of A and G swapped:
+// Σ_i h_i y_i = Σ_ξ (A h)_ξ (G g)_ξ (Bᵀ d)_ξ for y = F(2, 3)(d, g), whose gradient in g is
+// Gᵀ((A h) ⊙ (Bᵀ d)). The sum over tiles is, per ξ, P_ξ (C_out × C_in) = Σ_t H_ξ[t] ⊗ V_ξ[t].
+//
+// Here the transforms run across channels instead of tiles: the frames of x and gy are
+// copied channel-last (pixel by pixel, all channels together), so one f32x4 load takes four
+// channels of one pixel, and the transformed blocks come out as H_ξ[t][co] and V_ξ[t][ci]:
+// for every t a row of channels, which is exactly the operand layout of a 4 × 8 register
+// tile (4 output × 8 input channels, summed over t). No packing, no GEMM driver.
 
-/** Tile rows per band of the weight gradient, and where its buffers start (see wgrad_lay_out). */
+/** Tile rows per band of the weight gradient, channel counts padded to the register tile. */
 let wgradBandRows: i32 = 0;
-let gyFrameFloats: i32 = 0;
+let cinPadded: i32 = 0;
+let coutPadded: i32 = 0;
 let productFloats: i32 = 0;
+let xFrameFloats: i32 = 0;
+let gyFrameFloats: i32 = 0;
 
 /**
- * Lays out a weight-gradient pass: P (16 × C_out × C_in), the input frame, the gy frame
- * (C_out × 2·tilesH × 2·tilesW), then a band's V and H; returns the floats it needs in all
- * (with the band as deep as `budget` floats allow, at least one tile row), or 0 when no band fits.
+ * Lays out a weight-gradient pass: P (16 × C_out' × C_in'), the channel-last input frame
+ * (frameH × frameW × C_in'), the channel-last gy frame (2·tilesH × 2·tilesW × C_out'), then a
+ * band's V and H; returns the floats it needs in all (with the band as deep as `budget`
+ * allows, at least one tile row), or 0 when no band fits. C_in' = C_in rounded up to 8,
+ * C_out' = C_out rounded up to 4.
  */
 function wgrad_lay_out(Cin: i32, Cout: i32, oH: i32, oW: i32, budget: i32): i32 {
   lay_out(Cin, Cout, oH, oW);
-  productFloats = 16 * Cout * Cin;
-  gyFrameFloats = Cout * 2 * tilesH * 2 * tilesW;
-  const fixed = productFloats + frameFloats + gyFrameFloats + 2 * 16 * xi_stride(0);
-  const perRow = 16 * (Cin + Cout) * tilesW;
+  cinPadded = round_up(Cin, NR);
+  coutPadded = round_up(Cout, MR);
+  productFloats = 16 * coutPadded * cinPadded;
+  xFrameFloats = frameH * frameW * cinPadded;
+  gyFrameFloats = 2 * tilesH * 2 * tilesW * coutPadded;
+  const fixed = productFloats + xFrameFloats + gyFrameFloats + 2 * 16 * xi_stride(0);
+  const perRow = 16 * (cinPadded + coutPadded) * tilesW;
   if (fixed + perRow > budget) return 0;
   wgradBandRows = min(tilesH, (budget - fixed) / perRow);
   return fixed + wgradBandRows * perRow;
@@ -438,7 +449,7 @@ function wgrad_lay_out(Cin: i32, Cout: i32, oH: i32, oW: i32, budget: i32): i32 
 function wgrad_scratch(geom: usize, work: usize): usize {
   const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
   const workFloats = <i64>Cin * 9 * <i64>(oH * oW);
-  // The deeper band of the two places: fewer, longer GEMMs.
+  // The deeper band of the two places: fewer passes over P.
   if (workFloats >= SCRATCH_CAP && wgrad_lay_out(Cin, Cout, oH, oW, <i32>min(workFloats, 1 << 28)) != 0) {
     return work != 0 ? work : 1;
   }
@@ -460,13 +471,12 @@ export function winograd_weight(
 ): void {
   const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2);
   const H = geom_at(geom, 4), Wd = geom_at(geom, 5), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
-  const base = wgrad_scratch(geom, work);
-  const P = base;
-  const frame = P + (<usize>productFloats << 2);
-  const gyFrame = frame + (<usize>frameFloats << 2);
+  const P = wgrad_scratch(geom, work);
+  const xFrame = P + (<usize>productFloats << 2);
+  const gyFrame = xFrame + (<usize>xFrameFloats << 2);
   const V = gyFrame + (<usize>gyFrameFloats << 2);
   const bandTiles = wgradBandRows * tilesW;
-  const Hb = V + (<usize>(16 * xi_stride(Cin * bandTiles)) << 2);
+  const Hb = V + (<usize>(16 * xi_stride(cinPadded * bandTiles)) << 2);
   const xSample = <usize>(Cin * H * Wd) << 2;
   const L = oH * oW;
   const gyRow = <usize>(Cout * L) << 2;
@@ -477,23 +487,26 @@ export function winograd_weight(
     const n = r / K;
     if (n != sample) {
       sample = n;
-      fill_frame(x + <usize>n * xSample, Cin, H, Wd, frame, frameH, frameW, geom_at(geom, 16), geom_at(geom, 17));
+      fill_frame_channels_last(x + <usize>n * xSample, Cin, H, Wd, xFrame, frameH, frameW, cinPadded,
+        geom_at(geom, 16), geom_at(geom, 17));
     }
     const gyr = gy + <usize>r * gyRow;
-    fill_frame(gyr, Cout, oH, oW, gyFrame, gyFH, gyFW, 0, 0);
+    fill_frame_channels_last(gyr, Cout, oH, oW, gyFrame, gyFH, gyFW, coutPadded, 0, 0);
     for (let th0 = 0; th0 < tilesH; th0 += wgradBandRows) {
       const rows = min(wgradBandRows, tilesH - th0);
       const T = rows * tilesW;
-      transform_input_tiles(frame, Cin, th0, rows, V, T);
-      transform_gy_tiles(gyFrame, Cout, gyFH, gyFW, th0, rows, Hb, T);
+      transform_input_channels(xFrame, th0, rows, V, T);
+      transform_gy_channels(gyFrame, gyFW, th0, rows, Hb, T);
+      const vXi = <usize>xi_stride(cinPadded * T) << 2;
+      const hXi = <usize>xi_stride(coutPadded * T) << 2;
       for (let xi = 0; xi < 16; xi++) {
-        gemm_nt(
-          Cout, Cin, T,
-          Hb + (<usize>(xi * xi_stride(Cout * T)) << 2), T,
-          V + (<usize>(xi * xi_stride(Cin * T)) << 2), T,
-          P + (<usize>(xi * Cout * Cin) << 2), Cin,
-          th0 > 0 ? 1 : 0,
-        );
+        const p = P + (<usize>(xi * coutPadded * cinPadded) << 2);
+        for (let co = 0; co < coutPadded; co += MR) {
+          for (let ci = 0; ci < cinPadded; ci += NR) {
+            outer_tile(T, Hb + <usize>xi * hXi + (<usize>co << 2), V + <usize>xi * vXi + (<usize>ci << 2),
+              p + (<usize>(co * cinPadded + ci) << 2), th0 > 0);
+          }
+        }
       }
     }
     const add = r >= addFrom;
@@ -510,41 +523,56 @@ export function winograd_weight(
 }
 
 /**
- * V (ξ, channel, T tiles of the band, tiles contiguous) = Bᵀ d B for tile rows th0 .. th0 +
- * rows, four tiles per f32x4 (as transform_band, in the layout of a GEMM operand).
+ * dst (FH × FW pixels × `stride` channels) = src (C planes of H × W) shifted by (pH, pW),
+ * channel-last; zero elsewhere (padding, channels past C).
  */
-function transform_input_tiles(frame: usize, C: i32, th0: i32, rows: i32, dst: usize, T: i32): void {
-  const FW = frameW;
-  const rowBytes = <usize>FW << 2;
-  const planeBytes = <usize>(frameH * FW) << 2;
-  const groupsPerRow = tilesW / 4;
+function fill_frame_channels_last(
+  src: usize, C: i32, H: i32, W: i32, dst: usize, FH: i32, FW: i32, stride: i32, pH: i32, pW: i32,
+): void {
+  memory.fill(dst, 0, <usize>(FH * FW * stride) << 2);
+  const rows = min(H, FH - pH);
+  const cols = min(W, FW - pW);
+  for (let c = 0; c < C; c++) {
+    const plane = src + (<usize>(c * H * W) << 2);
+    for (let h = 0; h < rows; h++) {
+      const from = plane + (<usize>(h * W) << 2);
+      let to = dst + (<usize>(((h + pH) * FW + pW) * stride + c) << 2);
+      const step = <usize>stride << 2;
+      for (let w = 0; w < cols; w++) {
+        store<f32>(to, load<f32>(from + (<usize>w << 2)));
+        to += step;
+      }
+    }
+  }
+}
+
+/**
+ * V (ξ, T tiles of the band, C_in' channels; ξ blocks xi_stride apart) = Bᵀ d B for tile
+ * rows th0 .. th0 + rows, four channels of one tile per f32x4.
+ */
+function transform_input_channels(frame: usize, th0: i32, rows: i32, dst: usize, T: i32): void {
+  const C = cinPadded;
+  const pixel = <usize>C << 2;
+  const rowBytes = <usize>(frameW * C) << 2;
   const xiStride = <usize>xi_stride(C * T) << 2;
   for (let r = 0; r < rows; r++) {
     const th = th0 + r;
-    for (let group = 0; group < groupsPerRow; group++) {
-      const out = dst + (<usize>(r * tilesW + 4 * group) << 2);
-      for (let c = 0; c < C; c++) {
-        let src = frame + <usize>c * planeBytes + <usize>(2 * th) * rowBytes + (<usize>(8 * group) << 2);
-        let a = v128.load(src), e = v128.load(src, 16), s = v128.load(src, 8), f = v128.load(src, 24);
-        const d00 = i32x4.shuffle(a, e, 0, 2, 4, 6), d01 = i32x4.shuffle(a, e, 1, 3, 5, 7);
-        const d02 = i32x4.shuffle(s, f, 0, 2, 4, 6), d03 = i32x4.shuffle(s, f, 1, 3, 5, 7);
-        src += rowBytes;
-        a = v128.load(src); e = v128.load(src, 16); s = v128.load(src, 8); f = v128.load(src, 24);
-        const d10 = i32x4.shuffle(a, e, 0, 2, 4, 6), d11 = i32x4.shuffle(a, e, 1, 3, 5, 7);
-        const d12 = i32x4.shuffle(s, f, 0, 2, 4, 6), d13 = i32x4.shuffle(s, f, 1, 3, 5, 7);
-        src += rowBytes;
-        a = v128.load(src); e = v128.load(src, 16); s = v128.load(src, 8); f = v128.load(src, 24);
-        const d20 = i32x4.shuffle(a, e, 0, 2, 4, 6), d21 = i32x4.shuffle(a, e, 1, 3, 5, 7);
-        const d22 = i32x4.shuffle(s, f, 0, 2, 4, 6), d23 = i32x4.shuffle(s, f, 1, 3, 5, 7);
-        src += rowBytes;
-        a = v128.load(src); e = v128.load(src, 16); s = v128.load(src, 8); f = v128.load(src, 24);
-        const d30 = i32x4.shuffle(a, e, 0, 2, 4, 6), d31 = i32x4.shuffle(a, e, 1, 3, 5, 7);
-        const d32 = i32x4.shuffle(s, f, 0, 2, 4, 6), d33 = i32x4.shuffle(s, f, 1, 3, 5, 7);
+    for (let tw = 0; tw < tilesW; tw++) {
+      const t = r * tilesW + tw;
+      const origin = frame + <usize>(2 * th) * rowBytes + <usize>(2 * tw) * pixel;
+      const out = dst + (<usize>(t * C) << 2);
+      for (let c = 0; c < C; c += 4) {
+        const s0 = origin + (<usize>c << 2);
+        const s1 = s0 + rowBytes, s2 = s1 + rowBytes, s3 = s2 + rowBytes;
+        const d00 = v128.load(s0), d01 = v128.load(s0 + pixel), d02 = v128.load(s0 + 2 * pixel), d03 = v128.load(s0 + 3 * pixel);
+        const d10 = v128.load(s1), d11 = v128.load(s1 + pixel), d12 = v128.load(s1 + 2 * pixel), d13 = v128.load(s1 + 3 * pixel);
+        const d20 = v128.load(s2), d21 = v128.load(s2 + pixel), d22 = v128.load(s2 + 2 * pixel), d23 = v128.load(s2 + 3 * pixel);
+        const d30 = v128.load(s3), d31 = v128.load(s3 + pixel), d32 = v128.load(s3 + 2 * pixel), d33 = v128.load(s3 + 3 * pixel);
         const t00 = f32x4.sub(d00, d20), t01 = f32x4.sub(d01, d21), t02 = f32x4.sub(d02, d22), t03 = f32x4.sub(d03, d23);
         const t10 = f32x4.add(d10, d20), t11 = f32x4.add(d11, d21), t12 = f32x4.add(d12, d22), t13 = f32x4.add(d13, d23);
         const t20 = f32x4.sub(d20, d10), t21 = f32x4.sub(d21, d11), t22 = f32x4.sub(d22, d12), t23 = f32x4.sub(d23, d13);
         const t30 = f32x4.sub(d10, d30), t31 = f32x4.sub(d11, d31), t32 = f32x4.sub(d12, d32), t33 = f32x4.sub(d13, d33);
-        const at = out + (<usize>(c * T) << 2);
+        const at = out + (<usize>c << 2);
         store_row(at, xiStride, 0, t00, t01, t02, t03);
         store_row(at, xiStride, 4, t10, t11, t12, t13);
         store_row(at, xiStride, 8, t20, t21, t22, t23);
@@ -555,25 +583,26 @@ function transform_input_tiles(frame: usize, C: i32, th0: i32, rows: i32, dst: u
 }
 
 /**
- * H (ξ, channel, T tiles, tiles contiguous) = A h Aᵀ for the 2×2 blocks h of gy (zero-padded
- * to whole tiles), A = [1 0; 1 1; 1 −1; 0 −1]: each row (a, b) of A h becomes (a, a + b, a − b, −b).
+ * H (ξ, T tiles, C_out' channels; ξ blocks xi_stride apart) = A h Aᵀ for the 2×2 blocks h of
+ * the gy frame (FW pixels a row), A = [1 0; 1 1; 1 −1; 0 −1]: each row (a, b) of A h becomes
+ * (a, a + b, a − b, −b). Four channels of one tile per f32x4.
  */
-function transform_gy_tiles(gyFrame: usize, C: i32, FH: i32, FW: i32, th0: i32, rows: i32, dst: usize, T: i32): void {
-  const rowBytes = <usize>FW << 2;
-  const planeBytes = <usize>(FH * FW) << 2;
-  const groupsPerRow = tilesW / 4;
+function transform_gy_channels(gyFrame: usize, FW: i32, th0: i32, rows: i32, dst: usize, T: i32): void {
+  const C = coutPadded;
+  const pixel = <usize>C << 2;
+  const rowBytes = <usize>(FW * C) << 2;
   const xiStride = <usize>xi_stride(C * T) << 2;
   for (let r = 0; r < rows; r++) {
     const th = th0 + r;
-    for (let group = 0; group < groupsPerRow; group++) {
-      const out = dst + (<usize>(r * tilesW + 4 * group) << 2);
-      for (let c = 0; c < C; c++) {
-        const src = gyFrame + <usize>c * planeBytes + <usize>(2 * th) * rowBytes + (<usize>(8 * group) << 2);
-        const a = v128.load(src), e = v128.load(src, 16);
-        const b = v128.load(src + rowBytes), f = v128.load(src + rowBytes, 16);
-        const h00 = i32x4.shuffle(a, e, 0, 2, 4, 6), h01 = i32x4.shuffle(a, e, 1, 3, 5, 7);
-        const h10 = i32x4.shuffle(b, f, 0, 2, 4, 6), h11 = i32x4.shuffle(b, f, 1, 3, 5, 7);
-        const at = out + (<usize>(c * T) << 2);
+    for (let tw = 0; tw < tilesW; tw++) {
+      const t = r * tilesW + tw;
+      const origin = gyFrame + <usize>(2 * th) * rowBytes + <usize>(2 * tw) * pixel;
+      const out = dst + (<usize>(t * C) << 2);
+      for (let c = 0; c < C; c += 4) {
+        const s0 = origin + (<usize>c << 2);
+        const h00 = v128.load(s0), h01 = v128.load(s0 + pixel);
+        const h10 = v128.load(s0 + rowBytes), h11 = v128.load(s0 + rowBytes + pixel);
+        const at = out + (<usize>c << 2);
         store_gy_row(at, xiStride, 0, h00, h01);
         store_gy_row(at, xiStride, 4, f32x4.add(h00, h10), f32x4.add(h01, h11));
         store_gy_row(at, xiStride, 8, f32x4.sub(h00, h10), f32x4.sub(h01, h11));
@@ -593,16 +622,72 @@ function transform_gy_tiles(gyFrame: usize, C: i32, FH: i32, FW: i32, th0: i32, 
 }
 
 /**
+ * p[4 × 8] (+)= Σ_t h[t] ⊗ v[t] over T tiles: h[t] the 4 output channels at `h` + t·C_out'
+ * floats, v[t] the 8 input channels at `v` + t·C_in' floats; rows of p C_in' floats apart.
+ */
+function outer_tile(T: i32, h: usize, v: usize, p: usize, add: bool): void {
+  const hStep = <usize>coutPadded << 2;
+  const vStep = <usize>cinPadded << 2;
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  for (let t = 0; t < T; t++) {
+    const b0 = v128.load(v);
+    const b1 = v128.load(v, 16);
+    let a0: v128, a1: v128, a2: v128, a3: v128;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      const column = v128.load(h);
+      a0 = i32x4.shuffle(column, column, 0, 0, 0, 0);
+      a1 = i32x4.shuffle(column, column, 1, 1, 1, 1);
+      a2 = i32x4.shuffle(column, column, 2, 2, 2, 2);
+      a3 = i32x4.shuffle(column, column, 3, 3, 3, 3);
+    } else {
+      a0 = v128.load32_splat(h);
+      a1 = v128.load32_splat(h, 4);
+      a2 = v128.load32_splat(h, 8);
+      a3 = v128.load32_splat(h, 12);
+    }
+    c00 = madd(a0, b0, c00);
+    c01 = madd(a0, b1, c01);
+    c10 = madd(a1, b0, c10);
+    c11 = madd(a1, b1, c11);
+    c20 = madd(a2, b0, c20);
+    c21 = madd(a2, b1, c21);
+    c30 = madd(a3, b0, c30);
+    c31 = madd(a3, b1, c31);
+    h += hStep;
+    v += vStep;
+  }
+  const ld = <usize>cinPadded << 2;
+  store_pair(p, add, c00, c01);
+  store_pair(p + ld, add, c10, c11);
+  store_pair(p + 2 * ld, add, c20, c21);
+  store_pair(p + 3 * ld, add, c30, c31);
+}
+
+/** p[0..8) (+)= (lo, hi). */
+// @ts-ignore: decorator
+@inline function store_pair(p: usize, add: bool, lo: v128, hi: v128): void {
+  if (add) {
+    lo = f32x4.add(lo, v128.load(p));
+    hi = f32x4.add(hi, v128.load(p, 16));
+  }
+  v128.store(p, lo);
+  v128.store(p, hi, 16);
+}
+
+/**
  * dW[co, ci] (3×3, at J + (co·C_in + ci)·9 floats) = Gᵀ P[co, ci] G, four input channels per
- * f32x4; Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1]. Overwrites, or adds when `add`.
+ * f32x4 (P rows C_in' floats apart, ξ blocks C_out'·C_in' apart); Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0;
+ * 0 ½ ½ 1]. Overwrites, or adds when `add`.
  */
 function weight_output(P: usize, Cout: i32, Cin: i32, J: usize, add: bool): void {
-  const s = <usize>(Cout * Cin) << 2; // bytes between ξ and ξ + 1
+  const s = <usize>(coutPadded * cinPadded) << 2; // bytes between ξ and ξ + 1
   const half = f32x4.splat(0.5);
   for (let co = 0; co < Cout; co++) {
-    let ci = 0;
-    for (; ci < Cin; ci += 4) {
-      const p = P + (<usize>(co * Cin + ci) << 2);
+    for (let ci = 0; ci < Cin; ci += 4) {
+      const p = P + (<usize>(co * cinPadded + ci) << 2);
       // Rows: r = Gᵀ P (3×4), on rows of ξ.
       const q0 = v128.load(p), q1 = v128.load(p + s), q2 = v128.load(p + 2 * s), q3 = v128.load(p + 3 * s);
       const q4 = v128.load(p + 4 * s), q5 = v128.load(p + 5 * s), q6 = v128.load(p + 6 * s), q7 = v128.load(p + 7 * s);
