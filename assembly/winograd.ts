@@ -532,12 +532,42 @@ function fill_frame_channels_last(
   memory.fill(dst, 0, <usize>(FH * FW * stride) << 2);
   const rows = min(H, FH - pH);
   const cols = min(W, FW - pW);
-  for (let c = 0; c < C; c++) {
-    const plane = src + (<usize>(c * H * W) << 2);
+  const planeBytes = <usize>(H * W) << 2;
+  const step = <usize>stride << 2;
+  let c = 0;
+  // Four channels × four pixels at a time, transposed in registers.
+  for (; c + 4 <= C; c += 4) {
+    for (let h = 0; h < rows; h++) {
+      const from = src + <usize>c * planeBytes + (<usize>(h * W) << 2);
+      let to = dst + (<usize>(((h + pH) * FW + pW) * stride + c) << 2);
+      let w = 0;
+      for (; w + 4 <= cols; w += 4) {
+        const at = <usize>w << 2;
+        const r0 = v128.load(from + at), r1 = v128.load(from + planeBytes + at);
+        const r2 = v128.load(from + 2 * planeBytes + at), r3 = v128.load(from + 3 * planeBytes + at);
+        const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+        const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+        v128.store(to, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+        v128.store(to + step, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+        v128.store(to + 2 * step, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
+        v128.store(to + 3 * step, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+        to += 4 * step;
+      }
+      for (; w < cols; w++) {
+        const at = from + (<usize>w << 2);
+        store<f32>(to, load<f32>(at));
+        store<f32>(to, load<f32>(at + planeBytes), 4);
+        store<f32>(to, load<f32>(at + 2 * planeBytes), 8);
+        store<f32>(to, load<f32>(at + 3 * planeBytes), 12);
+        to += step;
+      }
+    }
+  }
+  for (; c < C; c++) {
+    const plane = src + <usize>c * planeBytes;
     for (let h = 0; h < rows; h++) {
       const from = plane + (<usize>(h * W) << 2);
       let to = dst + (<usize>(((h + pH) * FW + pW) * stride + c) << 2);
-      const step = <usize>stride << 2;
       for (let w = 0; w < cols; w++) {
         store<f32>(to, load<f32>(from + (<usize>w << 2)));
         to += step;
