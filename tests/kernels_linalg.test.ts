@@ -465,7 +465,7 @@ test("conv kernels match the references on layer sizes that span several GEMM bl
 // one edge of a tile, and conv_strategy pins that it does, so a change of the caps or rules
 // that silently leaves a path untested fails here.
 
-const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3, winograd: 4 } as const;
+const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3, winograd: 4, phases: 5 } as const;
 type PathName = keyof typeof PATH;
 
 function convLayer(
@@ -522,7 +522,7 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 3, 8, [1, 6, 10], [1, 3, 3], [1, 2, 1]),
-    "rows", "im2col", "rows",
+    "rows", "phases", "rows",
     "rows of 8 outputs (exactly one tile), read in place, strided in H; the weight gradient row by row with whole f32x4 and no tail",
   ],
   [
@@ -542,7 +542,7 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 3, 6, [1, 9, 33], [1, 3, 3], [1, 2, 2], [0, 1, 1]),
-    "rows", "im2col", "rows",
+    "rows", "phases", "rows",
     "stride 2 along W: the frame's rows split into even and odd phases",
   ],
   [
@@ -579,6 +579,16 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
     convLayer(1, 6, 4, [1, 5, 7], [1, 3, 3], [1, 1, 1], [0, 2, 2]),
     "winograd", "winograd", "winograd",
     "Winograd with padding 2 (the input gradient unpadded) and tile rows of one group: bands of two tile rows",
+  ],
+  [
+    convLayer(1, 16, 32, [1, 1, 499], [1, 1, 9], [1, 1, 2]),
+    "rows", "phases", "rows",
+    "a strided 1-d layer (audio1d's second): the input gradient as two stride-1 phases of 5 and 4 taps",
+  ],
+  [
+    convLayer(2, 4, 6, [2, 9, 11], [2, 4, 3], [2, 2, 3], [1, 1, 1]),
+    "im2col", "phases", "rows",
+    "stride in every dim with groups and padding: 12 phases, some with fewer taps, the first positions of a phase cropped",
   ],
   [
     convLayer(1, 2048, 2, [1, 4, 4], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
