@@ -12,8 +12,9 @@
 // result is scattered into gx at positions m·s + φ − p; positions no tap reaches stay 0.
 //
 // Scratch: the phase's geometry block and sub-kernel in module-static memory; in `work`, the
-// sub-problem's own work (C_in·kvol_φ·L floats, the contract of conv_backward_input) and one
-// row's phase of gx after it (checked by phases_fit against the C_in·kvol·L floats of work).
+// sub-problem's own work (C_in·kvol_φ·L floats, the contract of conv_backward_input) and as
+// many rows of the phase's gx as fit after it (phases_fit checks that one does, against the
+// C_in·kvol·L floats of work).
 import { geom_at, ceil_div, floor_div } from "./geometry";
 import { conv_backward_input } from "./conv";
 
@@ -96,12 +97,18 @@ export function backward_input_phases(geom: usize, R: i32, gy: usize, W: usize, 
         if (tD * tH * tW == 0 || nD <= 0 || nH <= 0 || nW <= 0) continue; // no tap reaches: stays 0
         set_phase_geometry(nD, nH, nW, tD, tH, tW, m0D, m0H, m0W);
         gather_sub_kernel(W, Cout * (Cin / G), kD, kH, kW, sD, sH, sW, fd, fh, fw, tD, tH, tW);
-        const subWork = work;
-        const rowPhase = work + (<usize>(Cin * tD * tH * tW * L) << 2);
-        for (let r = 0; r < R; r++) {
-          conv_backward_input(PHASE_GEOM, 1, gy + <usize>r * gyRow, SUB_WEIGHTS, rowPhase, subWork);
-          scatter_phase(rowPhase, Cin, nD, nH, nW, gx + <usize>r * gxRow, D, H, Wd,
-            m0D * sD + fd - pD, m0H * sH + fh - pH, m0W * sW + fw - pW, sD, sH, sW);
+        // As many rows per call as fit after the sub-problem's own work (phases_fit: at least one).
+        const subFloats = Cin * tD * tH * tW * L;
+        const phaseRow = Cin * nD * nH * nW;
+        const rowsPerCall = max(1, min(R, (Cin * kD * kH * kW * L - subFloats) / phaseRow));
+        const phase = work + (<usize>subFloats << 2);
+        for (let r0 = 0; r0 < R; r0 += rowsPerCall) {
+          const rows = min(rowsPerCall, R - r0);
+          conv_backward_input(PHASE_GEOM, rows, gy + <usize>r0 * gyRow, SUB_WEIGHTS, phase, work);
+          for (let r = 0; r < rows; r++) {
+            scatter_phase(phase + (<usize>(r * phaseRow) << 2), Cin, nD, nH, nW, gx + <usize>(r0 + r) * gxRow, D, H, Wd,
+              m0D * sD + fd - pD, m0H * sH + fh - pH, m0W * sW + fw - pW, sD, sH, sW);
+          }
         }
       }
     }

@@ -4,42 +4,30 @@
 // transposed layer's in_channels and input size. W (C_in_T, C_out_T/G, kD, kH, kW) is then
 // exactly the swapped conv's weight, so, per sample and group g (Cig = C_in_T/G rows of x,
 // depth = C_out_T/G·kvol rows of the column matrix, L = input positions of the layer):
-//   forward          y = col2im(W_gᵀ · x_g) + b
+//   forward          y = col2im(W_gᵀ · x_g) + b             (the swapped conv's input gradient)
 //   input gradient   gx_g = W_g · im2col(gy)_g            (the swapped conv's forward)
 //   weight gradient  ∂W_g = x_g[n] · im2col(gy[r])_gᵀ     (DESIGN.md §2: im2col of g, not of x)
+// so the first two are conv.ts's kernels on the swapped geometry (direct, Winograd or phase
+// paths), and so is the weight gradient with one row per sample (gy in the role of the
+// swapped conv's input, x in that of its output gradient); K > 1 rows per sample take
+// im2col + GEMM here.
 //   bias gradient    ∂b = Σ over output positions of gy[r]
 // `work` holds at least C_out_T·kvol·L floats (one column matrix).
-import { gemm_nn, gemm_nt, gemm_tn } from "./gemm";
-import { im2col, col2im } from "./im2col";
+import { gemm_nt } from "./gemm";
+import { conv_backward_input, conv_forward, conv_weight_per_sample } from "./conv";
+import { im2col } from "./im2col";
 import { geom_at, conv_is_pointwise } from "./geometry";
 import { fill_f32, sum_f32 } from "./simd";
 
 /** y (N, C_out_T, D, H, W of geom) = the transposed convolution of x (N, C_in_T, L) + b (b = 0: no bias). */
 export function conv_transpose_forward(geom: usize, N: i32, x: usize, W: usize, b: usize, y: usize, work: usize): void {
-  const G = geom_at(geom, 0), Cout = geom_at(geom, 1), Cin = geom_at(geom, 2);
-  const outVol = geom_at(geom, 3) * geom_at(geom, 4) * geom_at(geom, 5);
-  const L = geom_at(geom, 6) * geom_at(geom, 7) * geom_at(geom, 8);
-  const kvol = geom_at(geom, 9) * geom_at(geom, 10) * geom_at(geom, 11);
-  const Cig = Cin / G;
-  const depth = Cout / G * kvol;
-  const pointwise = conv_is_pointwise(geom);
-  const xSample = <usize>Cin * <usize>L << 2;
-  const ySample = <usize>Cout * <usize>outVol << 2;
-  for (let n = 0; n < N; n++) {
-    const xn = x + <usize>n * xSample;
-    const yn = y + <usize>n * ySample;
-    const cols = pointwise ? yn : work;
-    for (let g = 0; g < G; g++) {
-      gemm_tn(
-        depth, L, Cig,
-        W + (<usize>(g * Cig) * <usize>depth << 2), depth,
-        xn + (<usize>(g * Cig) * <usize>L << 2), L,
-        cols + (<usize>(g * depth) * <usize>L << 2), L,
-        0,
-      );
-    }
-    if (!pointwise) col2im(geom, work, yn);
-    if (b != 0) {
+  // The swapped convolution's input gradient, on its fastest path (direct, Winograd, phases).
+  conv_backward_input(geom, N, x, W, y, work);
+  if (b != 0) {
+    const Cout = geom_at(geom, 1);
+    const outVol = geom_at(geom, 3) * geom_at(geom, 4) * geom_at(geom, 5);
+    for (let n = 0; n < N; n++) {
+      const yn = y + (<usize>(n * Cout) * <usize>outVol << 2);
       for (let c = 0; c < Cout; c++) add_scalar_f32(yn + (<usize>c * <usize>outVol << 2), outVol, load<f32>(b + (<usize>c << 2)));
     }
   }
@@ -47,32 +35,7 @@ export function conv_transpose_forward(geom: usize, N: i32, x: usize, W: usize, 
 
 /** gx (R, C_in_T, L) = the convolution (no bias) of gy (R, C_out_T, D, H, W of geom). */
 export function conv_transpose_backward_input(geom: usize, R: i32, gy: usize, W: usize, gx: usize, work: usize): void {
-  const G = geom_at(geom, 0), Cout = geom_at(geom, 1), Cin = geom_at(geom, 2);
-  const outVol = geom_at(geom, 3) * geom_at(geom, 4) * geom_at(geom, 5);
-  const L = geom_at(geom, 6) * geom_at(geom, 7) * geom_at(geom, 8);
-  const kvol = geom_at(geom, 9) * geom_at(geom, 10) * geom_at(geom, 11);
-  const Cig = Cin / G;
-  const depth = Cout / G * kvol;
-  const pointwise = conv_is_pointwise(geom);
-  const gyRow = <usize>Cout * <usize>outVol << 2;
-  const gxRow = <usize>Cin * <usize>L << 2;
-  for (let r = 0; r < R; r++) {
-    let U = gy + <usize>r * gyRow;
-    if (!pointwise) {
-      im2col(geom, U, work);
-      U = work;
-    }
-    const gxr = gx + <usize>r * gxRow;
-    for (let g = 0; g < G; g++) {
-      gemm_nn(
-        Cig, L, depth,
-        W + (<usize>(g * Cig) * <usize>depth << 2), depth,
-        U + (<usize>(g * depth) * <usize>L << 2), L,
-        gxr + (<usize>(g * Cig) * <usize>L << 2), L,
-        0,
-      );
-    }
-  }
+  conv_forward(geom, R, gy, W, 0, gx, work); // the swapped convolution itself
 }
 
 /**
@@ -93,9 +56,13 @@ export function conv_transpose_weight_per_sample(
   const xSample = <usize>Cin * <usize>L << 2;
   const gyRow = <usize>Cout * <usize>outVol << 2;
   const ldJBytes = <usize>ldJ << 2;
+  // One row per sample: the swapped convolution's per-sample weight gradient, with gy as its
+  // input and x as its output gradient (bias below), on that kernel's fastest path.
+  const swapped = K == 1 && jw != 0;
+  if (swapped) conv_weight_per_sample(geom, R, 1, gy, x, jw, 0, ldJ, work);
   for (let r = 0; r < R; r++) {
     const gyr = gy + <usize>r * gyRow;
-    if (jw != 0) {
+    if (jw != 0 && !swapped) {
       let U = gyr;
       if (!pointwise) {
         im2col(geom, gyr, work);
