@@ -6,6 +6,7 @@ export * from "./gemm";
 export * from "./im2col";
 export * from "./jacobian";
 export * from "./conv";
+export * from "./conv_pooled";
 export * from "./nn";
 export * from "./blocks";
 export * from "./conv_transpose";

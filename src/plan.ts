@@ -151,6 +151,8 @@ export class Plan {
   /** Backward stops at the first step with parameters: nothing before it needs gradients. */
   private readonly firstTrainable: number;
   private readonly trainable: Step[];
+  /** A step whose backward pass is not needed (see the constructor), or -1. */
+  private readonly skippedBackward: number;
 
   constructor(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode, key: string) {
     this.key = key;
@@ -168,6 +170,14 @@ export class Plan {
     this.seedPtr = mode === "forward"
       ? 0
       : placeGradients(builder, this.steps, numel(sampleShape), { from: this.firstTrainable + 1 }).seed;
+    // A convolution that is the first step with parameters, right before max pooling, takes its
+    // per-sample weight gradients from the pooled gradient: the pooling's backward (a dense
+    // gradient as large as the convolution's output) is never needed.
+    const next = this.steps[this.firstTrainable + 1];
+    this.skippedBackward = mode === "per-sample" && next !== undefined &&
+        this.steps[this.firstTrainable].perSampleThroughMaxPool?.(builder, next) === true
+      ? this.firstTrainable + 1
+      : -1;
     this.D = builder.D;
     this.R = builder.R;
     this.chunkSamples = 0;
@@ -237,7 +247,9 @@ export class Plan {
    * keeps its output gradient to the end, so their parameter gradients are taken afterwards.
    */
   private backward(): void {
-    for (let i = this.steps.length - 1; i > this.firstTrainable; i--) this.steps[i].backward();
+    for (let i = this.steps.length - 1; i > this.firstTrainable; i--) {
+      if (i !== this.skippedBackward) this.steps[i].backward();
+    }
     // A block (Residual, Parallel) needs its inner backward pass for its own parameters.
     if (this.firstTrainable >= 0 && this.steps[this.firstTrainable].innerBackward) this.steps[this.firstTrainable].backward();
   }

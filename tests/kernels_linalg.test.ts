@@ -19,6 +19,7 @@ import {
   linearWeightPerSampleReference,
   volume,
 } from "./helpers/linalg_reference.ts";
+import { maxPoolBackwardReference, maxPoolReference, pooledSize, poolGeomInts, type PoolGeometry } from "./helpers/nn_reference.ts";
 
 const k = kernels();
 const seed = fc.integer({ min: 0, max: 2 ** 31 - 1 });
@@ -652,6 +653,84 @@ test("Winograd F(2×2, 3×3) forward, input gradient and F(3×3, 2×2) weight gr
       checkConvWeightGrad(g, N, 2, withBias, !withBias, s + 3);
     }),
     { numRuns: 150 },
+  );
+});
+
+test("conv_weight_per_sample_pooled equals conv_weight_per_sample of the dense gradient max pooling's backward would give", () => {
+  // Any convolution without dilation, then max pooling over its output (overlapping windows,
+  // padding, pooling dilation, ceil_mode), argmax from random outputs with some windows clipped
+  // to −1 (as a fused ReLU leaves them), K rows per sample, J rows with padding columns.
+  const pooling = fc.record({
+    kernel: triple(1, 3),
+    stride: triple(1, 3),
+    dilation: triple(1, 2),
+    ceilMode: fc.boolean(),
+    padded: fc.boolean(),
+  });
+  // Kernels wider than one f32x4 (LeNet's 5, an audio front end's 9) as well as the small ones.
+  const wide = fc.record({
+    cin: fc.integer({ min: 1, max: 3 }),
+    cout: fc.integer({ min: 1, max: 5 }),
+    H: fc.integer({ min: 1, max: 3 }),
+    W: fc.integer({ min: 9, max: 40 }),
+    kW: fc.integer({ min: 4, max: 9 }),
+    sW: fc.integer({ min: 1, max: 4 }),
+    pW: fc.integer({ min: 0, max: 2 }),
+  }).map((l) => convLayer(1, l.cin, l.cout, [1, l.H, l.W], [1, 1, l.kW], [1, 1, l.sW], [0, 0, l.pW]));
+  fc.assert(
+    fc.property(
+      fc.oneof(convGeometry.filter((g) => g.dilation.every((d) => d === 1)), wide),
+      pooling,
+      fc.integer({ min: 1, max: 3 }),
+      fc.integer({ min: 1, max: 2 }),
+      fc.boolean(),
+      seed,
+      (g, pool, N, K, withBias, s) => {
+        const kernel = pool.kernel.map((k, j) => Math.min(k, g.output[j]));
+        const dilation = pool.dilation.map((d, j) => (kernel[j] === 1 || d * (kernel[j] - 1) + 1 > g.output[j] ? 1 : d));
+        const padding = kernel.map((k, j) => (pool.padded ? Math.floor(((k - 1) * dilation[j] + 1) / 2) : 0));
+        const stride = pool.stride;
+        const output = g.output.map((size, j) => pooledSize(size, kernel[j], padding[j], stride[j], dilation[j], pool.ceilMode));
+        const pg: PoolGeometry = {
+          channels: g.cout, input: [...g.output], output, kernel, stride, padding, dilation, countIncludePad: true, divisorOverride: 0,
+        };
+        const R = N * K;
+        const L = volume(g.output), poolVol = volume(output);
+        const x = randomFloats(s, N * g.cin * volume(g.input));
+        const { argmax } = maxPoolReference(pg, N, randomFloats(s + 1, N * g.cout * L));
+        const clip = randomFloats(s + 2, argmax.length);
+        for (let i = 0; i < argmax.length; i++) if (clip[i] < -0.5) argmax[i] = -1;
+        const gp = randomFloats(s + 3, R * g.cout * poolVol);
+        const gyDense = maxPoolBackwardReference(pg, R, K, gp, argmax);
+        const expected = convWeightPerSampleReference(g, R, K, x, gyDense);
+        // Overlapping windows add at one position: the sparse sum rounds each window's term.
+        const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), maxPoolBackwardReference(pg, R, K, absolute(gp), argmax));
+
+        const memory = new WasmBuffers();
+        const wCount = weightCount(g);
+        const ldJ = wCount + (withBias ? g.cout : 0) + 2;
+        const pGeom = memory.putInts(convGeometryBlock(g)), pPool = memory.putInts(poolGeomInts(pg));
+        const pX = memory.put(x), pGp = memory.put(gp), pArgmax = memory.putInts(argmax);
+        const pJ = memory.alloc(R * ldJ);
+        const frame = memory.alloc(k.conv_pooled_frame_floats(g.cin, ...g.output, ...g.stride, ...g.kernel));
+        const list = memory.alloc(2 * poolVol + L);
+        k.conv_weight_per_sample_pooled(pGeom, pPool, R, K, pX, pGp, pArgmax, pJ, withBias ? pJ + wCount * 4 : 0, ldJ, frame, list);
+        const J = memory.read(pJ, R * ldJ);
+        for (let r = 0; r < R; r++) {
+          const what = `${describeGeometry(g)} pool ${JSON.stringify(pg)} N=${N} K=${K} row ${r}`;
+          const row = J.subarray(r * ldJ, (r + 1) * ldJ);
+          assertClose(row.subarray(0, wCount), expected.weight.subarray(r * wCount, (r + 1) * wCount),
+            magnitude.weight.subarray(r * wCount, (r + 1) * wCount), L, `${what} weights`);
+          if (withBias) {
+            assertClose(row.subarray(wCount, wCount + g.cout), expected.bias.subarray(r * g.cout, (r + 1) * g.cout),
+              magnitude.bias.subarray(r * g.cout, (r + 1) * g.cout), L, `${what} bias`);
+          }
+          for (let i = wCount + (withBias ? g.cout : 0); i < ldJ; i++) assert.equal(row[i], SENTINEL, `${what}: padding of J written`);
+        }
+        memory.assertGuardsIntact();
+      },
+    ),
+    { numRuns: 200 },
   );
 });
 

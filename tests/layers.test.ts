@@ -202,7 +202,7 @@ test("the forward pass of random networks equals the float64 reference", () => {
   );
 });
 
-test("ReLU then MaxPool (compiled as one fused step) gives the same outputs and per-sample gradients as the pair apart", () => {
+test("ReLU then MaxPool (compiled as one fused step, the convolution before it reading the pooled gradient) gives the same outputs and per-sample gradients as the pair apart", () => {
   // A nested Sequential keeps the two apart, so the second network runs them unfused.
   fc.assert(
     fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.boolean(), fc.integer({ min: 1, max: 3 }), (seed, ceilMode, K) => {
@@ -222,7 +222,14 @@ test("ReLU then MaxPool (compiled as one fused step) gives the same outputs and 
       const fused = make(true);
       const apart = make(false);
       assert.deepEqual(fused.forward(x).data, apart.forward(x).data);
-      assert.deepEqual(jacobian(fused, x).data, jacobian(apart, x).data);
+      // The fused network's first convolution also takes its weight gradients from the pooled
+      // gradient (the plan skips the pooling's backward): the same sums in another order.
+      const a = jacobian(fused, x).data, b = jacobian(apart, x).data;
+      assert.equal(a.length, b.length);
+      const scale = Math.max(1, ...Array.from(b, Math.abs));
+      for (let i = 0; i < a.length; i++) {
+        assert.ok(Math.abs(a[i] - b[i]) <= 1e-5 * scale, `J[${i}]: ${a[i]} fused, ${b[i]} apart`);
+      }
     }),
     { numRuns: 40 },
   );

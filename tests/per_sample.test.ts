@@ -66,3 +66,43 @@ test("asTuple splits the matrix per parameter, in parameters() order, with [N, .
     { numRuns: 30 },
   );
 });
+
+test("a first convolution right before max pooling (its weight gradients read from the pooled gradient) equals naive backprop and finite differences", () => {
+  // The plan skips the pooling's backward for these: 2-d with ReLU fused into the pooling,
+  // 1-d strided with a wide kernel, 3-d, overlapping windows with padding, groups.
+  const cases: NetworkCase[] = [
+    { sampleShape: [2, 8, 8], layers: [
+      { type: "Conv2d", in_channels: 2, out_channels: 4, kernel_size: 3, padding: 1 }, { type: "ReLU" },
+      { type: "MaxPool2d", kernel_size: 2 }, { type: "Flatten" }, { type: "Linear", in_features: 64, out_features: 3 },
+    ] },
+    { sampleShape: [1, 60], layers: [
+      { type: "Conv1d", in_channels: 1, out_channels: 3, kernel_size: 9, stride: 4 }, { type: "ReLU" },
+      { type: "MaxPool1d", kernel_size: 2 }, { type: "Flatten" }, { type: "Linear", in_features: 3 * 6, out_features: 2 },
+    ] },
+    { sampleShape: [1, 5, 5, 5], layers: [
+      { type: "Conv3d", in_channels: 1, out_channels: 2, kernel_size: 2, bias: false },
+      { type: "MaxPool3d", kernel_size: 2, stride: 1 }, { type: "Flatten" }, { type: "Linear", in_features: 2 * 27, out_features: 2 },
+    ] },
+    { sampleShape: [4, 7, 9], layers: [
+      { type: "Conv2d", in_channels: 4, out_channels: 6, kernel_size: [3, 2], stride: [1, 2], padding: 1, groups: 2 },
+      { type: "MaxPool2d", kernel_size: 3, stride: 2, padding: 1, ceil_mode: true }, { type: "Flatten" },
+    ] },
+  ].map(({ sampleShape, layers }, i) => ({ spec: { format: "torch.nn.Sequential", layers }, sampleShape, N: 3, seed: 100 + i }));
+  for (const c of cases) {
+    const p = prepare(c);
+    checkAgainstNaive(p);
+    checkAgainstFiniteDifferences(p);
+    checkSumsToBatchGradient(p);
+  }
+  // J rows over 1 MiB: one sample per chunk, so the pooled gradient and argmax are read at
+  // each chunk's first sample.
+  checkAgainstNaive(prepare({
+    spec: { format: "torch.nn.Sequential", layers: [
+      { type: "Conv2d", in_channels: 2, out_channels: 4, kernel_size: 3, padding: 1 }, { type: "ReLU" },
+      { type: "MaxPool2d", kernel_size: 2 }, { type: "Flatten" }, { type: "Linear", in_features: 256, out_features: 1100 },
+    ] },
+    sampleShape: [2, 16, 16],
+    N: 3,
+    seed: 7,
+  }));
+});

@@ -8,7 +8,8 @@ import type { Tensor } from "../tensor.ts";
 import { numel } from "../tensor.ts";
 import { kernels } from "../wasm.ts";
 import { uniformFanIn } from "./init.ts";
-import type { CompileContext, Compiled, Named } from "./module.ts";
+import type { PlanBuilder } from "../plan.ts";
+import type { CompileContext, Compiled, Named, Step } from "./module.ts";
 import { layerLabel, Module, ntuple, toThreeDims, weightBiasStep } from "./module.ts";
 
 /** A size argument: one int for every spatial dim, or one per dim. */
@@ -147,17 +148,37 @@ export abstract class ConvNd extends Module {
     const weight = builder.parameterPtr(this.weight);
     const bias = this.bias ? builder.parameterPtr(this.bias) : 0;
     const k = kernels();
-    return {
-      output,
-      outShape,
-      steps: [weightBiasStep(builder, label, outShape, this.weight, this.bias, {
-        forward: () => k.conv_forward(geom, N, input, weight, bias, output, work.ptr),
-        backward: (gy, gx) => k.conv_backward_input(geom, R, gy, weight, gx, work.ptr),
-        perSample: (first, samples, gy, jw, jb, ldJ) =>
-          k.conv_weight_per_sample(geom, samples * K, K, input + first * inWidth * 4, gy, jw, jb, ldJ, work.ptr),
-        gradient: (gy, gw, gb) => k.conv_weight_grad(geom, R, K, input, gy, gw, gb, work.ptr, 1),
-      })],
+    const step = weightBiasStep(builder, label, outShape, this.weight, this.bias, {
+      forward: () => k.conv_forward(geom, N, input, weight, bias, output, work.ptr),
+      backward: (gy, gx) => k.conv_backward_input(geom, R, gy, weight, gx, work.ptr),
+      perSample: (first, samples, gy, jw, jb, ldJ) =>
+        k.conv_weight_per_sample(geom, samples * K, K, input + first * inWidth * 4, gy, jw, jb, ldJ, work.ptr),
+      gradient: (gy, gw, gb) => k.conv_weight_grad(geom, R, K, input, gy, gw, gb, work.ptr, 1),
+    });
+    const dims = toThreeDims(this.dilation, 1);
+    const [oD, oH, oW] = toThreeDims(out, 1);
+    const [kD, kH, kW] = toThreeDims(this.kernelSize, 1);
+    const [sD, sH, sW] = toThreeDims(this.stride, 1);
+    const weightColumn = builder.columnBytes(this.weight);
+    const biasColumn = this.bias ? builder.columnBytes(this.bias) : -1;
+    step.perSampleThroughMaxPool = (builder: PlanBuilder, pool: Step): boolean => {
+      if (!pool.maxPool || dims.some((d) => d !== 1)) return false;
+      const { geom: poolGeom, argmax } = pool.maxPool;
+      const pooledWidth = numel(pool.outShape); // per sample: C_out × pooled volume
+      const frameBytes = k.conv_pooled_frame_floats(this.inChannels, oD, oH, oW, sD, sH, sW, kD, kH, kW) * 4;
+      const listBytes = (pooledWidth / this.outChannels) * 8 + L * 4;
+      const scratch = builder.scratch(frameBytes + listBytes);
+      const ldJ = builder.D;
+      step.perSample = (first: number, samples: number, J: number) => {
+        k.conv_weight_per_sample_pooled(
+          geom, poolGeom, samples * K, K, input + first * inWidth * 4, pool.gy + first * K * pooledWidth * 4,
+          argmax + first * pooledWidth * 4, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ,
+          scratch.ptr, scratch.ptr + frameBytes,
+        );
+      };
+      return true;
     };
+    return { output, outShape, steps: [step] };
   }
 }
 

@@ -39,6 +39,15 @@ export interface Step {
   readonly innerBackward?: boolean;
   /** Blocks place their branches' gradient buffers once their own gy and gx are known. */
   placeGradients?(builder: PlanBuilder): void;
+  /** Max pooling: its POOL_GEOM block and the argmax of its forward pass (N × C × out volume i32). */
+  readonly maxPool?: { readonly geom: number; readonly argmax: number };
+  /**
+   * Offered by convolutions: take the per-sample weight gradients from the output gradient
+   * and argmax of the max pooling `pool` right after this step (one position per window)
+   * instead of from this step's own gy, which the plan then leaves unwritten (it skips the
+   * pooling's backward pass). Returns false where the layer cannot (dilation).
+   */
+  perSampleThroughMaxPool?(builder: PlanBuilder, pool: Step): boolean;
   /** Set by the plan once every step's shape is known: where gy and gx live. */
   gy: number;
   gx: number;

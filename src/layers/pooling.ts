@@ -159,6 +159,7 @@ export abstract class MaxPoolNd extends PoolNd {
         hasParameters: false,
         gy: 0,
         gx: 0,
+        maxPool: { geom, argmax },
         forward() {
           k.maxpool_forward(geom, N, input, output, argmax, relu ? 1 : 0);
         },
