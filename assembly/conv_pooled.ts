@@ -88,15 +88,17 @@ export function conv_weight_per_sample_pooled(
       const aRow = argmax + (<usize>((n * Cout + co) * poolVol) << 2);
       let entries = 0;
       let biasSum: f32 = 0;
+      // Branch-free: every window writes the next entry, which only counts if it passes a
+      // gradient (after a fused ReLU about half do not, and a branch would mispredict).
       for (let q = 0; q < poolVol; q++) {
         const a = load<i32>(aRow + (<usize>q << 2));
-        if (a < 0) continue;
+        const valid = a >= 0;
         const g = load<f32>(gRow + (<usize>q << 2));
         const entry = list + (<usize>entries << 3);
-        store<i32>(entry, load<i32>(origins + (<usize>a << 2)));
+        store<i32>(entry, load<i32>(origins + (<usize>select<i32>(a, 0, valid) << 2)));
         store<f32>(entry, g, 4);
-        biasSum += g;
-        entries++;
+        biasSum += select<f32>(g, 0, valid);
+        entries += <i32>valid;
       }
       if (jb != 0) store<f32>(jb + <usize>r * ldJBytes + (<usize>co << 2), biasSum);
       const c0 = (co / Cog) * Cig;

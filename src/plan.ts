@@ -151,8 +151,8 @@ export class Plan {
   /** Backward stops at the first step with parameters: nothing before it needs gradients. */
   private readonly firstTrainable: number;
   private readonly trainable: Step[];
-  /** A step whose backward pass is not needed (see the constructor), or -1. */
-  private readonly skippedBackward: number;
+  /** A step whose backward pass is not needed (see the constructor), or -1; tests read it. */
+  readonly skippedBackward: number;
 
   constructor(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode, key: string) {
     this.key = key;
