@@ -5,7 +5,9 @@
 // within one ulp: Sigmoid, Tanh, ELU, GELU (tanh) and SiLU two lanes of f64x2 at a time
 // (nn_exp.ts), the erf GELU and Softplus, and the tails, one scalar at a time.
 import { erfc64 } from "./nn_erf";
-import { act_backward_f64x2, act_forward_f64x2, has_vector_backward, has_vector_forward } from "./nn_exp";
+import {
+  act_backward_f64x2, act_forward_f64x2, has_vector_backward, has_vector_forward, tanh_forward_f32x4,
+} from "./nn_exp";
 import {
   avgpool_2x2_backward, avgpool_2x2_forward, is_avgpool_2x2, is_maxpool_1x2, is_maxpool_2x2, maxpool_1x2_backward,
   maxpool_1x2_forward, maxpool_2x2_backward, maxpool_2x2_forward,
@@ -39,7 +41,9 @@ export function act_forward(kind: i32, count: i32, x: usize, y: usize, p1: f32, 
   } else if (kind == LEAKY_RELU) {
     leakyReluForward(count, x, y, p1);
   } else if (kind >= SIGMOID && kind <= SOFTPLUS) {
-    const done = has_vector_forward(kind) ? act_forward_f64x2(kind, count, x, y, p1) : 0;
+    const done = kind == TANH
+      ? tanh_forward_f32x4(count, x, y)
+      : has_vector_forward(kind) ? act_forward_f64x2(kind, count, x, y, p1) : 0;
     for (let i = done; i < count; i++) {
       const at = <usize>i << 2;
       store<f32>(y + at, <f32>scalarForward(kind, <f64>load<f32>(x + at), p1, p2));
