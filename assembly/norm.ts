@@ -5,7 +5,7 @@
 // of a block has the affine parameters γ[c], β[c]. BatchNorm/GroupNorm/InstanceNorm: one
 // block, C channels of L positions. LayerNorm: `blocks` = the leading extra dims S, C = the
 // normalized_shape's size M, L = 1 (γ is elementwise over the normalised dims).
-import { add_f32, hsum, madd } from "./simd";
+import { add_f32, fill_f32, hsum, madd } from "./simd";
 
 // ---------------------------------------------------------------------------------------------
 // Shared loops
@@ -386,6 +386,21 @@ function scatterRows(T: i32, E: i32, idx: usize, paddingIdx: i32, g: usize, w: u
   return <i32>((<i64>(i + 1) * size + out - 1) / out);
 }
 
+/** Σ src[0..count) in float64 (two f64x2 partial sums, then the tail). */
+function sum_f64(src: usize, count: i32): f64 {
+  let a = f64x2.splat(0), b = f64x2.splat(0);
+  let i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const v = v128.load(src + (<usize>i << 2));
+    a = f64x2.add(a, f64x2.promote_low_f32x4(v));
+    b = f64x2.add(b, f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)));
+  }
+  const both = f64x2.add(a, b);
+  let total = f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
+  for (; i < count; i++) total += <f64>load<f32>(src + (<usize>i << 2));
+  return total;
+}
+
 /** y (N, C, oD, oH, oW) = the mean of each adaptive window. */
 export function adaptive_avgpool_forward(geom: usize, N: i32, x: usize, y: usize): void {
   const C = gi(geom, 0);
@@ -405,8 +420,7 @@ export function adaptive_avgpool_forward(geom: usize, N: i32, x: usize, y: usize
           let total: f64 = 0;
           for (let d = d0; d < d1; d++) {
             for (let h = h0; h < h1; h++) {
-              const row = xp + (<usize>((d * H + h) * W) << 2);
-              for (let w = w0; w < w1; w++) total += <f64>load<f32>(row + (<usize>w << 2));
+              total += sum_f64(xp + (<usize>((d * H + h) * W + w0) << 2), w1 - w0);
             }
           }
           store<f32>(out, <f32>(total / <f64>((d1 - d0) * (h1 - h0) * (w1 - w0))));
@@ -424,6 +438,31 @@ export function adaptive_avgpool_backward(geom: usize, R: i32, gy: usize, gx: us
   const oD = gi(geom, 4), oH = gi(geom, 5), oW = gi(geom, 6);
   const inPlane = <usize>D * H * W;
   const planes = R * C;
+  // Windows that tile the plane exactly (sizes divisible: global pooling, for one) do not
+  // overlap: each input gets one share, written once, a row segment at a time.
+  const tiled = D % oD == 0 && H % oH == 0 && W % oW == 0;
+  if (tiled) {
+    const kD = D / oD, kH = H / oH, kW = W / oW;
+    const count = <f32>(kD * kH * kW);
+    let from = gy;
+    for (let p = 0; p < planes; p++) {
+      const gxp = gx + ((<usize>p * inPlane) << 2);
+      for (let od = 0; od < oD; od++) {
+        for (let oh = 0; oh < oH; oh++) {
+          for (let ow = 0; ow < oW; ow++) {
+            const share = load<f32>(from) / count;
+            for (let d = od * kD; d < (od + 1) * kD; d++) {
+              for (let h = oh * kH; h < (oh + 1) * kH; h++) {
+                fill_f32(gxp + (<usize>((d * H + h) * W + ow * kW) << 2), kW, share);
+              }
+            }
+            from += 4;
+          }
+        }
+      }
+    }
+    return;
+  }
   memory.fill(gx, 0, (<usize>planes * inPlane) << 2);
   let gyo = gy;
   for (let p = 0; p < planes; p++) {
