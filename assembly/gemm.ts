@@ -4,7 +4,7 @@
 // zero-padded, so the micro-kernel never sees a ragged edge), then runs the MR×NR
 // micro-kernel over every pair. The packing buffers are static module data, so the kernels
 // allocate nothing; the TypeScript arena starts above them (at __heap_base).
-import { madd } from "./simd";
+import { tile_4x8 } from "./simd";
 
 /** Rows of the micro-kernel's tile. */
 const MR: i32 = 4;
@@ -94,63 +94,10 @@ export function gemm_tn(
   }
 }
 
-/**
- * The 4×8 micro-kernel: c[4×8] (+)= a · b over kc steps, a packed as kc groups of 4 floats
- * (one per row), b as kc groups of 8 floats. Eight f32x4 accumulators. A is broadcast by
- * load-splat in the baseline build (fastest on Node 20's V8) and by one load and four
- * shuffles in the relaxed build (V8 14 with FMA: 53 against 41 GFLOP/s in isolation; JSC
- * 35 against 32). `ldc` is in bytes.
- */
-function gemm_4x8(kc: i32, a: usize, b: usize, c: usize, ldc: usize, add: bool): void {
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  for (let k = 0; k < kc; k++) {
-    const b0 = v128.load(b);
-    const b1 = v128.load(b, 16);
-    let a0: v128, a1: v128, a2: v128, a3: v128;
-    if (ASC_FEATURE_RELAXED_SIMD) {
-      const column = v128.load(a);
-      a0 = i32x4.shuffle(column, column, 0, 0, 0, 0);
-      a1 = i32x4.shuffle(column, column, 1, 1, 1, 1);
-      a2 = i32x4.shuffle(column, column, 2, 2, 2, 2);
-      a3 = i32x4.shuffle(column, column, 3, 3, 3, 3);
-    } else {
-      a0 = v128.load32_splat(a);
-      a1 = v128.load32_splat(a, 4);
-      a2 = v128.load32_splat(a, 8);
-      a3 = v128.load32_splat(a, 12);
-    }
-    c00 = madd(a0, b0, c00);
-    c01 = madd(a0, b1, c01);
-    c10 = madd(a1, b0, c10);
-    c11 = madd(a1, b1, c11);
-    c20 = madd(a2, b0, c20);
-    c21 = madd(a2, b1, c21);
-    c30 = madd(a3, b0, c30);
-    c31 = madd(a3, b1, c31);
-    a += 16;
-    b += 32;
-  }
-  if (add) {
-    c00 = f32x4.add(c00, v128.load(c));
-    c01 = f32x4.add(c01, v128.load(c, 16));
-    c10 = f32x4.add(c10, v128.load(c + ldc));
-    c11 = f32x4.add(c11, v128.load(c + ldc, 16));
-    c20 = f32x4.add(c20, v128.load(c + 2 * ldc));
-    c21 = f32x4.add(c21, v128.load(c + 2 * ldc, 16));
-    c30 = f32x4.add(c30, v128.load(c + 3 * ldc));
-    c31 = f32x4.add(c31, v128.load(c + 3 * ldc, 16));
-  }
-  v128.store(c, c00);
-  v128.store(c, c01, 16);
-  v128.store(c + ldc, c10);
-  v128.store(c + ldc, c11, 16);
-  v128.store(c + 2 * ldc, c20);
-  v128.store(c + 2 * ldc, c21, 16);
-  v128.store(c + 3 * ldc, c30);
-  v128.store(c + 3 * ldc, c31, 16);
+/** The 4×8 micro-kernel over packed panels: kc groups of 4 floats of A, of 8 floats of B. */
+// @ts-ignore: decorator
+@inline function gemm_4x8(kc: i32, a: usize, b: usize, c: usize, ldc: usize, add: bool): void {
+  tile_4x8(kc, a, MR << 2, b, NR << 2, c, ldc, add);
 }
 
 /** A ragged tile (rows ≤ 4, cols ≤ 8): the full micro-kernel into a scratch tile, then the valid part. */

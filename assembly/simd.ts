@@ -44,3 +44,62 @@ export function sum_f32(src: usize, count: i32): f32 {
   for (; i < count; i++) s += load<f32>(src + (<usize>i << 2));
   return s;
 }
+
+/**
+ * The 4×8 register tile that every GEMM-like kernel here runs: c[4 × 8] (+)= Σ_k a_k ⊗ b_k over
+ * k < depth, a_k the 4 floats at a + k·aStep (one per row of c), b_k the 8 at b + k·bStep; row
+ * i of c at c + i·ldc (bytes). Eight f32x4 accumulators. The rows of a are broadcast by
+ * load-splat in the baseline build (fastest on Node 20's V8) and by one load and four shuffles
+ * in the relaxed build (V8 14 with FMA: 53 against 41 GFLOP/s in isolation; JSC 35 against 32).
+ */
+// @ts-ignore: decorator
+@inline export function tile_4x8(
+  depth: i32, a: usize, aStep: usize, b: usize, bStep: usize, c: usize, ldc: usize, add: bool,
+): void {
+  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
+  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
+  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
+  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
+  for (let k = 0; k < depth; k++) {
+    const b0 = v128.load(b);
+    const b1 = v128.load(b, 16);
+    let a0: v128, a1: v128, a2: v128, a3: v128;
+    if (ASC_FEATURE_RELAXED_SIMD) {
+      const column = v128.load(a);
+      a0 = i32x4.shuffle(column, column, 0, 0, 0, 0);
+      a1 = i32x4.shuffle(column, column, 1, 1, 1, 1);
+      a2 = i32x4.shuffle(column, column, 2, 2, 2, 2);
+      a3 = i32x4.shuffle(column, column, 3, 3, 3, 3);
+    } else {
+      a0 = v128.load32_splat(a);
+      a1 = v128.load32_splat(a, 4);
+      a2 = v128.load32_splat(a, 8);
+      a3 = v128.load32_splat(a, 12);
+    }
+    c00 = madd(a0, b0, c00);
+    c01 = madd(a0, b1, c01);
+    c10 = madd(a1, b0, c10);
+    c11 = madd(a1, b1, c11);
+    c20 = madd(a2, b0, c20);
+    c21 = madd(a2, b1, c21);
+    c30 = madd(a3, b0, c30);
+    c31 = madd(a3, b1, c31);
+    a += aStep;
+    b += bStep;
+  }
+  store_pair(c, add, c00, c01);
+  store_pair(c + ldc, add, c10, c11);
+  store_pair(c + 2 * ldc, add, c20, c21);
+  store_pair(c + 3 * ldc, add, c30, c31);
+}
+
+/** c[0..8) (+)= (lo, hi). */
+// @ts-ignore: decorator
+@inline function store_pair(c: usize, add: bool, lo: v128, hi: v128): void {
+  if (add) {
+    lo = f32x4.add(lo, v128.load(c));
+    hi = f32x4.add(hi, v128.load(c, 16));
+  }
+  v128.store(c, lo);
+  v128.store(c, hi, 16);
+}

@@ -23,7 +23,7 @@
 // Memory: the transformed weights, the frame and one band's transformed input, together in
 // the caller's `work` when they fit the C_in·kvol·L floats the convolution kernels are
 // given, else in module-static scratch (small layers), else the layer takes another path.
-import { madd, sum_f32 } from "./simd";
+import { sum_f32, tile_4x8 } from "./simd";
 import { geom_at } from "./geometry";
 
 /** conv_strategy's number for this path. */
@@ -294,48 +294,8 @@ function transform_band(frame: usize, C: i32, th0: i32, dst: usize): void {
 function products(u: usize, uStride: usize, v: usize, C: i32): void {
   const vStride = <usize>xi_stride(C * NR) << 2;
   for (let xi = 0; xi < 16; xi++) {
-    let a = u + <usize>xi * uStride;
-    let b = v + <usize>xi * vStride;
-    let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-    let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-    let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-    let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-    for (let k = 0; k < C; k++) {
-      const b0 = v128.load(b);
-      const b1 = v128.load(b, 16);
-      let a0: v128, a1: v128, a2: v128, a3: v128;
-      if (ASC_FEATURE_RELAXED_SIMD) {
-        const column = v128.load(a);
-        a0 = i32x4.shuffle(column, column, 0, 0, 0, 0);
-        a1 = i32x4.shuffle(column, column, 1, 1, 1, 1);
-        a2 = i32x4.shuffle(column, column, 2, 2, 2, 2);
-        a3 = i32x4.shuffle(column, column, 3, 3, 3, 3);
-      } else {
-        a0 = v128.load32_splat(a);
-        a1 = v128.load32_splat(a, 4);
-        a2 = v128.load32_splat(a, 8);
-        a3 = v128.load32_splat(a, 12);
-      }
-      c00 = madd(a0, b0, c00);
-      c01 = madd(a0, b1, c01);
-      c10 = madd(a1, b0, c10);
-      c11 = madd(a1, b1, c11);
-      c20 = madd(a2, b0, c20);
-      c21 = madd(a2, b1, c21);
-      c30 = madd(a3, b0, c30);
-      c31 = madd(a3, b1, c31);
-      a += MR << 2;
-      b += NR << 2;
-    }
-    const p = PRODUCTS + (<usize>(xi * MR * NR) << 2);
-    v128.store(p, c00);
-    v128.store(p, c01, 16);
-    v128.store(p, c10, 32);
-    v128.store(p, c11, 48);
-    v128.store(p, c20, 64);
-    v128.store(p, c21, 80);
-    v128.store(p, c30, 96);
-    v128.store(p, c31, 112);
+    tile_4x8(C, u + <usize>xi * uStride, MR << 2, v + <usize>xi * vStride, NR << 2,
+      PRODUCTS + (<usize>(xi * MR * NR) << 2), NR << 2, false);
   }
 }
 
@@ -656,55 +616,7 @@ function transform_gy_channels(gyFrame: usize, FW: i32, th0: i32, rows: i32, dst
  * floats, v[t] the 8 input channels at `v` + t·C_in' floats; rows of p C_in' floats apart.
  */
 function outer_tile(T: i32, h: usize, v: usize, p: usize, add: bool): void {
-  const hStep = <usize>coutPadded << 2;
-  const vStep = <usize>cinPadded << 2;
-  let c00 = f32x4.splat(0), c01 = f32x4.splat(0);
-  let c10 = f32x4.splat(0), c11 = f32x4.splat(0);
-  let c20 = f32x4.splat(0), c21 = f32x4.splat(0);
-  let c30 = f32x4.splat(0), c31 = f32x4.splat(0);
-  for (let t = 0; t < T; t++) {
-    const b0 = v128.load(v);
-    const b1 = v128.load(v, 16);
-    let a0: v128, a1: v128, a2: v128, a3: v128;
-    if (ASC_FEATURE_RELAXED_SIMD) {
-      const column = v128.load(h);
-      a0 = i32x4.shuffle(column, column, 0, 0, 0, 0);
-      a1 = i32x4.shuffle(column, column, 1, 1, 1, 1);
-      a2 = i32x4.shuffle(column, column, 2, 2, 2, 2);
-      a3 = i32x4.shuffle(column, column, 3, 3, 3, 3);
-    } else {
-      a0 = v128.load32_splat(h);
-      a1 = v128.load32_splat(h, 4);
-      a2 = v128.load32_splat(h, 8);
-      a3 = v128.load32_splat(h, 12);
-    }
-    c00 = madd(a0, b0, c00);
-    c01 = madd(a0, b1, c01);
-    c10 = madd(a1, b0, c10);
-    c11 = madd(a1, b1, c11);
-    c20 = madd(a2, b0, c20);
-    c21 = madd(a2, b1, c21);
-    c30 = madd(a3, b0, c30);
-    c31 = madd(a3, b1, c31);
-    h += hStep;
-    v += vStep;
-  }
-  const ld = <usize>cinPadded << 2;
-  store_pair(p, add, c00, c01);
-  store_pair(p + ld, add, c10, c11);
-  store_pair(p + 2 * ld, add, c20, c21);
-  store_pair(p + 3 * ld, add, c30, c31);
-}
-
-/** p[0..8) (+)= (lo, hi). */
-// @ts-ignore: decorator
-@inline function store_pair(p: usize, add: bool, lo: v128, hi: v128): void {
-  if (add) {
-    lo = f32x4.add(lo, v128.load(p));
-    hi = f32x4.add(hi, v128.load(p, 16));
-  }
-  v128.store(p, lo);
-  v128.store(p, hi, 16);
+  tile_4x8(T, h, <usize>coutPadded << 2, v, <usize>cinPadded << 2, p, <usize>cinPadded << 2, add);
 }
 
 /**
