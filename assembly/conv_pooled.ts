@@ -9,8 +9,9 @@
 // parameters (whose own input gradient is never needed) directly followed by max pooling.
 //
 // Layout of the work: per row and output channel, a list of (frame offset, gradient) pairs
-// of the windows that pass a gradient; then 4 taps × 4 rows of the kernel (f32x4 along kW)
-// at a time, each list entry one splat and four loads from the zero-padded frame of x.
+// of the windows that pass a gradient; then eight f32x4 of kernel rows (four taps along kW
+// each) at a time, each list entry one splat and eight loads from the zero-padded frame of x,
+// and the rows left over one at a time.
 import { geom_at } from "./geometry";
 import { madd } from "./simd";
 
@@ -112,13 +113,6 @@ export function conv_weight_per_sample_pooled(
         sum_rows_8(list, entries, frame);
         for (let i = 0; i < 8; i++) store_row(Jc, row + i, vectors, kW, ACC + (<usize>i << 4));
       }
-      for (; row + 4 <= total; row += 4) {
-        sum_rows_4(list, entries, frame, row_offset(row, rowsPerChannel, c0, kD, kH, vectors, FD, FH, FW),
-          row_offset(row + 1, rowsPerChannel, c0, kD, kH, vectors, FD, FH, FW),
-          row_offset(row + 2, rowsPerChannel, c0, kD, kH, vectors, FD, FH, FW),
-          row_offset(row + 3, rowsPerChannel, c0, kD, kH, vectors, FD, FH, FW));
-        for (let i = 0; i < 4; i++) store_row(Jc, row + i, vectors, kW, ACC + (<usize>i << 4));
-      }
       for (; row < total; row++) {
         sum_rows_1(list, entries, frame, row_offset(row, rowsPerChannel, c0, kD, kH, vectors, FD, FH, FW));
         store_row(Jc, row, vectors, kW, ACC);
@@ -127,7 +121,7 @@ export function conv_weight_per_sample_pooled(
   }
 }
 
-/** The sums of sum_rows_8, _4 or _1, on their way to J. */
+/** The sums of sum_rows_8 or sum_rows_1, on their way to J. */
 const ACC: usize = memory.data(8 * 16, 16);
 /** The eight row offsets of sum_rows_8. */
 const ROWS: usize = memory.data(8 * 4, 16);
@@ -179,24 +173,6 @@ function sum_rows_8(list: usize, entries: i32, frame: usize): void {
   v128.store(ACC, a5, 80);
   v128.store(ACC, a6, 96);
   v128.store(ACC, a7, 112);
-}
-
-/** ACC[0..3] = Σ over the list of g · frame[offset + rowᵢ .. + 4). */
-function sum_rows_4(list: usize, entries: i32, frame: usize, r0: usize, r1: usize, r2: usize, r3: usize): void {
-  let a0 = f32x4.splat(0), a1 = f32x4.splat(0), a2 = f32x4.splat(0), a3 = f32x4.splat(0);
-  for (let e = 0; e < entries; e++) {
-    const at = list + (<usize>e << 3);
-    const base = frame + <usize>load<i32>(at);
-    const g = v128.load32_splat(at, 4);
-    a0 = madd(g, v128.load(base + r0), a0);
-    a1 = madd(g, v128.load(base + r1), a1);
-    a2 = madd(g, v128.load(base + r2), a2);
-    a3 = madd(g, v128.load(base + r3), a3);
-  }
-  v128.store(ACC, a0);
-  v128.store(ACC, a1, 16);
-  v128.store(ACC, a2, 32);
-  v128.store(ACC, a3, 48);
 }
 
 /** ACC[0] = Σ over the list of g · frame[offset + row .. + 4), four entries at a time in four partial sums. */
