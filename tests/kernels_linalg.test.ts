@@ -466,7 +466,7 @@ test("conv kernels match the references on layer sizes that span several GEMM bl
 // one edge of a tile, and conv_strategy pins that it does, so a change of the caps or rules
 // that silently leaves a path untested fails here.
 
-const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3, winograd: 4, phases: 5 } as const;
+const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3, winograd: 4, phases: 5, winograd4x4: 6 } as const;
 type PathName = keyof typeof PATH;
 
 function convLayer(
@@ -568,8 +568,18 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 16, 32, [1, 16, 16], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
+    "winograd4x4", "winograd4x4", "winograd",
+    "cnn's second layer: Winograd F(4×4, 3×3) forward and input gradient (tile rows of one group: bands of two), F(3×3, 2×2) weights",
+  ],
+  [
+    convLayer(1, 7, 6, [1, 12, 12], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
     "winograd", "winograd", "winograd",
-    "cnn's second layer: Winograd F(2×2, 3×3), tile rows of 8 tiles (one block each), 16 and 32 channels",
+    "cnn-like with fewer than 8 channels: Winograd F(2×2, 3×3), tile rows of 8 tiles (one block each)",
+  ],
+  [
+    convLayer(1, 9, 11, [1, 37, 21], [1, 3, 3], [1, 1, 1], [0, 0, 2]),
+    "winograd4x4", "winograd4x4", "winograd",
+    "F(4×4, 3×3) with ragged tiles: widths of 21 and 23 (two groups, the last partly outside), 35 rows (a last tile row of 3), ragged channel blocks",
   ],
   [
     sameLayer(1, 5, 7, [1, 9, 13], [1, 3, 3]),
@@ -633,8 +643,8 @@ test("Winograd F(2×2, 3×3) forward, input gradient and F(3×3, 2×2) weight gr
   // Channels from 4 (the smallest Winograd takes), any size a 3×3 window fits with padding
   // 0..2, asymmetric padding, 2-d or 3-d with depth 1; conv_strategy must pick Winograd.
   const layer = fc.record({
-    cin: fc.integer({ min: 4, max: 10 }),
-    cout: fc.integer({ min: 4, max: 10 }),
+    cin: fc.integer({ min: 4, max: 7 }),
+    cout: fc.integer({ min: 4, max: 7 }),
     H: fc.integer({ min: 1, max: 21 }),
     W: fc.integer({ min: 1, max: 27 }),
     padH: fc.integer({ min: 0, max: 2 }),
@@ -653,6 +663,27 @@ test("Winograd F(2×2, 3×3) forward, input gradient and F(3×3, 2×2) weight gr
       checkConvWeightGrad(g, N, 2, withBias, !withBias, s + 3);
     }),
     { numRuns: 150 },
+  );
+});
+
+test("Winograd F(4×4, 3×3) forward and input gradient match the references on random 3×3 stride-1 layers with 8 or more channels", () => {
+  const layer = fc.record({
+    cin: fc.integer({ min: 8, max: 13 }),
+    cout: fc.integer({ min: 8, max: 13 }),
+    H: fc.integer({ min: 10, max: 30 }),
+    W: fc.integer({ min: 10, max: 41 }),
+    padH: fc.integer({ min: 0, max: 2 }),
+    padW: fc.integer({ min: 0, max: 2 }),
+  }).map((l) => convLayer(1, l.cin, l.cout, [1, l.H, l.W], [1, 3, 3], [1, 1, 1], [0, l.padH, l.padW]));
+  const memory = new WasmBuffers();
+  fc.assert(
+    fc.property(layer, fc.integer({ min: 1, max: 2 }), fc.boolean(), seed, (g, N, withBias, s) => {
+      const pGeom = memory.putInts(convGeometryBlock(g));
+      assert.deepEqual([0, 1].map((pass) => k.conv_strategy(pGeom, pass)), [PATH.winograd4x4, PATH.winograd4x4], describeGeometry(g));
+      checkConvForward(g, N, withBias, s);
+      checkConvBackwardInput(g, N, s + 1);
+    }),
+    { numRuns: 60 },
   );
 });
 
