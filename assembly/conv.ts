@@ -9,7 +9,10 @@ import { im2col, col2im } from "./im2col";
 import { geom_at, conv_is_pointwise } from "./geometry";
 import { fill_f32, sum_f32 } from "./simd";
 import { PATH_PHASES, backward_input_phases, phases_fit } from "./conv_phases";
-import { PATH_WINOGRAD_4X4, winograd43_backward_input, winograd43_fits, winograd43_forward } from "./winograd43";
+import {
+  PATH_WINOGRAD_4X4, winograd43_backward_input, winograd43_fits, winograd43_forward, winograd43_weight,
+  winograd43_weight_fits,
+} from "./winograd43";
 import {
   PATH_WINOGRAD, winograd_backward_input, winograd_fits, winograd_forward, winograd_weight, winograd_weight_fits,
 } from "./winograd";
@@ -26,7 +29,7 @@ import {
  */
 export function conv_strategy(geom: usize, pass: i32): i32 {
   if (conv_is_pointwise(geom)) return PATH_POINTWISE;
-  if (pass < 2 && winograd43_fits(geom, pass)) return PATH_WINOGRAD_4X4;
+  if (pass < 2 ? winograd43_fits(geom, pass) : winograd43_weight_fits(geom)) return PATH_WINOGRAD_4X4;
   if (pass < 2 ? winograd_fits(geom, pass) : winograd_weight_fits(geom)) return PATH_WINOGRAD;
   if (pass == 1 && phases_fit(geom)) return PATH_PHASES;
   if (pass == 0) return forward_path(geom);
@@ -139,6 +142,10 @@ export function conv_weight_per_sample(
   const gyRow = <usize>Cout * <usize>L << 2;
   const ldJBytes = <usize>ldJ << 2;
   const path = conv_strategy(geom, 2);
+  if (jw != 0 && path == PATH_WINOGRAD_4X4) {
+    winograd43_weight(geom, R, K, x, gy, jw, jb, ldJ, work, R); // bias included
+    return;
+  }
   if (jw != 0 && path == PATH_WINOGRAD) {
     winograd_weight(geom, R, K, x, gy, jw, jb, ldJ, work, R); // bias included
     return;
@@ -172,6 +179,10 @@ export function conv_weight_grad(
     if (accumulate == 0) fill_f32(gW, Cout * (Cin / G) * kvol, 0);
   } else {
     const path = conv_strategy(geom, 2);
+    if (path == PATH_WINOGRAD_4X4) {
+      winograd43_weight(geom, R, K, x, gy, gW, gb, 0, work, addFrom); // bias included
+      return;
+    }
     if (path == PATH_WINOGRAD) {
       winograd_weight(geom, R, K, x, gy, gW, gb, 0, work, addFrom); // bias included
       return;

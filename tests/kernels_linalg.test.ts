@@ -302,7 +302,8 @@ function convPerSample(
 /** The error scale of the weight gradients: the reference on |x|, |gy|, or Winograd's where it runs. */
 function weightMagnitude(g: ConvGeometry, R: number, K: number, x: Float32Array, gy: Float32Array, pGeom: number) {
   const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
-  if (k.conv_strategy(pGeom, 2) === PATH.winograd) {
+  const path = k.conv_strategy(pGeom, 2);
+  if (path === PATH.winograd || path === PATH.winograd4x4) {
     const scale = winogradWeightScale(g, R, K, x, gy);
     for (let i = 0; i < scale.length; i++) magnitude.weight[i] = Math.max(magnitude.weight[i], scale[i]);
   }
@@ -568,8 +569,8 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 16, 32, [1, 16, 16], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
-    "winograd4x4", "winograd4x4", "winograd",
-    "cnn's second layer: Winograd F(4×4, 3×3) forward and input gradient (tile rows of one group: bands of two), F(3×3, 2×2) weights",
+    "winograd4x4", "winograd4x4", "winograd4x4",
+    "cnn's second layer: Winograd F(4×4, 3×3) forward and input gradient (tile rows of one group: bands of two), F(3×3, 4×4) weights",
   ],
   [
     convLayer(1, 7, 6, [1, 12, 12], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
@@ -578,7 +579,7 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 9, 11, [1, 37, 21], [1, 3, 3], [1, 1, 1], [0, 0, 2]),
-    "winograd4x4", "winograd4x4", "winograd",
+    "winograd4x4", "winograd4x4", "winograd4x4",
     "F(4×4, 3×3) with ragged tiles: widths of 21 and 23 (two groups, the last partly outside), 35 rows (a last tile row of 3), ragged channel blocks",
   ],
   [
@@ -666,7 +667,7 @@ test("Winograd F(2×2, 3×3) forward, input gradient and F(3×3, 2×2) weight gr
   );
 });
 
-test("Winograd F(4×4, 3×3) forward and input gradient match the references on random 3×3 stride-1 layers with 8 or more channels", () => {
+test("Winograd F(4×4, 3×3) forward and input gradient and F(3×3, 4×4) weight gradients match the references on random 3×3 stride-1 layers with 8 or more channels", () => {
   const layer = fc.record({
     cin: fc.integer({ min: 8, max: 13 }),
     cout: fc.integer({ min: 8, max: 13 }),
@@ -679,9 +680,11 @@ test("Winograd F(4×4, 3×3) forward and input gradient match the references on 
   fc.assert(
     fc.property(layer, fc.integer({ min: 1, max: 2 }), fc.boolean(), seed, (g, N, withBias, s) => {
       const pGeom = memory.putInts(convGeometryBlock(g));
-      assert.deepEqual([0, 1].map((pass) => k.conv_strategy(pGeom, pass)), [PATH.winograd4x4, PATH.winograd4x4], describeGeometry(g));
+      assert.deepEqual([0, 1, 2].map((pass) => k.conv_strategy(pGeom, pass)), [PATH.winograd4x4, PATH.winograd4x4, PATH.winograd4x4], describeGeometry(g));
       checkConvForward(g, N, withBias, s);
       checkConvBackwardInput(g, N, s + 1);
+      checkConvWeightPerSample(g, N, 2, withBias, 1, s + 2);
+      checkConvWeightGrad(g, N, 1, withBias, !withBias, s + 3);
     }),
     { numRuns: 60 },
   );
