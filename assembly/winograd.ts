@@ -35,12 +35,15 @@ const MR: i32 = 4;
 const NR: i32 = 8;
 /** The 16 products of one block (ξ × MR × NR floats), on their way to the output transform. */
 const PRODUCTS: usize = memory.data(16 * MR * NR << 2, 64);
-/** Floats of module-static scratch for layers whose buffers do not fit `work` (small outputs). */
-const SCRATCH_CAP: i32 = 131072;
-const SCRATCH: usize = memory.data(SCRATCH_CAP << 2, 64);
+/**
+ * Floats of module-static scratch for layers whose buffers do not fit `work` (small outputs);
+ * winograd43.ts uses it too (one convolution pass runs at a time).
+ */
+export const SCRATCH_CAP: i32 = 131072;
+export const SCRATCH: usize = memory.data(SCRATCH_CAP << 2, 64);
 
 // @ts-ignore: decorator
-@inline function round_up(v: i32, to: i32): i32 {
+@inline export function round_up(v: i32, to: i32): i32 {
   return (v + to - 1) / to * to;
 }
 
@@ -50,7 +53,7 @@ const SCRATCH: usize = memory.data(SCRATCH_CAP << 2, 64);
  * set (12 ways here) and evict each other (measured: 9.3 against 6.2 ms on cnn's conv2).
  */
 // @ts-ignore: decorator
-@inline function xi_stride(floats: i32): i32 {
+@inline export function xi_stride(floats: i32): i32 {
   return floats + 16;
 }
 
@@ -82,7 +85,7 @@ function lay_out(C: i32, M: i32, oH: i32, oW: i32): void {
 }
 
 /** 2-d (or 3-d with depth 1), 3×3, stride 1, dilation 1, one group, padding ≤ 2, ≥ 4 channels each side. */
-function winograd_shape(geom: usize): bool {
+export function winograd_shape(geom: usize): bool {
   if (geom_at(geom, 0) != 1) return false;
   if (geom_at(geom, 3) != 1 || geom_at(geom, 6) != 1 || geom_at(geom, 9) != 1 || geom_at(geom, 15) != 0) return false;
   if (geom_at(geom, 10) != 3 || geom_at(geom, 11) != 3) return false;

@@ -16,7 +16,7 @@
 // the inputs' magnitude (the tests bound it with the tile's inputs, as for winograd.ts).
 import { geom_at } from "./geometry";
 import { sum_f32, tile_4x8 } from "./simd";
-import { fill_frame_channels_last } from "./winograd";
+import { SCRATCH, SCRATCH_CAP, fill_frame_channels_last, round_up, winograd_shape, xi_stride } from "./winograd";
 
 /** conv_strategy's number for this path. */
 export const PATH_WINOGRAD_4X4: i32 = 6;
@@ -31,21 +31,6 @@ const ROWS: usize = memory.data(36 * 16, 64);
 /** The output transform's 6 × 4 row results, then its 4 × 4 outputs. */
 const OUT_ROWS: usize = memory.data(24 * 16, 64);
 const OUT: usize = memory.data(16 * 16, 64);
-/** Floats of module-static scratch for layers whose buffers do not fit `work`. */
-const SCRATCH_CAP: i32 = 131072;
-const SCRATCH: usize = memory.data(SCRATCH_CAP << 2, 64);
-
-// @ts-ignore: decorator
-@inline function round_up(v: i32, to: i32): i32 {
-  return (v + to - 1) / to * to;
-}
-
-/** Floats from one ξ's block to the next: one cache line past the size (see winograd.ts). */
-// @ts-ignore: decorator
-@inline function xi_stride(floats: i32): i32 {
-  return floats + 16;
-}
-
 // The shape of one pass (C input planes → M output planes of oH × oW), set by lay_out.
 let tilesH: i32 = 0;
 let tilesW: i32 = 0;
@@ -78,12 +63,7 @@ function lay_out(C: i32, M: i32, oH: i32, oW: i32): void {
  * buffers fit `work` (C_in·kvol·L floats) or the module's scratch.
  */
 export function winograd43_fits(geom: usize, pass: i32): bool {
-  if (geom_at(geom, 0) != 1) return false;
-  if (geom_at(geom, 3) != 1 || geom_at(geom, 6) != 1 || geom_at(geom, 9) != 1 || geom_at(geom, 15) != 0) return false;
-  if (geom_at(geom, 10) != 3 || geom_at(geom, 11) != 3) return false;
-  for (let i = 12; i <= 14; i++) if (geom_at(geom, i) != 1) return false;
-  for (let i = 18; i <= 20; i++) if (geom_at(geom, i) != 1) return false;
-  if (geom_at(geom, 16) > 2 || geom_at(geom, 17) > 2) return false;
+  if (!winograd_shape(geom)) return false;
   const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2);
   if (Cin < 8 || Cout < 8) return false;
   const H = geom_at(geom, 4), W = geom_at(geom, 5), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
