@@ -598,6 +598,11 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
     "a strided 1-d layer (audio1d's second): the input gradient as two stride-1 phases of 5 and 4 taps",
   ],
   [
+    convLayer(1, 8, 9, [1, 17, 19], [1, 5, 5], [1, 2, 2], [0, 2, 2]),
+    "rows", "phases", "rows",
+    "a 5×5 stride-2 layer: its phases' sub-problems are 3×3, 3×2, 2×3 and 2×2 stride-1 input gradients, the 3×3 one on a Winograd path",
+  ],
+  [
     convLayer(2, 4, 6, [2, 9, 11], [2, 4, 3], [2, 2, 3], [1, 1, 1]),
     "im2col", "phases", "rows",
     "stride in every dim with groups and padding: 12 phases, some with fewer taps, the first positions of a phase cropped",
