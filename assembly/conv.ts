@@ -9,13 +9,9 @@ import { im2col, col2im } from "./im2col";
 import { geom_at, conv_is_pointwise } from "./geometry";
 import { fill_f32, sum_f32 } from "./simd";
 import { PATH_PHASES, backward_input_phases, phases_fit } from "./conv_phases";
-import {
-  PATH_WINOGRAD_4X4, winograd43_backward_input, winograd43_fits, winograd43_forward, winograd43_weight,
-  winograd43_weight_fits,
-} from "./winograd43";
-import {
-  PATH_WINOGRAD, winograd_backward_input, winograd_fits, winograd_forward, winograd_weight, winograd_weight_fits,
-} from "./winograd";
+import { PATH_WINOGRAD_4X4, winograd43_backward_input, winograd43_fits, winograd43_forward } from "./winograd43";
+import { winograd_weight, winograd_weight_tile } from "./winograd_weight";
+import { PATH_WINOGRAD, winograd_backward_input, winograd_fits, winograd_forward } from "./winograd";
 import {
   PATH_IM2COL, PATH_POINTWISE, backward_direct, backward_path, forward_direct, forward_path, weight_direct, weight_path,
 } from "./conv_direct";
@@ -23,14 +19,21 @@ import {
 /**
  * Which path a convolution kernel takes for this geometry, given the `work` size of
  * docs/kernels.md: 0 im2col + GEMM, 1 pointwise GEMM, 2 direct along output rows, 3 direct
- * over flat frame positions, 4 Winograd F(2×2, 3×3), 5 stride-1 phases (strided input gradient,
- * conv_phases.ts), 6 Winograd F(4×4, 3×3) (forward and input gradient, winograd43.ts). `pass`: 0 conv_forward, 1
+ * over flat frame positions, 4 Winograd with 2×2 tiles (winograd.ts; weights in
+ * winograd_weight.ts), 5 stride-1 phases (strided input gradient, conv_phases.ts), 6 Winograd
+ * with 4×4 tiles (winograd43.ts, winograd_weight.ts). `pass`: 0 conv_forward, 1
  * conv_backward_input, 2 conv_weight_per_sample and conv_weight_grad. For tests and benchmarks.
  */
 export function conv_strategy(geom: usize, pass: i32): i32 {
   if (conv_is_pointwise(geom)) return PATH_POINTWISE;
-  if (pass < 2 ? winograd43_fits(geom, pass) : winograd43_weight_fits(geom)) return PATH_WINOGRAD_4X4;
-  if (pass < 2 ? winograd_fits(geom, pass) : winograd_weight_fits(geom)) return PATH_WINOGRAD;
+  if (pass < 2) {
+    if (winograd43_fits(geom, pass)) return PATH_WINOGRAD_4X4;
+    if (winograd_fits(geom, pass)) return PATH_WINOGRAD;
+  } else {
+    const tile = winograd_weight_tile(geom);
+    if (tile == 4) return PATH_WINOGRAD_4X4;
+    if (tile == 2) return PATH_WINOGRAD;
+  }
   if (pass == 1 && phases_fit(geom)) return PATH_PHASES;
   if (pass == 0) return forward_path(geom);
   if (pass == 1) return backward_path(geom);
@@ -142,11 +145,7 @@ export function conv_weight_per_sample(
   const gyRow = <usize>Cout * <usize>L << 2;
   const ldJBytes = <usize>ldJ << 2;
   const path = conv_strategy(geom, 2);
-  if (jw != 0 && path == PATH_WINOGRAD_4X4) {
-    winograd43_weight(geom, R, K, x, gy, jw, jb, ldJ, work, R); // bias included
-    return;
-  }
-  if (jw != 0 && path == PATH_WINOGRAD) {
+  if (jw != 0 && (path == PATH_WINOGRAD || path == PATH_WINOGRAD_4X4)) {
     winograd_weight(geom, R, K, x, gy, jw, jb, ldJ, work, R); // bias included
     return;
   }
@@ -179,11 +178,7 @@ export function conv_weight_grad(
     if (accumulate == 0) fill_f32(gW, Cout * (Cin / G) * kvol, 0);
   } else {
     const path = conv_strategy(geom, 2);
-    if (path == PATH_WINOGRAD_4X4) {
-      winograd43_weight(geom, R, K, x, gy, gW, gb, 0, work, addFrom); // bias included
-      return;
-    }
-    if (path == PATH_WINOGRAD) {
+    if (path == PATH_WINOGRAD || path == PATH_WINOGRAD_4X4) {
       winograd_weight(geom, R, K, x, gy, gW, gb, 0, work, addFrom); // bias included
       return;
     }

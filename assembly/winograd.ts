@@ -23,7 +23,7 @@
 // Memory: the transformed weights, the frame and one band's transformed input, together in
 // the caller's `work` when they fit the C_in·kvol·L floats the convolution kernels are
 // given, else in module-static scratch (small layers), else the layer takes another path.
-import { sum_f32, tile_4x8 } from "./simd";
+import { tile_4x8 } from "./simd";
 import { geom_at } from "./geometry";
 
 /** conv_strategy's number for this path. */
@@ -365,189 +365,19 @@ function output_block(
 }
 
 // ---------------------------------------------------------------------------------------
-// Weight gradients: F(3×3, 2×2). The weight gradient of a 3×3 stride-1 layer is the
-// correlation of the padded input with gy, whose 3×3 outputs are the taps:
-//   dW[co, ci] = Σ_tiles Gᵀ [ (A h Aᵀ) ⊙ (Bᵀ d B) ] G
-// for h the 2×2 block of gy[co] and d the 4×4 block of the padded input [ci] of each tile (the
-// forward pass's tiles). It is the forward algorithm with the roles of A and G swapped:
-// Σ_i h_i y_i = Σ_ξ (A h)_ξ (G g)_ξ (Bᵀ d)_ξ for y = F(2, 3)(d, g), whose gradient in g is
-// Gᵀ((A h) ⊙ (Bᵀ d)). The sum over tiles is, per ξ, P_ξ (C_out × C_in) = Σ_t H_ξ[t] ⊗ V_ξ[t].
-//
-// Here the transforms run across channels instead of tiles: the frames of x and gy are
-// copied channel-last (pixel by pixel, all channels together), so one f32x4 load takes four
-// channels of one pixel, and the transformed blocks come out as H_ξ[t][co] and V_ξ[t][ci]:
-// for every t a row of channels, which is exactly the operand layout of a 4 × 8 register
-// tile (4 output × 8 input channels, summed over t). No packing, no GEMM driver.
-
-/** Tile rows per band of the weight gradient, channel counts padded to the register tile. */
-let wgradBandRows: i32 = 0;
-let cinPadded: i32 = 0;
-let coutPadded: i32 = 0;
-let productFloats: i32 = 0;
-let xFrameFloats: i32 = 0;
-let gyFrameFloats: i32 = 0;
+// The transforms of the F(3×3, 2×2) weight gradients, whose driver (shared with F(3×3, 4×4))
+// is winograd_weight.ts.
 
 /**
- * Lays out a weight-gradient pass: P (16 × C_out' × C_in'), the channel-last input frame
- * (frameH × frameW × C_in'), the channel-last gy frame (2·tilesH × 2·tilesW × C_out'), then a
- * band's V and H; returns the floats it needs in all (with the band as deep as `budget`
- * allows, at least one tile row), or 0 when no band fits. C_in' = C_in rounded up to 8,
- * C_out' = C_out rounded up to 4.
+ * F(3×3, 2×2) weight gradients (winograd_weight.ts): V (ξ blocks `xiStride` bytes apart; tile
+ * t, channel c at t·C + c floats) = Bᵀ d B for tile rows th0 .. th0 + rows of `tilesW` tiles,
+ * from the channel-last frame (FW pixels of C channels a row), four channels per f32x4.
  */
-function wgrad_lay_out(Cin: i32, Cout: i32, oH: i32, oW: i32, budget: i32): i32 {
-  lay_out(Cin, Cout, oH, oW);
-  cinPadded = round_up(Cin, NR);
-  coutPadded = round_up(Cout, MR);
-  productFloats = 16 * coutPadded * cinPadded;
-  xFrameFloats = frameH * frameW * cinPadded;
-  gyFrameFloats = 2 * tilesH * 2 * tilesW * coutPadded;
-  const fixed = productFloats + xFrameFloats + gyFrameFloats + 2 * 16 * xi_stride(0);
-  const perRow = 16 * (cinPadded + coutPadded) * tilesW;
-  if (fixed + perRow > budget) return 0;
-  wgradBandRows = min(tilesH, (budget - fixed) / perRow);
-  return fixed + wgradBandRows * perRow;
-}
-
-/** Where a weight-gradient pass keeps its buffers (wgrad_lay_out done), as `scratch` does; 0: no room. */
-function wgrad_scratch(geom: usize, work: usize): usize {
-  const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
-  const workFloats = <i64>Cin * 9 * <i64>(oH * oW);
-  // The deeper band of the two places: fewer passes over P.
-  if (workFloats >= SCRATCH_CAP && wgrad_lay_out(Cin, Cout, oH, oW, <i32>min(workFloats, 1 << 28)) != 0) {
-    return work != 0 ? work : 1;
-  }
-  return wgrad_lay_out(Cin, Cout, oH, oW, SCRATCH_CAP) != 0 ? SCRATCH : 0;
-}
-
-/** Whether the weight gradients of this geometry run as F(3×3, 2×2) (same layers as winograd_fits). */
-export function winograd_weight_fits(geom: usize): bool {
-  return winograd_shape(geom) && wgrad_scratch(geom, 0) != 0;
-}
-
-/**
- * Weight (and bias) gradients of backward rows r < R, row r reading sample r / K: to jw +
- * r·ldJ·4 (and jb + r·ldJ·4; jb = 0: no bias), overwriting, or adding from row `addFrom` on
- * (conv_weight_per_sample: ldJ = the J row, addFrom = R; conv_weight_grad: ldJ = 0).
- */
-export function winograd_weight(
-  geom: usize, R: i32, K: i32, x: usize, gy: usize, jw: usize, jb: usize, ldJ: i32, work: usize, addFrom: i32,
+export function input_tiles_2x2(
+  frame: usize, FW: i32, C: i32, tilesW: i32, th0: i32, rows: i32, dst: usize, xiStride: usize,
 ): void {
-  const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2);
-  const H = geom_at(geom, 4), Wd = geom_at(geom, 5), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
-  const P = wgrad_scratch(geom, work);
-  const xFrame = P + (<usize>productFloats << 2);
-  const gyFrame = xFrame + (<usize>xFrameFloats << 2);
-  const V = gyFrame + (<usize>gyFrameFloats << 2);
-  const bandTiles = wgradBandRows * tilesW;
-  const Hb = V + (<usize>(16 * xi_stride(cinPadded * bandTiles)) << 2);
-  const xSample = <usize>(Cin * H * Wd) << 2;
-  const L = oH * oW;
-  const gyRow = <usize>(Cout * L) << 2;
-  const ldJBytes = <usize>ldJ << 2;
-  const gyFH = 2 * tilesH, gyFW = 2 * tilesW;
-  let sample = -1;
-  for (let r = 0; r < R; r++) {
-    const n = r / K;
-    if (n != sample) {
-      sample = n;
-      fill_frame_channels_last(x + <usize>n * xSample, Cin, H, Wd, xFrame, frameH, frameW, cinPadded,
-        geom_at(geom, 16), geom_at(geom, 17));
-    }
-    const gyr = gy + <usize>r * gyRow;
-    fill_frame_channels_last(gyr, Cout, oH, oW, gyFrame, gyFH, gyFW, coutPadded, 0, 0);
-    for (let th0 = 0; th0 < tilesH; th0 += wgradBandRows) {
-      const rows = min(wgradBandRows, tilesH - th0);
-      const T = rows * tilesW;
-      transform_input_channels(xFrame, th0, rows, V, T);
-      transform_gy_channels(gyFrame, gyFW, th0, rows, Hb, T);
-      const vXi = <usize>xi_stride(cinPadded * T) << 2;
-      const hXi = <usize>xi_stride(coutPadded * T) << 2;
-      for (let xi = 0; xi < 16; xi++) {
-        const p = P + (<usize>(xi * coutPadded * cinPadded) << 2);
-        for (let co = 0; co < coutPadded; co += MR) {
-          for (let ci = 0; ci < cinPadded; ci += NR) {
-            outer_tile(T, Hb + <usize>xi * hXi + (<usize>co << 2), V + <usize>xi * vXi + (<usize>ci << 2),
-              p + (<usize>(co * cinPadded + ci) << 2), th0 > 0);
-          }
-        }
-      }
-    }
-    const add = r >= addFrom;
-    weight_output(P, Cout, Cin, jw + <usize>r * ldJBytes, add);
-    if (jb != 0) {
-      const Jb = jb + <usize>r * ldJBytes;
-      for (let c = 0; c < Cout; c++) {
-        const sum = sum_f32(gyr + (<usize>(c * L) << 2), L);
-        const at = Jb + (<usize>c << 2);
-        store<f32>(at, add ? load<f32>(at) + sum : sum);
-      }
-    }
-  }
-}
-
-/**
- * dst (FH × FW pixels × `stride` channels) = src (C planes of H × W) shifted by (pH, pW),
- * channel-last; zero elsewhere (padding, channels past C).
- */
-export function fill_frame_channels_last(
-  src: usize, C: i32, H: i32, W: i32, dst: usize, FH: i32, FW: i32, stride: i32, pH: i32, pW: i32,
-): void {
-  memory.fill(dst, 0, <usize>(FH * FW * stride) << 2);
-  const rows = min(H, FH - pH);
-  const cols = min(W, FW - pW);
-  const planeBytes = <usize>(H * W) << 2;
-  const step = <usize>stride << 2;
-  let c = 0;
-  // Four channels × four pixels at a time, transposed in registers.
-  for (; c + 4 <= C; c += 4) {
-    for (let h = 0; h < rows; h++) {
-      const from = src + <usize>c * planeBytes + (<usize>(h * W) << 2);
-      let to = dst + (<usize>(((h + pH) * FW + pW) * stride + c) << 2);
-      let w = 0;
-      for (; w + 4 <= cols; w += 4) {
-        const at = <usize>w << 2;
-        const r0 = v128.load(from + at), r1 = v128.load(from + planeBytes + at);
-        const r2 = v128.load(from + 2 * planeBytes + at), r3 = v128.load(from + 3 * planeBytes + at);
-        const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
-        const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
-        v128.store(to, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-        v128.store(to + step, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-        v128.store(to + 2 * step, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
-        v128.store(to + 3 * step, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
-        to += 4 * step;
-      }
-      for (; w < cols; w++) {
-        const at = from + (<usize>w << 2);
-        store<f32>(to, load<f32>(at));
-        store<f32>(to, load<f32>(at + planeBytes), 4);
-        store<f32>(to, load<f32>(at + 2 * planeBytes), 8);
-        store<f32>(to, load<f32>(at + 3 * planeBytes), 12);
-        to += step;
-      }
-    }
-  }
-  for (; c < C; c++) {
-    const plane = src + <usize>c * planeBytes;
-    for (let h = 0; h < rows; h++) {
-      const from = plane + (<usize>(h * W) << 2);
-      let to = dst + (<usize>(((h + pH) * FW + pW) * stride + c) << 2);
-      for (let w = 0; w < cols; w++) {
-        store<f32>(to, load<f32>(from + (<usize>w << 2)));
-        to += step;
-      }
-    }
-  }
-}
-
-/**
- * V (ξ, T tiles of the band, C_in' channels; ξ blocks xi_stride apart) = Bᵀ d B for tile
- * rows th0 .. th0 + rows, four channels of one tile per f32x4.
- */
-function transform_input_channels(frame: usize, th0: i32, rows: i32, dst: usize, T: i32): void {
-  const C = cinPadded;
   const pixel = <usize>C << 2;
-  const rowBytes = <usize>(frameW * C) << 2;
-  const xiStride = <usize>xi_stride(C * T) << 2;
+  const rowBytes = <usize>(FW * C) << 2;
   for (let r = 0; r < rows; r++) {
     const th = th0 + r;
     for (let tw = 0; tw < tilesW; tw++) {
@@ -576,15 +406,15 @@ function transform_input_channels(frame: usize, th0: i32, rows: i32, dst: usize,
 }
 
 /**
- * H (ξ, T tiles, C_out' channels; ξ blocks xi_stride apart) = A h Aᵀ for the 2×2 blocks h of
- * the gy frame (FW pixels a row), A = [1 0; 1 1; 1 −1; 0 −1]: each row (a, b) of A h becomes
- * (a, a + b, a − b, −b). Four channels of one tile per f32x4.
+ * F(3×3, 2×2) weight gradients: H (laid out as V) = A h Aᵀ for the 2×2 blocks h of the
+ * channel-last gy frame (FW pixels of C channels a row), A = [1 0; 1 1; 1 −1; 0 −1]: each row
+ * (a, b) of A h becomes (a, a + b, a − b, −b). Four channels of one tile per f32x4.
  */
-function transform_gy_channels(gyFrame: usize, FW: i32, th0: i32, rows: i32, dst: usize, T: i32): void {
-  const C = coutPadded;
+export function gy_tiles_2x2(
+  gyFrame: usize, FW: i32, C: i32, tilesW: i32, th0: i32, rows: i32, dst: usize, xiStride: usize,
+): void {
   const pixel = <usize>C << 2;
   const rowBytes = <usize>(FW * C) << 2;
-  const xiStride = <usize>xi_stride(C * T) << 2;
   for (let r = 0; r < rows; r++) {
     const th = th0 + r;
     for (let tw = 0; tw < tilesW; tw++) {
@@ -615,19 +445,13 @@ function transform_gy_channels(gyFrame: usize, FW: i32, th0: i32, rows: i32, dst
 }
 
 /**
- * p[4 × 8] (+)= Σ_t h[t] ⊗ v[t] over T tiles: h[t] the 4 output channels at `h` + t·C_out'
- * floats, v[t] the 8 input channels at `v` + t·C_in' floats; rows of p C_in' floats apart.
+ * F(3×3, 2×2) weight gradients: dW[co, ci] (3×3, at J + (co·C_in + ci)·9 floats) = Gᵀ P[co, ci] G,
+ * four input channels per f32x4 (P rows cinPadded floats apart, ξ blocks coutPadded·cinPadded
+ * apart); Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0; 0 ½ ½ 1]. Overwrites, or adds when `add`.
  */
-function outer_tile(T: i32, h: usize, v: usize, p: usize, add: bool): void {
-  tile_4x8(T, h, <usize>coutPadded << 2, v, <usize>cinPadded << 2, p, <usize>cinPadded << 2, add);
-}
-
-/**
- * dW[co, ci] (3×3, at J + (co·C_in + ci)·9 floats) = Gᵀ P[co, ci] G, four input channels per
- * f32x4 (P rows C_in' floats apart, ξ blocks C_out'·C_in' apart); Gᵀ = [1 ½ ½ 0; 0 ½ −½ 0;
- * 0 ½ ½ 1]. Overwrites, or adds when `add`.
- */
-function weight_output(P: usize, Cout: i32, Cin: i32, J: usize, add: bool): void {
+export function weight_output_2x2(
+  P: usize, Cout: i32, Cin: i32, coutPadded: i32, cinPadded: i32, J: usize, add: bool,
+): void {
   const s = <usize>(coutPadded * cinPadded) << 2; // bytes between ξ and ξ + 1
   const half = f32x4.splat(0.5);
   for (let co = 0; co < Cout; co++) {

@@ -15,8 +15,8 @@
 // the transforms scale by up to 8 and the results match direct convolution to about 1e-6 of
 // the inputs' magnitude (the tests bound it with the tile's inputs, as for winograd.ts).
 import { geom_at } from "./geometry";
-import { sum_f32, tile_4x8 } from "./simd";
-import { SCRATCH, SCRATCH_CAP, fill_frame_channels_last, round_up, winograd_shape, xi_stride } from "./winograd";
+import { tile_4x8 } from "./simd";
+import { SCRATCH, SCRATCH_CAP, round_up, winograd_shape, xi_stride } from "./winograd";
 
 /** conv_strategy's number for this path. */
 export const PATH_WINOGRAD_4X4: i32 = 6;
@@ -316,128 +316,32 @@ function output_block(th0: i32, block: i32, m0: i32, channels: i32, b: usize, y:
 }
 
 // ---------------------------------------------------------------------------------------
-// Weight gradients: F(3×3, 4×4), the forward algorithm with A and G swapped (see winograd.ts):
-//   dW[co, ci] = Gᵀ [ Σ_tiles (A h Aᵀ) ⊙ (Bᵀ d B) ] G
-// for h the 4×4 block of gy[co] and d the 6×6 block of the padded input [ci] of each tile,
-// A = (Aᵀ)ᵀ (6×4), the sum over tiles per ξ a 4×8 register tile (4 output × 8 input channels)
-// on channel-last frames, as winograd.ts's F(3×3, 2×2): 36 products per tile and channel pair
-// for 16 outputs instead of 64.
+// The transforms of the F(3×3, 4×4) weight gradients, whose driver (shared with F(3×3, 2×2))
+// is winograd_weight.ts: dW = Gᵀ [Σ_tiles (A h Aᵀ) ⊙ (Bᵀ d B)] G with h the 4×4 block of gy and
+// d the 6×6 block of the padded input, A = (Aᵀ)ᵀ.
 
-let wTilesH: i32 = 0;
-let wTilesW: i32 = 0;
-let wBandRows: i32 = 0;
-let wFrameH: i32 = 0;
-let wFrameW: i32 = 0;
-let wCin: i32 = 0; // input channels rounded up to NR
-let wCout: i32 = 0; // output channels rounded up to MR
-let wProductFloats: i32 = 0;
-let wXFrameFloats: i32 = 0;
-let wGyFrameFloats: i32 = 0;
-
-/** Lays out a weight-gradient pass; returns the floats it needs (band as deep as `budget` allows), or 0. */
-function wgrad_lay_out(Cin: i32, Cout: i32, oH: i32, oW: i32, budget: i32): i32 {
-  wTilesH = (oH + 3) / 4;
-  wTilesW = (oW + 3) / 4;
-  wFrameH = 4 * wTilesH + 2;
-  wFrameW = 4 * wTilesW + 2;
-  wCin = round_up(Cin, NR);
-  wCout = round_up(Cout, MR);
-  wProductFloats = XI * wCout * wCin;
-  wXFrameFloats = wFrameH * wFrameW * wCin;
-  wGyFrameFloats = 4 * wTilesH * 4 * wTilesW * wCout;
-  const fixed = wProductFloats + wXFrameFloats + wGyFrameFloats + 2 * XI * xi_stride(0);
-  const perRow = XI * (wCin + wCout) * wTilesW;
-  if (fixed + perRow > budget) return 0;
-  wBandRows = min(wTilesH, (budget - fixed) / perRow);
-  return fixed + wBandRows * perRow;
-}
-
-function wgrad_scratch(geom: usize, work: usize): usize {
-  const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
-  const workFloats = <i64>Cin * 9 * <i64>(oH * oW);
-  if (workFloats >= SCRATCH_CAP && wgrad_lay_out(Cin, Cout, oH, oW, <i32>min(workFloats, 1 << 28)) != 0) {
-    return work != 0 ? work : 1;
-  }
-  return wgrad_lay_out(Cin, Cout, oH, oW, SCRATCH_CAP) != 0 ? SCRATCH : 0;
-}
-
-/** Whether the weight gradients run as F(3×3, 4×4): the layers winograd43_fits takes forward. */
-export function winograd43_weight_fits(geom: usize): bool {
-  return winograd43_fits(geom, 0) && wgrad_scratch(geom, 0) != 0;
-}
-
-/** As winograd.ts's winograd_weight (same arguments and contract), by F(3×3, 4×4). */
-export function winograd43_weight(
-  geom: usize, R: i32, K: i32, x: usize, gy: usize, jw: usize, jb: usize, ldJ: i32, work: usize, addFrom: i32,
+/**
+ * F(3×3, 4×4) weight gradients (winograd_weight.ts): V (ξ blocks `xiStride` bytes apart; tile t,
+ * channel c at t·C + c floats) = Bᵀ d B for tile rows th0 .. th0 + rows of `tilesW` tiles, from
+ * the channel-last frame (FW pixels of C channels a row), four channels per f32x4.
+ */
+export function input_tiles_4x4(
+  frame: usize, FW: i32, C: i32, tilesW: i32, th0: i32, rows: i32, dst: usize, xiStride: usize,
 ): void {
-  const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2);
-  const H = geom_at(geom, 4), Wd = geom_at(geom, 5), oH = geom_at(geom, 7), oW = geom_at(geom, 8);
-  const P = wgrad_scratch(geom, work);
-  const xFrame = P + (<usize>wProductFloats << 2);
-  const gyFrame = xFrame + (<usize>wXFrameFloats << 2);
-  const V = gyFrame + (<usize>wGyFrameFloats << 2);
-  const Hb = V + (<usize>(XI * xi_stride(wCin * wBandRows * wTilesW)) << 2);
-  const xSample = <usize>(Cin * H * Wd) << 2;
-  const L = oH * oW;
-  const gyRow = <usize>(Cout * L) << 2;
-  const ldJBytes = <usize>ldJ << 2;
-  let sample = -1;
-  for (let r = 0; r < R; r++) {
-    const n = r / K;
-    if (n != sample) {
-      sample = n;
-      fill_frame_channels_last(x + <usize>n * xSample, Cin, H, Wd, xFrame, wFrameH, wFrameW, wCin,
-        geom_at(geom, 16), geom_at(geom, 17));
-    }
-    const gyr = gy + <usize>r * gyRow;
-    fill_frame_channels_last(gyr, Cout, oH, oW, gyFrame, 4 * wTilesH, 4 * wTilesW, wCout, 0, 0);
-    for (let th0 = 0; th0 < wTilesH; th0 += wBandRows) {
-      const rows = min(wBandRows, wTilesH - th0);
-      const T = rows * wTilesW;
-      const vXi = <usize>xi_stride(wCin * T) << 2;
-      const hXi = <usize>xi_stride(wCout * T) << 2;
-      transform_input_channels(xFrame, th0, rows, V, vXi);
-      transform_gy_channels(gyFrame, th0, rows, Hb, hXi);
-      for (let xi = 0; xi < XI; xi++) {
-        const p = P + (<usize>(xi * wCout * wCin) << 2);
-        for (let co = 0; co < wCout; co += MR) {
-          for (let ci = 0; ci < wCin; ci += NR) {
-            tile_4x8(T, Hb + <usize>xi * hXi + (<usize>co << 2), <usize>wCout << 2,
-              V + <usize>xi * vXi + (<usize>ci << 2), <usize>wCin << 2,
-              p + (<usize>(co * wCin + ci) << 2), <usize>wCin << 2, th0 > 0);
-          }
-        }
-      }
-    }
-    const add = r >= addFrom;
-    weight_output(P, Cout, Cin, jw + <usize>r * ldJBytes, add);
-    if (jb != 0) {
-      const Jb = jb + <usize>r * ldJBytes;
-      for (let c = 0; c < Cout; c++) {
-        const sum = sum_f32(gyr + (<usize>(c * L) << 2), L);
-        const at = Jb + (<usize>c << 2);
-        store<f32>(at, add ? load<f32>(at) + sum : sum);
-      }
-    }
-  }
-}
-
-/** V (ξ blocks `xiStride` bytes apart; tile t, channel c at (t·C_in' + c) floats) = Bᵀ d B, four channels per f32x4. */
-function transform_input_channels(frame: usize, th0: i32, rows: i32, dst: usize, xiStride: usize): void {
-  const pixel = <usize>wCin << 2;
-  const rowBytes = <usize>wFrameW * pixel;
+  const pixel = <usize>C << 2;
+  const rowBytes = <usize>FW * pixel;
   for (let r = 0; r < rows; r++) {
-    for (let tw = 0; tw < wTilesW; tw++) {
-      const t = r * wTilesW + tw;
+    for (let tw = 0; tw < tilesW; tw++) {
+      const t = r * tilesW + tw;
       const origin = frame + <usize>(4 * (th0 + r)) * rowBytes + <usize>(4 * tw) * pixel;
-      for (let c = 0; c < wCin; c += 4) {
+      for (let c = 0; c < C; c += 4) {
         let src = origin + (<usize>c << 2);
         for (let i = 0; i < 6; i++) {
           apply_bt(v128.load(src), v128.load(src + pixel), v128.load(src + 2 * pixel), v128.load(src + 3 * pixel),
             v128.load(src + 4 * pixel), v128.load(src + 5 * pixel), ROWS + (<usize>(i * 6) << 4), 16);
           src += rowBytes;
         }
-        const at = dst + (<usize>(t * wCin + c) << 2);
+        const at = dst + (<usize>(t * C + c) << 2);
         for (let k = 0; k < 6; k++) {
           const col = ROWS + (<usize>k << 4);
           apply_bt(v128.load(col), v128.load(col, 96), v128.load(col, 192), v128.load(col, 288), v128.load(col, 384),
@@ -462,15 +366,20 @@ function transform_input_channels(frame: usize, th0: i32, rows: i32, dst: usize,
   v128.store(out + 5 * step, h3);
 }
 
-/** H (ξ blocks `xiStride` bytes apart; tile t, channel c at (t·C_out' + c) floats) = A h Aᵀ, four channels per f32x4. */
-function transform_gy_channels(gyFrame: usize, th0: i32, rows: i32, dst: usize, xiStride: usize): void {
-  const pixel = <usize>wCout << 2;
-  const rowBytes = <usize>(4 * wTilesW) * pixel;
+/**
+ * F(3×3, 4×4) weight gradients: H (laid out as V) = A h Aᵀ for the 4×4 blocks h of the
+ * channel-last gy frame (FW pixels of C channels a row), four channels per f32x4.
+ */
+export function gy_tiles_4x4(
+  gyFrame: usize, FW: i32, C: i32, tilesW: i32, th0: i32, rows: i32, dst: usize, xiStride: usize,
+): void {
+  const pixel = <usize>C << 2;
+  const rowBytes = <usize>FW * pixel;
   for (let r = 0; r < rows; r++) {
-    for (let tw = 0; tw < wTilesW; tw++) {
-      const t = r * wTilesW + tw;
+    for (let tw = 0; tw < tilesW; tw++) {
+      const t = r * tilesW + tw;
       const origin = gyFrame + <usize>(4 * (th0 + r)) * rowBytes + <usize>(4 * tw) * pixel;
-      for (let c = 0; c < wCout; c += 4) {
+      for (let c = 0; c < C; c += 4) {
         let src = origin + (<usize>c << 2);
         // Rows: ROWS[i][k] = (h[i] Aᵀ)[k] for the 4 rows of the block.
         for (let i = 0; i < 4; i++) {
@@ -478,7 +387,7 @@ function transform_gy_channels(gyFrame: usize, th0: i32, rows: i32, dst: usize, 
             ROWS + (<usize>(i * 6) << 4), 16);
           src += rowBytes;
         }
-        const at = dst + (<usize>(t * wCout + c) << 2);
+        const at = dst + (<usize>(t * C + c) << 2);
         for (let k = 0; k < 6; k++) {
           const col = ROWS + (<usize>k << 4);
           apply_a(v128.load(col), v128.load(col, 96), v128.load(col, 192), v128.load(col, 288), at + <usize>k * xiStride,
@@ -502,14 +411,17 @@ function transform_gy_channels(gyFrame: usize, th0: i32, rows: i32, dst: usize, 
 }
 
 /**
- * dW[co, ci] (3×3 at J + (co·C_in + ci)·9 floats) = Gᵀ P[co, ci] G, four input channels per
- * f32x4 (P rows C_in' floats apart, ξ blocks C_out'·C_in' apart). Overwrites, or adds.
+ * F(3×3, 4×4) weight gradients: dW[co, ci] (3×3 at J + (co·C_in + ci)·9 floats) = Gᵀ P[co, ci] G,
+ * four input channels per f32x4 (P rows cinPadded floats apart, ξ blocks coutPadded·cinPadded
+ * apart). Overwrites, or adds.
  */
-function weight_output(P: usize, Cout: i32, Cin: i32, J: usize, add: bool): void {
-  const s = <usize>(wCout * wCin) << 2;
+export function weight_output_4x4(
+  P: usize, Cout: i32, Cin: i32, coutPadded: i32, cinPadded: i32, J: usize, add: bool,
+): void {
+  const s = <usize>(coutPadded * cinPadded) << 2;
   for (let co = 0; co < Cout; co++) {
     for (let ci = 0; ci < Cin; ci += 4) {
-      const p = P + (<usize>(co * wCin + ci) << 2);
+      const p = P + (<usize>(co * cinPadded + ci) << 2);
       // Rows: OUT_ROWS[k′][c] = (P[k′] G)[c] for c < 3.
       for (let k = 0; k < 6; k++) {
         const row = p + <usize>(6 * k) * s;
