@@ -12,8 +12,8 @@
 // tile's width), bands of one or two tile rows holding whole blocks. The input is copied into
 // a zero-padded frame whose rows are split into four column phases (column 4q + φ at phase φ,
 // index q), so the j-th column of four consecutive tiles is one contiguous f32x4. Rounding:
-// the transforms scale by up to 8 and the results match direct convolution to about 1e-6 of
-// the inputs' magnitude (the tests bound it with the tile's inputs, as for winograd.ts).
+// the transforms scale by up to 8, and results match direct convolution to about 1e-5 of the
+// outputs' scale; the tests bound it by the tile's inputs (docs/kernels.md).
 import { geom_at } from "./geometry";
 import { tile_4x8 } from "./simd";
 import { SCRATCH, SCRATCH_CAP, round_up, winograd_shape, xi_stride } from "./winograd";

@@ -11,6 +11,7 @@ import {
   convGeometryBlock,
   convOutputSize,
   convWeightPerSampleReference,
+  winogradConvScale,
   winogradWeightScale,
   gemmReference,
   im2colReference,
@@ -229,6 +230,11 @@ test("col2im is the adjoint of im2col: <col2im(c), x> = <c, im2col(x)>", () => {
   );
 });
 
+/** magnitude[i] = max(magnitude[i], floor[i]): a path's own error scale where it is larger. */
+function atLeast(magnitude: Float64Array, floor: Float64Array): void {
+  for (let i = 0; i < magnitude.length; i++) magnitude[i] = Math.max(magnitude[i], floor[i]);
+}
+
 function checkConvForward(g: ConvGeometry, N: number, withBias: boolean, s: number): void {
   const memory = new WasmBuffers();
   const L = volume(g.output);
@@ -242,6 +248,7 @@ function checkConvForward(g: ConvGeometry, N: number, withBias: boolean, s: numb
   k.conv_forward(pGeom, N, pX, pW, pB, pY, pWork);
   const expected = convForwardReference(g, N, x, W, b);
   const magnitude = convForwardReference(g, N, absolute(x), absolute(W), b && absolute(b));
+  if (k.conv_strategy(pGeom, 0) === PATH.winograd4x4) atLeast(magnitude, winogradConvScale(g, N, x, W, false));
   const depth = (g.cin / g.groups) * volume(g.kernel) + 1;
   assertClose(memory.read(pY, N * g.cout * L), expected, magnitude, depth, describeGeometry(g));
   memory.assertGuardsIntact();
@@ -267,6 +274,7 @@ function checkConvBackwardInput(g: ConvGeometry, R: number, s: number): void {
   k.conv_backward_input(pGeom, R, pGy, pW, pGx, pWork);
   const expected = convBackwardInputReference(g, R, gy, W);
   const magnitude = convBackwardInputReference(g, R, absolute(gy), absolute(W));
+  if (k.conv_strategy(pGeom, 1) === PATH.winograd4x4) atLeast(magnitude, winogradConvScale(g, R, gy, W, true));
   const depth = (g.cout / g.groups) * volume(g.kernel);
   assertClose(memory.read(pGx, inCount), expected, magnitude, depth, describeGeometry(g));
   memory.assertGuardsIntact();
@@ -304,8 +312,7 @@ function weightMagnitude(g: ConvGeometry, R: number, K: number, x: Float32Array,
   const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
   const path = k.conv_strategy(pGeom, 2);
   if (path === PATH.winograd || path === PATH.winograd4x4) {
-    const scale = winogradWeightScale(g, R, K, x, gy);
-    for (let i = 0; i < scale.length; i++) magnitude.weight[i] = Math.max(magnitude.weight[i], scale[i]);
+    atLeast(magnitude.weight, winogradWeightScale(g, R, K, x, gy));
   }
   return magnitude;
 }

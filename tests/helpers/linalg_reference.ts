@@ -299,3 +299,37 @@ export function winogradWeightScale(g: ConvGeometry, R: number, K: number, x: Ar
   }
   return scale;
 }
+
+/**
+ * An error scale for the forward pass by Winograd F(4×4, 3×3), in the units of the magnitudes
+ * checkConvForward compares against: 2·Σ_ci max|x[n, ci]|·Σ_taps |W[co, ci]| for every output
+ * of (n, co). Its transforms scale by up to 8 and mix the whole 6×6 input block of a tile into
+ * every product, so an output's rounding follows its tile's inputs, not only its own window
+ * (next to zero padding the window's own sum can be much smaller). The input gradient takes
+ * the same with gy for x and the roles of ci and co swapped (`transposed`).
+ */
+export function winogradConvScale(g: ConvGeometry, rows: number, src: ArrayLike<number>, W: ArrayLike<number>, transposed: boolean): Float64Array {
+  const [inC, outC] = transposed ? [g.cout, g.cin] : [g.cin, g.cout];
+  const inPlane = volume(transposed ? g.output : g.input);
+  const outPlane = volume(transposed ? g.input : g.output);
+  const kvol = volume(g.kernel);
+  const scale = new Float64Array(rows * outC * outPlane);
+  for (let r = 0; r < rows; r++) {
+    const maxima = Array.from({ length: inC }, (_, c) => {
+      let m = 0;
+      for (let i = 0; i < inPlane; i++) m = Math.max(m, Math.abs(src[(r * inC + c) * inPlane + i]));
+      return m;
+    });
+    for (let o = 0; o < outC; o++) {
+      let total = 0;
+      for (let c = 0; c < inC; c++) {
+        const [co, ci] = transposed ? [c, o] : [o, c];
+        let taps = 0;
+        for (let t = 0; t < kvol; t++) taps += Math.abs(W[(co * g.cin + ci) * kvol + t]);
+        total += maxima[c] * taps;
+      }
+      scale.fill(2 * total, (r * outC + o) * outPlane, (r * outC + o + 1) * outPlane);
+    }
+  }
+  return scale;
+}
