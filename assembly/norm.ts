@@ -439,31 +439,9 @@ export function adaptive_avgpool_backward(geom: usize, R: i32, gy: usize, gx: us
   const inPlane = <usize>D * H * W;
   const planes = R * C;
   // Windows that tile the plane exactly (sizes divisible: global pooling, for one) do not
-  // overlap: each input gets one share, written once, a row segment at a time.
+  // overlap: each input gets one share, written once by row segments, with no zeroing pass.
   const tiled = D % oD == 0 && H % oH == 0 && W % oW == 0;
-  if (tiled) {
-    const kD = D / oD, kH = H / oH, kW = W / oW;
-    const count = <f32>(kD * kH * kW);
-    let from = gy;
-    for (let p = 0; p < planes; p++) {
-      const gxp = gx + ((<usize>p * inPlane) << 2);
-      for (let od = 0; od < oD; od++) {
-        for (let oh = 0; oh < oH; oh++) {
-          for (let ow = 0; ow < oW; ow++) {
-            const share = load<f32>(from) / count;
-            for (let d = od * kD; d < (od + 1) * kD; d++) {
-              for (let h = oh * kH; h < (oh + 1) * kH; h++) {
-                fill_f32(gxp + (<usize>((d * H + h) * W + ow * kW) << 2), kW, share);
-              }
-            }
-            from += 4;
-          }
-        }
-      }
-    }
-    return;
-  }
-  memory.fill(gx, 0, (<usize>planes * inPlane) << 2);
+  if (!tiled) memory.fill(gx, 0, (<usize>planes * inPlane) << 2);
   let gyo = gy;
   for (let p = 0; p < planes; p++) {
     const gxp = gx + ((<usize>p * inPlane) << 2);
@@ -477,6 +455,10 @@ export function adaptive_avgpool_backward(geom: usize, R: i32, gy: usize, gx: us
           for (let d = d0; d < d1; d++) {
             for (let h = h0; h < h1; h++) {
               const row = gxp + (<usize>((d * H + h) * W) << 2);
+              if (tiled) {
+                fill_f32(row + (<usize>w0 << 2), w1 - w0, share);
+                continue;
+              }
               for (let w = w0; w < w1; w++) {
                 const at = row + (<usize>w << 2);
                 store<f32>(at, load<f32>(at) + share);
