@@ -182,6 +182,15 @@ export function backward_path(geom: usize): i32 {
   const depth = geom_at(geom, 2) / geom_at(geom, 0) * kernel_volume(geom);
   if (geom_at(geom, 12) != 1 || geom_at(geom, 13) != 1 || geom_at(geom, 14) != 1) return PATH_IM2COL;
   if (depth > OFFSET_CAP || 4 * MR * (depth + 1) > PACK_CAP) return PATH_IM2COL;
+  // The direct path is a correlation over the whole input plane, reading gy zero-padded by
+  // k - 1 - p: where the output is much smaller than the input (little or no padding, lenet's
+  // 14x14 -> 10x10 under 5x5), most of its products are with that padding (1.96x the useful
+  // ones there), and GEMM into columns plus col2im does only the useful ones, given a GEMM
+  // big enough to run near its peak (seed3d's 2-channel layers are not: direct stays 4x faster).
+  const inVol = <i64>geom_at(geom, 3) * geom_at(geom, 4) * geom_at(geom, 5);
+  const L = <i64>geom_at(geom, 6) * geom_at(geom, 7) * geom_at(geom, 8);
+  const gemmSized = geom_at(geom, 2) / geom_at(geom, 0) >= 8 && geom_at(geom, 1) / geom_at(geom, 0) * kernel_volume(geom) >= 32;
+  if (gemmSized && inVol * 2 > L * 3) return PATH_IM2COL;
   const frame = backward_frame_floats(geom);
   if (geom_at(geom, 5) >= NR) return frame <= work_floats(geom) || frame <= FRAME_CAP ? PATH_ROWS : PATH_IM2COL;
   const FH = extent(geom_at(geom, 4), 1, geom_at(geom, 19), geom_at(geom, 10));
@@ -422,6 +431,31 @@ function pack_backward_panel(W: usize, g: i32, Cig: i32, Cog: i32, kvol: i32, p:
   }
 }
 
+/** The 4×4 tile: conv_4x8's first four columns, for the tail of a row (as efficient per product). */
+// @ts-ignore: decorator
+@inline function conv_4x4(depth: i32, panel: usize, src: usize, out: usize, ldo: usize, rows: i32): void {
+  let c0 = v128.load(panel);
+  let c1 = v128.load(panel, 16);
+  let c2 = v128.load(panel, 32);
+  let c3 = v128.load(panel, 48);
+  let w = panel + 64;
+  let off = OFFSETS;
+  const end = OFFSETS + (<usize>depth << 2);
+  while (off < end) {
+    const b = v128.load(src + <usize>load<i32>(off));
+    c0 = madd(v128.load(w), b, c0);
+    c1 = madd(v128.load(w, 16), b, c1);
+    c2 = madd(v128.load(w, 32), b, c2);
+    c3 = madd(v128.load(w, 48), b, c3);
+    w += 64;
+    off += 4;
+  }
+  v128.store(out, c0);
+  if (rows > 1) v128.store(out + ldo, c1);
+  if (rows > 2) v128.store(out + 2 * ldo, c2);
+  if (rows > 3) v128.store(out + 3 * ldo, c3);
+}
+
 /**
  * One panel over a sample, tiles along output rows (oW ≥ NR). `src` is the frame of the
  * panel's group, row (od, oh) starting at od·rowD + oh·rowH bytes; `out` is the plane of the
@@ -431,7 +465,11 @@ function panel_rows(
   depth: i32, panel: usize, rows: i32, src: usize, rowD: usize, rowH: usize,
   oD: i32, oH: i32, oW: i32, out: usize, outPlane: usize,
 ): void {
-  const lastTile = oW - NR;
+  // A row ends in a 4-wide tile where at most 4 positions are left after the 8-wide ones
+  // (oW = 10: 12 positions computed, not 16), else in an 8-wide tile overlapping the one before.
+  const tail = oW % NR;
+  const wide = tail > 0 && tail <= 4 ? oW - tail : oW;
+  const lastTile = wide - NR;
   let o = out;
   for (let od = 0; od < oD; od++) {
     let s = src + <usize>od * rowD;
@@ -443,6 +481,10 @@ function panel_rows(
         conv_4x8(depth, panel, s + at, o + at, outPlane, rows);
         if (ow == lastTile) break;
         ow += NR;
+      }
+      if (wide < oW) {
+        const at = <usize>(oW - 4) << 2;
+        conv_4x4(depth, panel, s + at, o + at, outPlane, rows);
       }
       s += rowH;
       o += <usize>oW << 2;

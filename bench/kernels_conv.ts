@@ -53,6 +53,12 @@ const layers: Layer[] = [
     name: "resnet.down", N: 128, D: 4640, cin: 16, cout: 32, input: [1, 32, 32], kernel: [1, 3, 3], padding: [0, 1, 1],
     stride: [1, 2, 2], bias: true,
   },
+  // The convolutions of bench/layers.ts's models that are not public cases.
+  { name: "resnet.block", N: 64, D: 5354, cin: 16, cout: 16, input: [1, 32, 32], kernel: [1, 3, 3], padding: [0, 1, 1], bias: true },
+  { name: "lenet5.conv1", N: 256, D: 61706, cin: 1, cout: 6, input: [1, 28, 28], kernel: [1, 5, 5], padding: [0, 2, 2], bias: true },
+  { name: "lenet5.conv2", N: 256, D: 61706, cin: 6, cout: 16, input: [1, 14, 14], kernel: [1, 5, 5], padding: [0, 0, 0], bias: true },
+  { name: "audio1d.conv1", N: 64, D: 5130, cin: 1, cout: 16, input: [1, 1, 4000], kernel: [1, 1, 9], padding: [0, 0, 0], stride: [1, 1, 4], bias: true },
+  { name: "audio1d.conv2", N: 64, D: 5130, cin: 16, cout: 32, input: [1, 1, 499], kernel: [1, 1, 9], padding: [0, 0, 0], stride: [1, 1, 2], bias: true },
 ];
 
 /**

@@ -624,6 +624,16 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
     "im2col", "im2col", "im2col",
     "a padded frame larger than work and the static frame: im2col + GEMM",
   ],
+  [
+    convLayer(1, 6, 16, [1, 14, 14], [1, 5, 5]),
+    "rows", "im2col", "flat",
+    "LeNet-5's second layer: rows of 10 outputs end in a 4×4 tile overlapping the 4×8 one; the input gradient's correlation would be half padding, so GEMM + col2im",
+  ],
+  [
+    convLayer(1, 3, 5, [1, 4, 14], [1, 3, 3]),
+    "rows", "rows", "flat",
+    "rows of 12 outputs: one 4×8 tile and a 4×4 tail tile, no overlap; too few channels for the input gradient's GEMM",
+  ],
 ];
 
 test("conv_strategy sends each designed geometry down the path it covers", () => {
