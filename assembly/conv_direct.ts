@@ -209,6 +209,7 @@ export function weight_path(geom: usize): i32 {
   // Rows of whole f32x4 (and long enough to amortise the row loop) walk row by row; others
   // flat, where stride 1 allows it, so that no position is handled one lane at a time.
   if (oW % 4 == 0 && oW >= 16 && rowsFit) return PATH_ROWS;
+  if (geom_at(geom, 2) / geom_at(geom, 0) >= 16 && rowsFit) return PATH_ROWS;
   if (geom_at(geom, 12) == 1 && geom_at(geom, 13) == 1 && geom_at(geom, 14) == 1) {
     const span = round_up(weight_flat_span(geom), 4);
     if ((reads_in_place(geom) || frame <= FRAME_CAP) && geom_at(geom, 2) * span <= STAGE_CAP) return PATH_FLAT;

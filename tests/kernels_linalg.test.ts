@@ -541,8 +541,8 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 607, 36, [1, 1, 10], [1, 1, 3]),
-    "rows", "rows", "flat",
-    "weights too big to pack at once: panels packed one at a time, forward and input gradient; 1821 taps of dot tiles",
+    "rows", "rows", "rows",
+    "weights too big to pack at once: panels packed one at a time, forward and input gradient; 1821 taps of outer-product tiles, 36 channels (16, 16 and a 4-channel edge)",
   ],
   [
     convLayer(1, 2, 3, [1, 6, 12], [1, 2, 2], [1, 1, 1], [0, 2, 1]),
@@ -626,8 +626,8 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 6, 16, [1, 14, 14], [1, 5, 5]),
-    "rows", "im2col", "flat",
-    "LeNet-5's second layer: rows of 10 outputs end in a 4×4 tile overlapping the 4×8 one; the input gradient's correlation would be half padding, so GEMM + col2im",
+    "rows", "im2col", "rows",
+    "LeNet-5's second layer: rows of 10 outputs end in a 4×4 tile overlapping the 4×8 one; the input gradient's correlation would be half padding, so GEMM + col2im; 16 output channels: outer-product weight tiles on rows that are not whole f32x4",
   ],
   [
     convLayer(1, 3, 5, [1, 4, 14], [1, 3, 3]),
