@@ -11,10 +11,12 @@ import { add_f32, fill_f32, hsum, madd } from "./simd";
 // Shared loops
 
 /**
- * dst[b, c, l] = src[b, c, l] · a[c] + (b ? bias[c] : 0) for `blocks` blocks of C × L; dst
- * may equal src. SIMD over l (L ≥ 4) or over c (L = 1).
+ * dst[b, c, l] = src[b, c, l] · a[c] + (b ? bias[c] : 0) for `blocks` blocks of C × L, then
+ * max(·, 0) when `relu` (NaN stays NaN, as torch.relu); dst may equal src. SIMD over l (L ≥ 4)
+ * or over c (L = 1).
  */
-function scaleShift(blocks: i32, C: i32, L: i32, src: usize, a: usize, bias: usize, dst: usize): void {
+function scaleShift(blocks: i32, C: i32, L: i32, src: usize, a: usize, bias: usize, dst: usize, relu: bool = false): void {
+  const zero = f32x4.splat(0);
   const blockBytes = (<usize>C * <usize>L) << 2;
   for (let blk = 0; blk < blocks; blk++) {
     const s = src + <usize>blk * blockBytes;
@@ -24,20 +26,20 @@ function scaleShift(blocks: i32, C: i32, L: i32, src: usize, a: usize, bias: usi
       if (bias != 0) {
         for (; c + 4 <= C; c += 4) {
           const at = <usize>c << 2;
-          v128.store(d + at, madd(v128.load(s + at), v128.load(a + at), v128.load(bias + at)));
+          v128.store(d + at, relu4(madd(v128.load(s + at), v128.load(a + at), v128.load(bias + at)), zero, relu));
         }
         for (; c < C; c++) {
           const at = <usize>c << 2;
-          store<f32>(d + at, load<f32>(s + at) * load<f32>(a + at) + load<f32>(bias + at));
+          store<f32>(d + at, relu1(load<f32>(s + at) * load<f32>(a + at) + load<f32>(bias + at), relu));
         }
       } else {
         for (; c + 4 <= C; c += 4) {
           const at = <usize>c << 2;
-          v128.store(d + at, f32x4.mul(v128.load(s + at), v128.load(a + at)));
+          v128.store(d + at, relu4(f32x4.mul(v128.load(s + at), v128.load(a + at)), zero, relu));
         }
         for (; c < C; c++) {
           const at = <usize>c << 2;
-          store<f32>(d + at, load<f32>(s + at) * load<f32>(a + at));
+          store<f32>(d + at, relu1(load<f32>(s + at) * load<f32>(a + at), relu));
         }
       }
     } else {
@@ -52,35 +54,60 @@ function scaleShift(blocks: i32, C: i32, L: i32, src: usize, a: usize, bias: usi
         let l = 0;
         for (; l + 4 <= L; l += 4) {
           const at = <usize>l << 2;
-          v128.store(dr + at, madd(v128.load(sr + at), vs, vb));
+          v128.store(dr + at, relu4(madd(v128.load(sr + at), vs, vb), zero, relu));
         }
         for (; l < L; l++) {
           const at = <usize>l << 2;
-          store<f32>(dr + at, load<f32>(sr + at) * scale + shift);
+          store<f32>(dr + at, relu1(load<f32>(sr + at) * scale + shift, relu));
         }
       }
     }
   }
 }
 
-/** w[c] += Σ_{b,l} g·x̂ and bias[c] += Σ_{b,l} g (bias = 0: none) over `blocks` blocks of C × L. */
-function accumulateAffine(blocks: i32, C: i32, L: i32, xhat: usize, g: usize, w: usize, bias: usize): void {
+// @ts-ignore: decorator
+@inline function relu4(v: v128, zero: v128, relu: bool): v128 {
+  return relu ? f32x4.max(v, zero) : v;
+}
+
+// @ts-ignore: decorator
+@inline function relu1(v: f32, relu: bool): f32 {
+  return relu ? max<f32>(v, 0) : v;
+}
+
+/**
+ * w[c] += Σ_{b,l} g·x̂ and bias[c] += Σ_{b,l} g (bias = 0: none) over `blocks` blocks of C × L.
+ * `coef` = 0: `cache` is x̂; else `cache` is the layer input x and x̂ = x·coef[c] + coef[C + c]
+ * is recomputed here as norm_running_forward would have (running statistics keep no x̂).
+ */
+function accumulateAffine(
+  blocks: i32, C: i32, L: i32, cache: usize, g: usize, w: usize, bias: usize, coef: usize, mask: usize,
+): void {
+  if (mask != 0) {
+    accumulateAffineMasked(C, L, cache, g, w, bias, coef, mask);
+    return;
+  }
   const blockBytes = (<usize>C * <usize>L) << 2;
+  const shift = coef + (<usize>C << 2);
   for (let blk = 0; blk < blocks; blk++) {
-    const xb = xhat + <usize>blk * blockBytes;
+    const xb = cache + <usize>blk * blockBytes;
     const gb = g + <usize>blk * blockBytes;
     if (L == 1) {
       let c = 0;
       for (; c + 4 <= C; c += 4) {
         const at = <usize>c << 2;
         const gv = v128.load(gb + at);
-        v128.store(w + at, madd(gv, v128.load(xb + at), v128.load(w + at)));
+        let xv = v128.load(xb + at);
+        if (coef != 0) xv = madd(xv, v128.load(coef + at), v128.load(shift + at));
+        v128.store(w + at, madd(gv, xv, v128.load(w + at)));
         if (bias != 0) v128.store(bias + at, f32x4.add(v128.load(bias + at), gv));
       }
       for (; c < C; c++) {
         const at = <usize>c << 2;
         const gv = load<f32>(gb + at);
-        store<f32>(w + at, load<f32>(w + at) + gv * load<f32>(xb + at));
+        let xv = load<f32>(xb + at);
+        if (coef != 0) xv = xv * load<f32>(coef + at) + load<f32>(shift + at);
+        store<f32>(w + at, load<f32>(w + at) + gv * xv);
         if (bias != 0) store<f32>(bias + at, load<f32>(bias + at) + gv);
       }
     } else {
@@ -90,26 +117,77 @@ function accumulateAffine(blocks: i32, C: i32, L: i32, xhat: usize, g: usize, w:
         const gr = gb + <usize>c * rowBytes;
         let dot = f32x4.splat(0);
         let sum = f32x4.splat(0);
+        let d: f32 = 0;
         let l = 0;
-        for (; l + 4 <= L; l += 4) {
-          const at = <usize>l << 2;
-          const gv = v128.load(gr + at);
-          dot = madd(gv, v128.load(xr + at), dot);
-          sum = f32x4.add(sum, gv);
+        if (coef != 0) {
+          const scale = load<f32>(coef + (<usize>c << 2));
+          const offset = load<f32>(shift + (<usize>c << 2));
+          const vs = f32x4.splat(scale);
+          const vo = f32x4.splat(offset);
+          for (; l + 4 <= L; l += 4) {
+            const at = <usize>l << 2;
+            const gv = v128.load(gr + at);
+            dot = madd(gv, madd(v128.load(xr + at), vs, vo), dot);
+            sum = f32x4.add(sum, gv);
+          }
+          for (let t = l; t < L; t++) d += load<f32>(gr + (<usize>t << 2)) * (load<f32>(xr + (<usize>t << 2)) * scale + offset);
+        } else {
+          for (; l + 4 <= L; l += 4) {
+            const at = <usize>l << 2;
+            const gv = v128.load(gr + at);
+            dot = madd(gv, v128.load(xr + at), dot);
+            sum = f32x4.add(sum, gv);
+          }
+          for (let t = l; t < L; t++) d += load<f32>(gr + (<usize>t << 2)) * load<f32>(xr + (<usize>t << 2));
         }
-        let d = hsum(dot);
+        d += hsum(dot);
         let s = hsum(sum);
-        for (; l < L; l++) {
-          const at = <usize>l << 2;
-          const gv = load<f32>(gr + at);
-          d += gv * load<f32>(xr + at);
-          s += gv;
-        }
+        for (; l < L; l++) s += load<f32>(gr + (<usize>l << 2));
         const at = <usize>c << 2;
         store<f32>(w + at, load<f32>(w + at) + d);
         if (bias != 0) store<f32>(bias + at, load<f32>(bias + at) + s);
       }
     }
+  }
+}
+
+/**
+ * accumulateAffine for BatchNorm followed by ReLU, one block, running statistics (`cache` is
+ * x, x̂ = x·coef[c] + coef[C + c]): `g` is the gradient after the ReLU and `mask` its output y,
+ * so the gradient at the normalisation's output is g where y > 0 (or NaN), else 0.
+ */
+function accumulateAffineMasked(C: i32, L: i32, cache: usize, g: usize, w: usize, bias: usize, coef: usize, mask: usize): void {
+  const shift = coef + (<usize>C << 2);
+  const zero = f32x4.splat(0);
+  const rowBytes = <usize>L << 2;
+  for (let c = 0; c < C; c++) {
+    const xr = cache + <usize>c * rowBytes;
+    const gr = g + <usize>c * rowBytes;
+    const yr = mask + <usize>c * rowBytes;
+    const scale = load<f32>(coef + (<usize>c << 2));
+    const offset = load<f32>(shift + (<usize>c << 2));
+    const vs = f32x4.splat(scale);
+    const vo = f32x4.splat(offset);
+    let dot = f32x4.splat(0);
+    let sum = f32x4.splat(0);
+    let l = 0;
+    for (; l + 4 <= L; l += 4) {
+      const at = <usize>l << 2;
+      const gv = v128.andnot(v128.load(gr + at), f32x4.le(v128.load(yr + at), zero));
+      dot = madd(gv, madd(v128.load(xr + at), vs, vo), dot);
+      sum = f32x4.add(sum, gv);
+    }
+    let d = hsum(dot);
+    let s = hsum(sum);
+    for (; l < L; l++) {
+      const at = <usize>l << 2;
+      const gv: f32 = load<f32>(yr + at) <= 0 ? 0 : load<f32>(gr + at);
+      d += gv * (load<f32>(xr + at) * scale + offset);
+      s += gv;
+    }
+    const at = <usize>c << 2;
+    store<f32>(w + at, load<f32>(w + at) + d);
+    if (bias != 0) store<f32>(bias + at, load<f32>(bias + at) + s);
   }
 }
 
@@ -144,30 +222,68 @@ function accumulateAffine(blocks: i32, C: i32, L: i32, xhat: usize, g: usize, w:
 // Running statistics: BatchNorm in eval mode, InstanceNorm in eval mode with track_running_stats
 
 /**
- * x̂ = (x − mean[c]) / √(var[c] + eps) and y = x̂·γ[c] + β[c] over (N, C, L). `coef` (3C floats)
- * receives 1/√(var + eps), −mean/√(var + eps) and γ/√(var + eps) (the input gradient's scale).
- * gamma = 0: no affine part, y is not written (the caller uses x̂ as the output); beta = 0: no β.
+ * With running statistics, over (N, C, L): `coef` (4C floats) receives 1/√(var + eps) and
+ * −mean/√(var + eps) (x̂ = x·coef[c] + coef[C + c]), then γ/√(var + eps) (the input gradient's
+ * scale) and β − mean·γ/√(var + eps). gamma = 0: x̂ is written to `xhat` and is the output;
+ * else y = x·(γ/√(var + eps)) + (β − mean·γ/√(var + eps)) in one pass, as PyTorch computes it,
+ * and no x̂ is kept (the affine gradients recompute it from x). beta = 0: no β. relu ≠ 0: the
+ * output is max(·, 0) (BatchNorm followed by ReLU, one pass).
  */
 export function norm_running_forward(
   N: i32, C: i32, L: i32, x: usize, runningMean: usize, runningVar: usize, eps: f32,
-  gamma: usize, beta: usize, coef: usize, xhat: usize, y: usize,
+  gamma: usize, beta: usize, coef: usize, xhat: usize, y: usize, relu: i32,
 ): void {
   const shift = coef + (<usize>C << 2);
-  const gradScale = coef + (<usize>C << 3);
+  const scale = coef + (<usize>C << 3);
+  const offset = coef + <usize>C * 12;
   for (let c = 0; c < C; c++) {
     const at = <usize>c << 2;
     const rstd = <f32>(1.0 / Math.sqrt(<f64>load<f32>(runningVar + at) + <f64>eps));
+    const mean = load<f32>(runningMean + at);
     store<f32>(coef + at, rstd);
-    store<f32>(shift + at, -load<f32>(runningMean + at) * rstd);
-    store<f32>(gradScale + at, gamma != 0 ? load<f32>(gamma + at) * rstd : rstd);
+    store<f32>(shift + at, -mean * rstd);
+    const a = gamma != 0 ? load<f32>(gamma + at) * rstd : rstd;
+    store<f32>(scale + at, a);
+    store<f32>(offset + at, (beta != 0 ? load<f32>(beta + at) : 0) - mean * a);
   }
-  scaleShift(N, C, L, x, coef, shift, xhat);
-  if (gamma != 0) scaleShift(N, C, L, xhat, gamma, beta, y);
+  if (gamma == 0) scaleShift(N, C, L, x, coef, shift, xhat, relu != 0);
+  else scaleShift(N, C, L, x, scale, offset, y, relu != 0);
 }
 
-/** gx[r, c, l] = gy[r, c, l] · γ[c]/√(var[c] + eps), from the `coef` of norm_running_forward. */
-export function norm_running_backward(R: i32, C: i32, L: i32, gy: usize, coef: usize, gx: usize): void {
-  scaleShift(R, C, L, gy, coef + (<usize>C << 3), 0, gx);
+/**
+ * gx[r, c, l] = gy[r, c, l] · γ[c]/√(var[c] + eps), from the `coef` of norm_running_forward.
+ * y ≠ 0: the layer was followed by a ReLU whose output (N samples of C × L) is y and whose
+ * output gradient is gy (K rows a sample): gy passes where y > 0 (or NaN), as threshold_backward.
+ */
+export function norm_running_backward(R: i32, K: i32, C: i32, L: i32, gy: usize, coef: usize, gx: usize, y: usize): void {
+  const scale = coef + (<usize>C << 3);
+  if (y == 0) {
+    scaleShift(R, C, L, gy, scale, 0, gx);
+    return;
+  }
+  const zero = f32x4.splat(0);
+  const rowBytes = <usize>(C * L) << 2;
+  const planeBytes = <usize>L << 2;
+  for (let r = 0; r < R; r++) {
+    const g = gy + <usize>r * rowBytes;
+    const o = gx + <usize>r * rowBytes;
+    const m = y + <usize>(r / K) * rowBytes;
+    for (let c = 0; c < C; c++) {
+      const a = load<f32>(scale + (<usize>c << 2));
+      const va = f32x4.splat(a);
+      const gr = g + <usize>c * planeBytes, orow = o + <usize>c * planeBytes, mr = m + <usize>c * planeBytes;
+      let l = 0;
+      for (; l + 4 <= L; l += 4) {
+        const at = <usize>l << 2;
+        const gv = v128.andnot(v128.load(gr + at), f32x4.le(v128.load(mr + at), zero));
+        v128.store(orow + at, f32x4.mul(gv, va));
+      }
+      for (; l < L; l++) {
+        const at = <usize>l << 2;
+        store<f32>(orow + at, (load<f32>(mr + at) <= 0 ? 0 : load<f32>(gr + at)) * a);
+      }
+    }
+  }
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -278,7 +394,7 @@ export function norm_sample_backward(
  * `blocks` blocks of C × L.
  */
 export function norm_affine_per_sample(
-  R: i32, K: i32, blocks: i32, C: i32, L: i32, xhat: usize, gy: usize, jw: usize, jb: usize, ldJ: i32,
+  R: i32, K: i32, blocks: i32, C: i32, L: i32, xhat: usize, gy: usize, jw: usize, jb: usize, ldJ: i32, coef: usize, mask: usize,
 ): void {
   const rowBytes = (<usize>blocks * <usize>C * <usize>L) << 2;
   const ldJBytes = <usize>ldJ << 2;
@@ -288,13 +404,14 @@ export function norm_affine_per_sample(
     const b = jb != 0 ? jb + <usize>r * ldJBytes : 0;
     memory.fill(w, 0, paramBytes);
     if (b != 0) memory.fill(b, 0, paramBytes);
-    accumulateAffine(blocks, C, L, xhat + <usize>(r / K) * rowBytes, gy + <usize>r * rowBytes, w, b);
+    const sample = <usize>(r / K) * rowBytes;
+    accumulateAffine(blocks, C, L, xhat + sample, gy + <usize>r * rowBytes, w, b, coef, mask != 0 ? mask + sample : 0);
   }
 }
 
 /** The summed gradient: Σ_r of norm_affine_per_sample's rows, into gw (C) and gb (C; 0 = none). */
 export function norm_affine_grad(
-  R: i32, K: i32, blocks: i32, C: i32, L: i32, xhat: usize, gy: usize, gw: usize, gb: usize, accumulate: i32,
+  R: i32, K: i32, blocks: i32, C: i32, L: i32, xhat: usize, gy: usize, gw: usize, gb: usize, accumulate: i32, coef: usize, mask: usize,
 ): void {
   const rowBytes = (<usize>blocks * <usize>C * <usize>L) << 2;
   if (accumulate == 0) {
@@ -302,7 +419,8 @@ export function norm_affine_grad(
     if (gb != 0) memory.fill(gb, 0, <usize>C << 2);
   }
   for (let r = 0; r < R; r++) {
-    accumulateAffine(blocks, C, L, xhat + <usize>(r / K) * rowBytes, gy + <usize>r * rowBytes, gw, gb);
+    const sample = <usize>(r / K) * rowBytes;
+    accumulateAffine(blocks, C, L, xhat + sample, gy + <usize>r * rowBytes, gw, gb, coef, mask != 0 ? mask + sample : 0);
   }
 }
 

@@ -173,8 +173,9 @@ export class Plan {
     // A convolution that is the first step with parameters, right before max pooling, takes its
     // per-sample weight gradients from the pooled gradient: the pooling's backward (a dense
     // gradient as large as the convolution's output) is never needed.
+    // (A network without parameters has no such step: firstTrainable is -1.)
     const next = this.steps[this.firstTrainable + 1];
-    this.skippedBackward = mode === "per-sample" && next !== undefined &&
+    this.skippedBackward = mode === "per-sample" && this.firstTrainable >= 0 && next !== undefined &&
         this.steps[this.firstTrainable].perSampleThroughMaxPool?.(builder, next) === true
       ? this.firstTrainable + 1
       : -1;

@@ -14,8 +14,10 @@ import {
   AdaptiveMaxPool1d,
   AdaptiveMaxPool2d,
   AdaptiveMaxPool3d,
+  batchGradient,
   BatchNorm1d,
   BatchNorm2d,
+  Conv1d,
   Conv2d,
   Embedding,
   Flatten,
@@ -43,6 +45,7 @@ import type { Module } from "../mod.ts";
 import { planCache } from "../src/forward.ts";
 import { manualSeed } from "../src/layers/init.ts";
 import { arena } from "../src/wasm.ts";
+import { numel } from "../src/tensor.ts";
 import { arbitraryNormNetwork, inputFor, randomiseNormState } from "./helpers/norm_architectures.ts";
 import type { NormNetworkCase } from "./helpers/norm_architectures.ts";
 import { checkAgainstFiniteDifferences, checkAgainstNaive, checkSumsToBatchGradient, describeCase, objectivesFor } from "./helpers/properties.ts";
@@ -161,6 +164,46 @@ test("per-sample gradients and Jacobians through these layers equal central fini
 
 test("per-sample loss gradients through these layers sum to the ordinary batch gradient", () => {
   fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkSumsToBatchGradient(prepare(c))), { numRuns: 40 });
+});
+
+test("BatchNorm then ReLU (compiled as one fused step) gives the same outputs, Jacobians, per-sample and batch gradients as the pair apart", () => {
+  // A nested Sequential keeps the two apart, so the second network runs them unfused. Some
+  // channels get γ = β = 0 and mean 0: outputs exactly 0, where ReLU passes no gradient.
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.integer({ min: 0, max: 2 }), fc.integer({ min: 1, max: 3 }), (seed, layout, K) => {
+      const C = 3;
+      const sampleShape = [[5], [C, 7], [C, 3, 5]][layout];
+      const make = (fused: boolean) => {
+        manualSeed(seed);
+        const first = layout === 0 ? new Linear(5, C) : layout === 1 ? new Conv1d(C, C, 1) : new Conv2d(C, C, 1);
+        const norm = layout === 2 ? new BatchNorm2d(C) : new BatchNorm1d(C);
+        const relu = fused ? new ReLU() : new Sequential(new ReLU());
+        const width = numel([C, ...sampleShape.slice(1)]);
+        const net = new Sequential(first, norm, relu, new Flatten(), new Linear(width, K));
+        randomiseNormState(net, seed);
+        norm.weight!.data[1] = 0;
+        norm.bias!.data[1] = 0;
+        net.eval();
+        return net;
+      };
+      const x = randn([4, ...sampleShape], seed);
+      const fused = make(true);
+      const apart = make(false);
+      const y = tensor(Array.from({ length: 4 }, (_, n) => n % K), [4]);
+      assert.deepEqual(fused.forward(x).data, apart.forward(x).data);
+      const pairs: [string, Float32Array, Float32Array][] = [
+        ["jacobian", jacobian(fused, x).data, jacobian(apart, x).data],
+        ["perSampleGradients", perSampleGradients(fused, x, y, { loss: "cross_entropy" }).data, perSampleGradients(apart, x, y, { loss: "cross_entropy" }).data],
+        ["batchGradient", batchGradient(fused, x, y, { loss: "cross_entropy" }).data, batchGradient(apart, x, y, { loss: "cross_entropy" }).data],
+      ];
+      for (const [what, a, b] of pairs) {
+        assert.equal(a.length, b.length, what);
+        const scale = Math.max(1, ...Array.from(b, Math.abs));
+        for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= 1e-6 * scale, `${what}[${i}]: ${a[i]} fused, ${b[i]} apart`);
+      }
+    }),
+    { numRuns: 40 },
+  );
 });
 
 test("Embedding's per-sample gradient is a scatter-add of the sample's output gradients into its tokens' rows; the padding row gets none", () => {

@@ -5,7 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
-import { Conv2d, Flatten, jacobian, jacobianNaive, Linear, perSampleGradients, perSampleGradientsNaive, randn, ReLU, Sequential, tensor, ValueError } from "../mod.ts";
+import { Conv2d, ELU, Flatten, jacobian, jacobianNaive, Linear, MaxPool2d, perSampleGradients, perSampleGradientsNaive, randn, ReLU, Sequential, tensor, ValueError } from "../mod.ts";
 import type { Tensor } from "../mod.ts";
 import { planCache } from "../src/forward.ts";
 import { arena } from "../src/wasm.ts";
@@ -106,4 +106,16 @@ test("a NaN or infinity anywhere in the input is refused, naming its index", () 
     }),
     { numRuns: 100 },
   );
+});
+
+test("a network without parameters has per-sample rows of D = 0 columns: Jacobians [N, K, 0], no error", () => {
+  // Regression: the plan looked for a convolution before max pooling at step firstTrainable = -1.
+  for (const net of [new Sequential(new ELU()), new Sequential(new ReLU(), new MaxPool2d(2))]) {
+    const x = randn([2, 1, 2, 2], 1);
+    const J = jacobian(net, x);
+    const K = net.forward(x).data.length / 2;
+    assert.deepEqual(J.shape, K === 1 ? [2, 0] : [2, K, 0]);
+    assert.equal(J.data.length, 0);
+    assert.deepEqual((jacobianNaive(net, x) as Tensor).shape, J.shape);
+  }
 });

@@ -75,6 +75,8 @@ interface NormalisationPlan {
   running?: { mean: Tensor; variance: Tensor };
   /** Called at every forward pass: true to normalise with the running statistics; may refuse. */
   useRunning(): boolean;
+  /** A ReLU follows, fused in (running statistics only): the output is max(y, 0). */
+  relu?: boolean;
 }
 
 /** One WASM call per pass: the statistics and affine part forward, the normalisation backward, the affine contraction. */
@@ -82,11 +84,13 @@ function compileNormalisation(p: NormalisationPlan): Compiled {
   const { builder, input } = p.context;
   const { N, K, R } = builder;
   const { blocks, C, L, eps, weight, bias, sample, running } = p;
+  const relu = p.relu === true;
+  if (relu && !running) throw new Error(`${p.label}: a fused ReLU needs running statistics`); // a bug, not bad input
   const width = blocks * C * L;
   const xhat = builder.floats(N * width);
   const output = weight ? builder.floats(N * width) : xhat; // without γ, the output is x̂
   const rstd = sample ? builder.floats(N * sample.groups) : 0;
-  const coef = running ? builder.floats(3 * C) : 0;
+  const coef = running ? builder.floats(4 * C) : 0;
   const runningMean = running ? builder.floats(C) : 0;
   const runningVar = running ? builder.floats(C) : 0;
   const gamma = weight ? builder.parameterPtr(weight) : 0;
@@ -115,25 +119,28 @@ function compileNormalisation(p: NormalisationPlan): Compiled {
           const f32 = arena.f32();
           f32.set(running!.mean.data, runningMean >>> 2);
           f32.set(running!.variance.data, runningVar >>> 2);
-          k.norm_running_forward(N, C, L * blocks, input, runningMean, runningVar, eps, gamma, beta, coef, xhat, output);
+          k.norm_running_forward(N, C, L * blocks, input, runningMean, runningVar, eps, gamma, beta, coef, xhat, output, relu ? 1 : 0);
         } else {
           k.norm_sample_forward(N, sample!.groups, sample!.groupSize, C, L, input, eps, gamma, beta, xhat, rstd, output);
         }
       },
       backward() {
-        if (usedRunning) k.norm_running_backward(R, C, L * blocks, this.gy, coef, this.gx);
+        if (usedRunning) k.norm_running_backward(R, K, C, L * blocks, this.gy, coef, this.gx, relu ? output : 0);
         else k.norm_sample_backward(R, K, sample!.groups, sample!.groupSize, C, L, this.gy, gamma, xhat, rstd, this.gx);
       },
       perSample(firstSample: number, samples: number, J: number) {
         if (!weight) return;
-        const cache = xhat + firstSample * width * 4;
+        // With running statistics no x̂ is kept: the kernel recomputes it from the input and coef.
+        const cache = (usedRunning ? input : xhat) + firstSample * width * 4;
         const gy = this.gy + firstSample * K * width * 4;
-        k.norm_affine_per_sample(samples * K, K, blocks, C, L, cache, gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ);
+        const mask = relu ? output + firstSample * width * 4 : 0;
+        k.norm_affine_per_sample(samples * K, K, blocks, C, L, cache, gy, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ, usedRunning ? coef : 0, mask);
       },
       gradient() {
         if (!weight) return;
         const g = gradientVector.ptr;
-        k.norm_affine_grad(R, K, blocks, C, L, xhat, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, 1);
+        const cache = usedRunning ? input : xhat;
+        k.norm_affine_grad(R, K, blocks, C, L, cache, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, 1, usedRunning ? coef : 0, relu ? output : 0);
       },
     }],
   };
@@ -219,6 +226,15 @@ export abstract class BatchNormNd extends ChannelNorm {
   }
 
   compile(context: CompileContext): Compiled {
+    return this.compileWith(context, false);
+  }
+
+  /** This layer and the ReLU after it as one step (Sequential fuses them): one pass each way instead of two. */
+  compileWithReLU(context: CompileContext): Compiled {
+    return this.compileWith(context, true);
+  }
+
+  private compileWith(context: CompileContext, relu: boolean): Compiled {
     const { path, inShape } = context;
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);
@@ -241,6 +257,7 @@ export abstract class BatchNormNd extends ChannelNorm {
       C,
       L: numel(inShape) / C,
       running: { mean: this.runningMean, variance: this.runningVar },
+      relu,
       useRunning() {
         // Checked when the step runs, so a plan built in eval mode still refuses after train().
         if (module.training) {
@@ -325,6 +342,15 @@ export abstract class InstanceNormNd extends ChannelNorm {
   }
 
   compile(context: CompileContext): Compiled {
+    return this.compileWith(context, false);
+  }
+
+  /** This layer and the ReLU after it as one step (Sequential fuses them): one pass each way instead of two. */
+  compileWithReLU(context: CompileContext): Compiled {
+    return this.compileWith(context, true);
+  }
+
+  private compileWith(context: CompileContext, relu: boolean): Compiled {
     const { path, inShape } = context;
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);

@@ -6,6 +6,7 @@ import type { CompileContext, Compiled, Step } from "./module.ts";
 import { Module } from "./module.ts";
 import { ReLU } from "./activation.ts";
 import { MaxPoolNd } from "./pooling.ts";
+import { BatchNormNd } from "./norm.ts";
 
 /**
  * PyTorch's `nn.Sequential`.
@@ -62,6 +63,10 @@ export class Sequential extends Module {
         // One pass instead of two: pooling first, ReLU on the (smaller) pooled values.
         i++;
         compiled = next.compileAfterReLU({ builder: context.builder, path: childPath(context.path, i), input, inShape });
+      } else if (layer instanceof BatchNormNd && next instanceof ReLU) {
+        // One pass each way instead of two: the ReLU applied as the normalisation writes its output.
+        compiled = layer.compileWithReLU({ builder: context.builder, path: childPath(context.path, i), input, inShape });
+        i++;
       } else {
         compiled = layer.compile({ builder: context.builder, path: childPath(context.path, i), input, inShape });
       }
