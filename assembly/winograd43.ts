@@ -191,12 +191,33 @@ function fill_frame(src: usize, C: i32, H: i32, W: i32, dst: usize, pH: i32, pW:
     for (let h = 0; h < rows; h++) {
       const from = src + (<usize>((c * H + h) * W) << 2);
       const row = dst + (<usize>((c * frameH + h + pH) * rowFloats) << 2);
-      for (let w = 0; w < cols; w++) {
+      let w = 0;
+      // Sixteen columns at a time: a 4×4 transpose gives, for k = 0 … 3, columns w + k, w + k + 4,
+      // w + k + 8, w + k + 12: one phase, four consecutive indices (the scalar loop was a fifth
+      // of a 16-channel layer's forward pass).
+      for (; w + 16 <= cols; w += 16) {
+        const at = from + (<usize>w << 2);
+        const v0 = v128.load(at), v1 = v128.load(at, 16), v2 = v128.load(at, 32), v3 = v128.load(at, 48);
+        const a = i32x4.shuffle(v0, v1, 0, 4, 1, 5), b = i32x4.shuffle(v0, v1, 2, 6, 3, 7);
+        const c2 = i32x4.shuffle(v2, v3, 0, 4, 1, 5), d = i32x4.shuffle(v2, v3, 2, 6, 3, 7);
+        const column = w + pW;
+        store_phase(row, column, i32x4.shuffle(a, c2, 0, 1, 4, 5));
+        store_phase(row, column + 1, i32x4.shuffle(a, c2, 2, 3, 6, 7));
+        store_phase(row, column + 2, i32x4.shuffle(b, d, 0, 1, 4, 5));
+        store_phase(row, column + 3, i32x4.shuffle(b, d, 2, 3, 6, 7));
+      }
+      for (; w < cols; w++) {
         const column = w + pW;
         store<f32>(row + (<usize>((column & 3) * phaseW + (column >> 2)) << 2), load<f32>(from + (<usize>w << 2)));
       }
     }
   }
+}
+
+/** Frame columns `column`, + 4, + 8, + 12 of a row ← v: one phase, four consecutive indices. */
+// @ts-ignore: decorator
+@inline function store_phase(row: usize, column: i32, v: v128): void {
+  v128.store(row + (<usize>((column & 3) * phaseW + (column >> 2)) << 2), v);
 }
 
 /** Bᵀ applied to (d0 … d5), written to out + k·step for k = 0 … 5. */
