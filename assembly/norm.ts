@@ -254,35 +254,85 @@ export function norm_running_forward(
  * gx[r, c, l] = gy[r, c, l] · γ[c]/√(var[c] + eps), from the `coef` of norm_running_forward.
  * y ≠ 0: the layer was followed by a ReLU whose output (N samples of C × L) is y and whose
  * output gradient is gy (K rows a sample): gy passes where y > 0 (or NaN), as threshold_backward.
+ * sums ≠ 0: the same pass also leaves the affine gradients of every row, read from the layer
+ * input x (N samples): sums[r, c] = Σ_l g·x̂ and sums[r, C + c] = Σ_l g, g the gradient at the
+ * normalisation's output and x̂ = x·coef[c] + coef[C + c] (2C floats a row; what
+ * norm_affine_per_sample would compute from gy and x in a second pass over both).
  */
-export function norm_running_backward(R: i32, K: i32, C: i32, L: i32, gy: usize, coef: usize, gx: usize, y: usize): void {
+export function norm_running_backward(
+  R: i32, K: i32, C: i32, L: i32, gy: usize, coef: usize, gx: usize, y: usize, x: usize, sums: usize,
+): void {
   const scale = coef + (<usize>C << 3);
-  if (y == 0) {
+  if (y == 0 && sums == 0) {
     scaleShift(R, C, L, gy, scale, 0, gx);
     return;
   }
   const zero = f32x4.splat(0);
   const rowBytes = <usize>(C * L) << 2;
   const planeBytes = <usize>L << 2;
+  const shift = coef + (<usize>C << 2);
   for (let r = 0; r < R; r++) {
     const g = gy + <usize>r * rowBytes;
     const o = gx + <usize>r * rowBytes;
-    const m = y + <usize>(r / K) * rowBytes;
+    const sample = <usize>(r / K) * rowBytes;
+    const sumRow = sums + (<usize>(r * 2 * C) << 2);
     for (let c = 0; c < C; c++) {
       const a = load<f32>(scale + (<usize>c << 2));
       const va = f32x4.splat(a);
-      const gr = g + <usize>c * planeBytes, orow = o + <usize>c * planeBytes, mr = m + <usize>c * planeBytes;
+      const gr = g + <usize>c * planeBytes, orow = o + <usize>c * planeBytes;
+      const mr = y + sample + <usize>c * planeBytes, xr = x + sample + <usize>c * planeBytes;
+      const rs = load<f32>(coef + (<usize>c << 2)), sh = load<f32>(shift + (<usize>c << 2));
+      const vrs = f32x4.splat(rs), vsh = f32x4.splat(sh);
+      let dot = f32x4.splat(0), sum = f32x4.splat(0);
       let l = 0;
       for (; l + 4 <= L; l += 4) {
         const at = <usize>l << 2;
-        const gv = v128.andnot(v128.load(gr + at), f32x4.le(v128.load(mr + at), zero));
+        let gv = v128.load(gr + at);
+        if (y != 0) gv = v128.andnot(gv, f32x4.le(v128.load(mr + at), zero));
         v128.store(orow + at, f32x4.mul(gv, va));
+        if (sums != 0) {
+          dot = madd(gv, madd(v128.load(xr + at), vrs, vsh), dot);
+          sum = f32x4.add(sum, gv);
+        }
       }
+      let d = hsum(dot), t = hsum(sum);
       for (; l < L; l++) {
         const at = <usize>l << 2;
-        store<f32>(orow + at, (load<f32>(mr + at) <= 0 ? 0 : load<f32>(gr + at)) * a);
+        const gv: f32 = y != 0 && load<f32>(mr + at) <= 0 ? 0 : load<f32>(gr + at);
+        store<f32>(orow + at, gv * a);
+        if (sums != 0) {
+          d += gv * (load<f32>(xr + at) * rs + sh);
+          t += gv;
+        }
+      }
+      if (sums != 0) {
+        store<f32>(sumRow + (<usize>c << 2), d);
+        store<f32>(sumRow + (<usize>(C + c) << 2), t);
       }
     }
+  }
+}
+
+/**
+ * J rows r < R from norm_running_backward's sums (2C floats a row): ∂/∂γ = sums[r, 0..C) to
+ * jw + r·ldJ·4, ∂/∂β = sums[r, C..2C) to jb + r·ldJ·4 (jb = 0: none).
+ */
+export function norm_sums_per_sample(R: i32, C: i32, sums: usize, jw: usize, jb: usize, ldJ: i32): void {
+  const ldJBytes = <usize>ldJ << 2;
+  const paramBytes = <usize>C << 2;
+  for (let r = 0; r < R; r++) {
+    const row = sums + <usize>(r * 2) * paramBytes;
+    memory.copy(jw + <usize>r * ldJBytes, row, paramBytes);
+    if (jb != 0) memory.copy(jb + <usize>r * ldJBytes, row + paramBytes, paramBytes);
+  }
+}
+
+/** The summed gradient from norm_running_backward's sums: gw[c] += Σ_r sums[r, c], gb[c] += Σ_r sums[r, C + c]. */
+export function norm_sums_grad(R: i32, C: i32, sums: usize, gw: usize, gb: usize): void {
+  for (let r = 0; r < R; r++) {
+    const row = sums + (<usize>(r * 2 * C) << 2);
+    add_f32(gw, row, C);
+    if (gb != 0) add_f32(gb, row + (<usize>C << 2), C);
   }
 }
 

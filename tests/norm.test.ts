@@ -206,6 +206,59 @@ test("BatchNorm then ReLU (compiled as one fused step) gives the same outputs, J
   );
 });
 
+test("BatchNorm's Jacobian columns for γ and β equal Σ_l ∂out/∂y·x̂ and Σ_l ∂out/∂y computed by hand in float64, with and without a ReLU after it, first or after a convolution", () => {
+  // After a convolution the backward pass leaves these sums for the per-sample pass
+  // (norm_running_backward's sums); first in the network, no backward runs through it and the
+  // per-sample kernel reads gy and x. The naive loop and batch gradient share each way's
+  // arithmetic, so this checks both against plain arithmetic.
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.boolean(), fc.boolean(), fc.integer({ min: 1, max: 2 }), (seed, withReLU, normFirst, K) => {
+      const C = 3, H = 2, W = 3, L = H * W, N = 2;
+      manualSeed(seed);
+      const conv = new Conv2d(C, C, 1);
+      const norm = new BatchNorm2d(C);
+      const head = new Linear(C * L, K);
+      const net = new Sequential(...(normFirst ? [] : [conv]), norm, ...(withReLU ? [new ReLU()] : []), new Flatten(), head);
+      randomiseNormState(net, seed);
+      net.eval();
+      const x = randn([N, C, H, W], seed);
+      const z = normFirst ? x.data : conv.forward(x).data;
+      const J = jacobian(net, x).data;
+      const D = J.length / (N * K);
+      const columns = net.parameters().map(([name]) => name);
+      const start = (name: string) => net.parameters().slice(0, columns.indexOf(name)).reduce((s, [, t]) => s + t.data.length, 0);
+      const at = normFirst ? "0." : "1.";
+      const gammaAt = start(columns.find((n) => n.endsWith("weight") && n.startsWith(at))!);
+      const betaAt = start(columns.find((n) => n.endsWith("bias") && n.startsWith(at))!);
+      for (let n = 0; n < N; n++) {
+        for (let k = 0; k < K; k++) {
+          for (let c = 0; c < C; c++) {
+            const rstd = 1 / Math.sqrt(norm.runningVar!.data[c] + norm.eps);
+            // The ReLU's mask from the output as the kernel rounds it (float32), so that an
+            // output within rounding of 0 cannot flip it.
+            const f = Math.fround, a = f(norm.weight!.data[c] * f(rstd));
+            const offset = f(norm.bias!.data[c] - f(norm.runningMean!.data[c] * a));
+            let dGamma = 0, dBeta = 0, scale = 0;
+            for (let l = 0; l < L; l++) {
+              const xhat = (z[(n * C + c) * L + l] - norm.runningMean!.data[c]) * rstd;
+              const y = f(f(z[(n * C + c) * L + l] * a) + offset);
+              const g = withReLU && y <= 0 ? 0 : head.weight.data[k * C * L + c * L + l];
+              dGamma += g * xhat;
+              dBeta += g;
+              scale += Math.abs(g) * (1 + Math.abs(xhat));
+            }
+            const row = (n * K + k) * D;
+            const tolerance = 1e-5 * Math.max(1, scale);
+            assert.ok(Math.abs(J[row + gammaAt + c] - dGamma) <= tolerance, `∂γ[${c}] sample ${n} output ${k}: ${J[row + gammaAt + c]} vs ${dGamma}`);
+            assert.ok(Math.abs(J[row + betaAt + c] - dBeta) <= tolerance, `∂β[${c}] sample ${n} output ${k}: ${J[row + betaAt + c]} vs ${dBeta}`);
+          }
+        }
+      }
+    }),
+    { numRuns: 30 },
+  );
+});
+
 test("Embedding's per-sample gradient is a scatter-add of the sample's output gradients into its tokens' rows; the padding row gets none", () => {
   const embed = new Embedding(5, 2, { paddingIdx: 1 });
   const net = new Sequential(embed, new Flatten());

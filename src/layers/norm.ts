@@ -102,6 +102,13 @@ function compileNormalisation(p: NormalisationPlan): Compiled {
   const useRunning = p.useRunning;
   const k = kernels();
   let usedRunning = false;
+  // With running statistics, the backward pass also leaves each row's affine gradients (Σ g·x̂,
+  // Σ g per channel) in `sums`, read while it reads gy anyway: perSample and gradient then copy
+  // or add them instead of reading gy and x again. Not for rows shorter than an f32x4 (there the
+  // plain backward runs across channels), nor when no backward ran (the first step with
+  // parameters: `fresh` stays false, and the affine kernels read gy and x themselves).
+  const sums = running && weight && blocks === 1 && L >= 4 ? builder.floats(R * 2 * C) : 0;
+  let fresh = false;
   return {
     output,
     outShape: p.outShape,
@@ -113,6 +120,7 @@ function compileNormalisation(p: NormalisationPlan): Compiled {
       gy: 0,
       gx: 0,
       forward() {
+        fresh = false;
         usedRunning = useRunning();
         if (usedRunning) {
           // Buffers are copied at every pass: loadStateDict may have changed them since the plan was built.
@@ -125,11 +133,18 @@ function compileNormalisation(p: NormalisationPlan): Compiled {
         }
       },
       backward() {
-        if (usedRunning) k.norm_running_backward(R, K, C, L * blocks, this.gy, coef, this.gx, relu ? output : 0);
-        else k.norm_sample_backward(R, K, sample!.groups, sample!.groupSize, C, L, this.gy, gamma, xhat, rstd, this.gx);
+        if (usedRunning) {
+          k.norm_running_backward(R, K, C, L * blocks, this.gy, coef, this.gx, relu ? output : 0, input, sums);
+          fresh = sums !== 0;
+        } else k.norm_sample_backward(R, K, sample!.groups, sample!.groupSize, C, L, this.gy, gamma, xhat, rstd, this.gx);
       },
       perSample(firstSample: number, samples: number, J: number) {
         if (!weight) return;
+        if (fresh) {
+          const rows = sums + firstSample * K * 2 * C * 4;
+          k.norm_sums_per_sample(samples * K, C, rows, J + weightColumn, biasColumn < 0 ? 0 : J + biasColumn, ldJ);
+          return;
+        }
         // With running statistics no x̂ is kept: the kernel recomputes it from the input and coef.
         const cache = (usedRunning ? input : xhat) + firstSample * width * 4;
         const gy = this.gy + firstSample * K * width * 4;
@@ -139,6 +154,10 @@ function compileNormalisation(p: NormalisationPlan): Compiled {
       gradient() {
         if (!weight) return;
         const g = gradientVector.ptr;
+        if (fresh) {
+          k.norm_sums_grad(R, C, sums, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn);
+          return;
+        }
         const cache = usedRunning ? input : xhat;
         k.norm_affine_grad(R, K, blocks, C, L, cache, this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn, 1, usedRunning ? coef : 0, relu ? output : 0);
       },
