@@ -554,23 +554,31 @@ function scatterRows(T: i32, E: i32, idx: usize, paddingIdx: i32, g: usize, w: u
   return <i32>((<i64>(i + 1) * size + out - 1) / out);
 }
 
-/** Σ src[0..count) in float64 (two f64x2 partial sums, then the tail). */
-function sum_f64(src: usize, count: i32): f64 {
+/** Σ src[0..count) in float64 (two f64x2 partial sums, then the tail); of max(src, 0) when `relu` (NaN stays NaN). */
+function sum_f64(src: usize, count: i32, relu: bool): f64 {
   let a = f64x2.splat(0), b = f64x2.splat(0);
+  const zero = f32x4.splat(0);
   let i = 0;
   for (; i + 4 <= count; i += 4) {
-    const v = v128.load(src + (<usize>i << 2));
+    let v = v128.load(src + (<usize>i << 2));
+    if (relu) v = f32x4.max(v, zero);
     a = f64x2.add(a, f64x2.promote_low_f32x4(v));
     b = f64x2.add(b, f64x2.promote_low_f32x4(i32x4.shuffle(v, v, 2, 3, 0, 1)));
   }
   const both = f64x2.add(a, b);
   let total = f64x2.extract_lane(both, 0) + f64x2.extract_lane(both, 1);
-  for (; i < count; i++) total += <f64>load<f32>(src + (<usize>i << 2));
+  for (; i < count; i++) {
+    const v = load<f32>(src + (<usize>i << 2));
+    total += <f64>(relu ? max<f32>(v, 0) : v);
+  }
   return total;
 }
 
-/** y (N, C, oD, oH, oW) = the mean of each adaptive window. */
-export function adaptive_avgpool_forward(geom: usize, N: i32, x: usize, y: usize): void {
+/**
+ * y (N, C, oD, oH, oW) = the mean of each adaptive window; of max(x, 0) when relu ≠ 0 (a ReLU
+ * before the pooling, fused: its output is never written).
+ */
+export function adaptive_avgpool_forward(geom: usize, N: i32, x: usize, y: usize, relu: i32): void {
   const C = gi(geom, 0);
   const D = gi(geom, 1), H = gi(geom, 2), W = gi(geom, 3);
   const oD = gi(geom, 4), oH = gi(geom, 5), oW = gi(geom, 6);
@@ -588,7 +596,7 @@ export function adaptive_avgpool_forward(geom: usize, N: i32, x: usize, y: usize
           let total: f64 = 0;
           for (let d = d0; d < d1; d++) {
             for (let h = h0; h < h1; h++) {
-              total += sum_f64(xp + (<usize>((d * H + h) * W + w0) << 2), w1 - w0);
+              total += sum_f64(xp + (<usize>((d * H + h) * W + w0) << 2), w1 - w0, relu != 0);
             }
           }
           store<f32>(out, <f32>(total / <f64>((d1 - d0) * (h1 - h0) * (w1 - w0))));
@@ -599,8 +607,12 @@ export function adaptive_avgpool_forward(geom: usize, N: i32, x: usize, y: usize
   }
 }
 
-/** gx (R, C, D, H, W) = the adjoint of adaptive_avgpool_forward applied to gy (R, C, oD, oH, oW). */
-export function adaptive_avgpool_backward(geom: usize, R: i32, gy: usize, gx: usize): void {
+/**
+ * gx (R, C, D, H, W) = the adjoint of adaptive_avgpool_forward applied to gy (R, C, oD, oH, oW).
+ * x ≠ 0: through a fused ReLU whose input is x (N samples, K rows each): gx is 0 where
+ * x[r / K] ≤ 0 (it passes at NaN, as threshold_backward).
+ */
+export function adaptive_avgpool_backward(geom: usize, R: i32, K: i32, gy: usize, gx: usize, x: usize): void {
   const C = gi(geom, 0);
   const D = gi(geom, 1), H = gi(geom, 2), W = gi(geom, 3);
   const oD = gi(geom, 4), oH = gi(geom, 5), oW = gi(geom, 6);
@@ -611,8 +623,11 @@ export function adaptive_avgpool_backward(geom: usize, R: i32, gy: usize, gx: us
   const tiled = D % oD == 0 && H % oH == 0 && W % oW == 0;
   if (!tiled) memory.fill(gx, 0, (<usize>planes * inPlane) << 2);
   let gyo = gy;
+  const zero = f32x4.splat(0);
   for (let p = 0; p < planes; p++) {
     const gxp = gx + ((<usize>p * inPlane) << 2);
+    // Plane p is channel p % C of row p / C, which reads sample (p / C) / K.
+    const xp = x != 0 ? x + ((<usize>((p / C) / K * C + p % C) * inPlane) << 2) : 0;
     for (let od = 0; od < oD; od++) {
       const d0 = windowStart(od, D, oD), d1 = windowEnd(od, D, oD);
       for (let oh = 0; oh < oH; oh++) {
@@ -622,7 +637,12 @@ export function adaptive_avgpool_backward(geom: usize, R: i32, gy: usize, gx: us
           const share = load<f32>(gyo) / <f32>((d1 - d0) * (h1 - h0) * (w1 - w0));
           for (let d = d0; d < d1; d++) {
             for (let h = h0; h < h1; h++) {
-              const row = gxp + (<usize>((d * H + h) * W) << 2);
+              const offset = <usize>((d * H + h) * W) << 2;
+              const row = gxp + offset;
+              if (xp != 0) {
+                masked_shares(row, xp + offset, w0, w1, share, tiled, zero);
+                continue;
+              }
               if (tiled) {
                 fill_f32(row + (<usize>w0 << 2), w1 - w0, share);
                 continue;
@@ -637,6 +657,23 @@ export function adaptive_avgpool_backward(geom: usize, R: i32, gy: usize, gx: us
         }
       }
     }
+  }
+}
+
+/** row[w0..w1) (+)= share where xrow > 0 or NaN, else (+)= 0: written when `tiled`, else added. */
+// @ts-ignore: decorator
+@inline function masked_shares(row: usize, xrow: usize, w0: i32, w1: i32, share: f32, tiled: bool, zero: v128): void {
+  const splat = f32x4.splat(share);
+  let w = w0;
+  for (; w + 4 <= w1; w += 4) {
+    const at = <usize>w << 2;
+    const v = v128.andnot(splat, f32x4.le(v128.load(xrow + at), zero));
+    v128.store(row + at, tiled ? v : f32x4.add(v128.load(row + at), v));
+  }
+  for (; w < w1; w++) {
+    const at = <usize>w << 2;
+    const v: f32 = load<f32>(xrow + at) <= 0 ? 0 : share;
+    store<f32>(row + at, tiled ? v : load<f32>(row + at) + v);
   }
 }
 

@@ -259,6 +259,41 @@ test("BatchNorm's Jacobian columns for γ and β equal Σ_l ∂out/∂y·x̂ and
   );
 });
 
+test("ReLU then adaptive average pooling (compiled as one fused step) gives the same outputs, Jacobians and batch gradients as the pair apart", () => {
+  // A nested Sequential keeps the two apart. Output sizes that tile the plane (global pooling)
+  // and that do not (overlapping windows); some inputs exactly 0, where ReLU passes nothing.
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.constantFrom(1, 2, 3), fc.integer({ min: 1, max: 3 }), (seed, out, K) => {
+      const make = (fused: boolean) => {
+        manualSeed(seed);
+        const relu = fused ? new ReLU() : new Sequential(new ReLU());
+        return new Sequential(new Conv2d(2, 3, 2), relu, new AdaptiveAvgPool2d(out), new Flatten(), new Linear(3 * out * out, K));
+      };
+      const x = randn([3, 2, 6, 7], seed);
+      const fused = make(true);
+      const apart = make(false);
+      // A zero kernel for output channel 1 and no bias: its plane is exactly 0.
+      for (const net of [fused, apart]) {
+        const conv = net.layers[0] as Conv2d;
+        conv.weight.data.fill(0, 8, 16);
+        conv.bias!.data[1] = 0;
+      }
+      assert.deepEqual(fused.forward(x).data, apart.forward(x).data);
+      const y = tensor(Array.from({ length: 3 }, (_, n) => n % K), [3]);
+      const pairs: [string, Float32Array, Float32Array][] = [
+        ["jacobian", jacobian(fused, x).data, jacobian(apart, x).data],
+        ["batchGradient", batchGradient(fused, x, y, { loss: "cross_entropy" }).data, batchGradient(apart, x, y, { loss: "cross_entropy" }).data],
+      ];
+      for (const [what, a, b] of pairs) {
+        assert.equal(a.length, b.length, what);
+        const scale = Math.max(1, ...Array.from(b, Math.abs));
+        for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= 1e-6 * scale, `${what}[${i}]: ${a[i]} fused, ${b[i]} apart`);
+      }
+    }),
+    { numRuns: 40 },
+  );
+});
+
 test("Embedding's per-sample gradient is a scatter-add of the sample's output gradients into its tokens' rows; the padding row gets none", () => {
   const embed = new Embedding(5, 2, { paddingIdx: 1 });
   const net = new Sequential(embed, new Flatten());

@@ -70,10 +70,23 @@ export abstract class AdaptiveAvgPoolNd extends AdaptivePoolNd {
     super(dims, `AdaptiveAvgPool${dims}d`, outputSize);
   }
 
-  compile({ builder, path, input, inShape }: CompileContext): Compiled {
+  compile(context: CompileContext): Compiled {
+    return this.compileWith(context, false);
+  }
+
+  /**
+   * The ReLU before this pooling and the pooling as one step (Sequential fuses them): the
+   * pooling sums max(x, 0), and its backward pass masks by x, so the ReLU's output and its
+   * gradient are never written (a ResNet's last ReLU before global average pooling).
+   */
+  compileAfterReLU(context: CompileContext): Compiled {
+    return this.compileWith(context, true);
+  }
+
+  private compileWith({ builder, path, input, inShape }: CompileContext, relu: boolean): Compiled {
     const { block, outShape, width } = this.geometry(inShape, path);
     const geom = builder.constantBlock(block);
-    const { N, R } = builder;
+    const { N, K, R } = builder;
     const output = builder.floats(N * width);
     const k = kernels();
     return {
@@ -87,10 +100,10 @@ export abstract class AdaptiveAvgPoolNd extends AdaptivePoolNd {
         gy: 0,
         gx: 0,
         forward() {
-          k.adaptive_avgpool_forward(geom, N, input, output);
+          k.adaptive_avgpool_forward(geom, N, input, output, relu ? 1 : 0);
         },
         backward() {
-          k.adaptive_avgpool_backward(geom, R, this.gy, this.gx);
+          k.adaptive_avgpool_backward(geom, R, K, this.gy, this.gx, relu ? input : 0);
         },
         perSample() {},
         gradient() {},

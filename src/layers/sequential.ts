@@ -7,6 +7,7 @@ import { Module } from "./module.ts";
 import { ReLU } from "./activation.ts";
 import { MaxPoolNd } from "./pooling.ts";
 import { BatchNormNd } from "./norm.ts";
+import { AdaptiveAvgPoolNd } from "./adaptive_pooling.ts";
 
 /**
  * PyTorch's `nn.Sequential`.
@@ -61,6 +62,10 @@ export class Sequential extends Module {
       let compiled: Compiled;
       if (layer instanceof ReLU && next instanceof MaxPoolNd) {
         // One pass instead of two: pooling first, ReLU on the (smaller) pooled values.
+        i++;
+        compiled = next.compileAfterReLU({ builder: context.builder, path: childPath(context.path, i), input, inShape });
+      } else if (layer instanceof ReLU && next instanceof AdaptiveAvgPoolNd) {
+        // One pass each way: the pooling sums max(x, 0) and masks its gradient by x.
         i++;
         compiled = next.compileAfterReLU({ builder: context.builder, path: childPath(context.path, i), input, inShape });
       } else if (layer instanceof BatchNormNd && next instanceof ReLU) {
