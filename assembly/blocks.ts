@@ -14,6 +14,20 @@ export function add_arrays(count: i32, a: usize, b: usize, y: usize): void {
   }
 }
 
+/** y = max(a + b, 0) over count floats (NaN stays NaN, as torch.relu): a residual sum and the ReLU after it. */
+export function add_arrays_relu(count: i32, a: usize, b: usize, y: usize): void {
+  const zero = f32x4.splat(0);
+  let i = 0;
+  for (; i + 4 <= count; i += 4) {
+    const at = <usize>i << 2;
+    v128.store(y + at, f32x4.max(f32x4.add(v128.load(a + at), v128.load(b + at)), zero));
+  }
+  for (; i < count; i++) {
+    const at = <usize>i << 2;
+    store<f32>(y + at, max<f32>(load<f32>(a + at) + load<f32>(b + at), 0));
+  }
+}
+
 /**
  * Copies `blocks` blocks of `width` floats: block i from src + i·srcStride to dst + i·dstStride
  * (strides in floats). Concatenation along a dim and its adjoint, the slicing of a gradient.

@@ -142,6 +142,19 @@ export class Residual extends Module {
   }
 
   compile(context: CompileContext): Compiled {
+    return this.compileWith(context, false);
+  }
+
+  /**
+   * This block and the ReLU after it as one step (Sequential fuses them, the ResNet pattern
+   * relu(x + block(x))): the sum is written through max(·, 0), one pass instead of two, and the
+   * backward pass masks the output gradient in place before the branches read it.
+   */
+  compileWithReLU(context: CompileContext): Compiled {
+    return this.compileWith(context, true);
+  }
+
+  private compileWith(context: CompileContext, relu: boolean): Compiled {
     const { builder, path, input, inShape } = context;
     const outShape = this.outputShape(inShape, path);
     const width = numel(outShape);
@@ -160,9 +173,13 @@ export class Residual extends Module {
       () => {
         forwardBranch(block);
         if (shortcut) forwardBranch(shortcut);
-        k.add_arrays(builder.N * width, block.output, shortcut ? shortcut.output : input, output);
+        const add = relu ? k.add_arrays_relu : k.add_arrays;
+        add(builder.N * width, block.output, shortcut ? shortcut.output : input, output);
       },
       (gy, gx) => {
+        // The fused ReLU's backward, in place: gy passes where the output is > 0 (or NaN),
+        // as threshold_backward on the pre-activation would (ReLU is kind 0 of act_backward).
+        if (relu) k.act_backward(0, builder.R, builder.K, width, output, output, gy, gy, 0, 0);
         backwardBranch(block);
         if (shortcut) {
           backwardBranch(shortcut);

@@ -8,6 +8,7 @@ import { ReLU } from "./activation.ts";
 import { MaxPoolNd } from "./pooling.ts";
 import { BatchNormNd } from "./norm.ts";
 import { AdaptiveAvgPoolNd } from "./adaptive_pooling.ts";
+import { Residual } from "./blocks.ts";
 
 /**
  * PyTorch's `nn.Sequential`.
@@ -68,8 +69,8 @@ export class Sequential extends Module {
         // One pass each way: the pooling sums max(x, 0) and masks its gradient by x.
         i++;
         compiled = next.compileAfterReLU({ builder: context.builder, path: childPath(context.path, i), input, inShape });
-      } else if (layer instanceof BatchNormNd && next instanceof ReLU) {
-        // One pass each way instead of two: the ReLU applied as the normalisation writes its output.
+      } else if ((layer instanceof BatchNormNd || layer instanceof Residual) && next instanceof ReLU) {
+        // The ReLU applied as the normalisation (or the residual sum) writes its output.
         compiled = layer.compileWithReLU({ builder: context.builder, path: childPath(context.path, i), input, inShape });
         i++;
       } else {
