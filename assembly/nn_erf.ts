@@ -4,6 +4,8 @@
 // below 1 ulp of float64, far below what a float32 GELU can see. AssemblyScript's Math has no
 // erf, and the short polynomial fits (Abramowitz-Stegun 7.1.26, ~1e-7) are too coarse.
 
+import { exp_f64x2 } from "./nn_exp";
+
 const ERX: f64 = 8.45062911510467529297e-01;
 // erf on [0, 0.84375]: erf(x) = x + x * P(x²) / Q(x²)
 const PP0: f64 = 1.28379167095512558561e-01;
@@ -113,4 +115,89 @@ export function erfc64(x: f64): f64 {
     return negative ? 2.0 - tail : tail;
   }
   return negative ? 2.0 : 0.0;
+}
+
+// ---------------------------------------------------------------------------------------
+// Two lanes at a time: the same intervals and rational functions, each evaluated for both
+// lanes where either lane needs it and kept where the lane belongs (GELU's inputs straddle
+// intervals in about a third of pairs); pairs with a huge, infinite or NaN lane go through
+// erfc64 one lane at a time. exp is exp_f64x2 (nn_exp.ts, relative error below 1e-11: the
+// float32 GELU values of the scalar path).
+
+// @ts-ignore: decorator
+@inline function splat(v: f64): v128 {
+  return f64x2.splat(v);
+}
+
+/** c0 + t·(c1 + t·(… + t·c7)) (a zero leading coefficient keeps Horner exact for shorter ones). */
+// @ts-ignore: decorator
+@inline function horner8(t: v128, c0: f64, c1: f64, c2: f64, c3: f64, c4: f64, c5: f64, c6: f64, c7: f64): v128 {
+  let p = splat(c7);
+  p = f64x2.add(f64x2.mul(p, t), splat(c6));
+  p = f64x2.add(f64x2.mul(p, t), splat(c5));
+  p = f64x2.add(f64x2.mul(p, t), splat(c4));
+  p = f64x2.add(f64x2.mul(p, t), splat(c3));
+  p = f64x2.add(f64x2.mul(p, t), splat(c2));
+  p = f64x2.add(f64x2.mul(p, t), splat(c1));
+  return f64x2.add(f64x2.mul(p, t), splat(c0));
+}
+
+/** erfcTail's exp(−a² − 0.5625 + r/q) / a, −a² split as −z² + (z − a)(z + a) with z = a's high 32 bits. */
+// @ts-ignore: decorator
+@inline function tail_exp(a: v128, r: v128, q: v128): v128 {
+  const z = v128.and(a, i64x2.splat(0xffffffff00000000));
+  // exp_f64x2 takes [−700, 700]: past it (|x| > 26.4) erfc is below 1e-304, zero in float32
+  const e1 = exp_f64x2(f64x2.max(f64x2.sub(f64x2.neg(f64x2.mul(z, z)), splat(0.5625)), splat(-700)));
+  const e2 = exp_f64x2(f64x2.add(f64x2.mul(f64x2.sub(z, a), f64x2.add(z, a)), f64x2.div(r, q)));
+  return f64x2.div(f64x2.mul(e1, e2), a);
+}
+
+/** erfc of both lanes of x (f64x2), as erfc64 computes each (inlined: v128 cannot cross a module export). */
+// @ts-ignore: decorator
+@inline export function erfc_f64x2(x: v128): v128 {
+  const a = f64x2.abs(x);
+  // |x| ≥ 28, ∞ or NaN in either lane (NaN fails every comparison): the scalar path
+  if (!i64x2.all_true(f64x2.lt(a, splat(28.0)))) {
+    return f64x2.replace_lane(f64x2.splat(erfc64(f64x2.extract_lane(x, 0))), 1, erfc64(f64x2.extract_lane(x, 1)));
+  }
+  const one = splat(1.0);
+  const small = f64x2.lt(a, splat(0.84375));
+  const middle = v128.andnot(f64x2.lt(a, splat(1.25)), small);
+  // About 1/0.35: erfc64 compares the high word with 0x4006db6d, so the same boundary exactly
+  const near = f64x2.lt(a, splat(reinterpret<f64>(0x4006db6d00000000)));
+  let result = f64x2.splat(0);
+  if (v128.any_true(small)) {
+    const z = f64x2.mul(x, x);
+    const r = horner8(z, PP0, PP1, PP2, PP3, PP4, 0, 0, 0);
+    const q = f64x2.add(one, f64x2.mul(z, horner8(z, QQ1, QQ2, QQ3, QQ4, QQ5, 0, 0, 0)));
+    const xy = f64x2.mul(x, f64x2.div(r, q));
+    // erfc64: 1 − (x + x·y) for x < 0.25 (and every negative x), else 0.5 − (x − 0.5 + x·y)
+    const low = f64x2.sub(one, f64x2.add(x, xy));
+    const high = f64x2.sub(splat(0.5), f64x2.add(f64x2.sub(x, splat(0.5)), xy));
+    result = v128.bitselect(v128.bitselect(low, high, f64x2.lt(x, splat(0.25))), result, small);
+  }
+  let tail = f64x2.splat(0);
+  if (v128.any_true(middle)) {
+    const t = f64x2.sub(a, one);
+    const p = horner8(t, PA0, PA1, PA2, PA3, PA4, PA5, PA6, 0);
+    const q = f64x2.add(one, f64x2.mul(t, horner8(t, QA1, QA2, QA3, QA4, QA5, QA6, 0, 0)));
+    tail = v128.bitselect(f64x2.sub(splat(1.0 - ERX), f64x2.div(p, q)), tail, middle);
+  }
+  const outer = v128.andnot(near, f64x2.lt(a, splat(1.25)));
+  if (v128.any_true(outer)) {
+    const t = f64x2.div(one, f64x2.mul(a, a));
+    const r = horner8(t, RA0, RA1, RA2, RA3, RA4, RA5, RA6, RA7);
+    const q = f64x2.add(one, f64x2.mul(t, horner8(t, SA1, SA2, SA3, SA4, SA5, SA6, SA7, SA8)));
+    tail = v128.bitselect(tail_exp(a, r, q), tail, outer);
+  }
+  const far = v128.not(near);
+  if (v128.any_true(far)) {
+    const t = f64x2.div(one, f64x2.mul(a, a));
+    const r = horner8(t, RB0, RB1, RB2, RB3, RB4, RB5, RB6, 0);
+    const q = f64x2.add(one, f64x2.mul(t, horner8(t, SB1, SB2, SB3, SB4, SB5, SB6, SB7, 0)));
+    tail = v128.bitselect(tail_exp(a, r, q), tail, far);
+  }
+  // Lanes past the first interval: erfc(|x|), or 2 − that for negative x
+  const tails = v128.bitselect(f64x2.sub(splat(2.0), tail), tail, f64x2.lt(x, splat(0)));
+  return v128.bitselect(result, tails, small);
 }

@@ -4,6 +4,8 @@
 // path of nn.ts gives (correctly rounded, or one ulp off where float64 rounding decides) at a
 // fraction of its cost: the scalar path calls libm's exp or tanh per element.
 
+import { erfc_f64x2 } from "./nn_erf";
+
 const INV_LN2: f64 = 1.4426950408889634;
 const LN2_HI: f64 = 6.93147180369123816490e-01;
 const LN2_LO: f64 = 1.90821492927058770002e-10;
@@ -46,7 +48,7 @@ const LN2_LO: f64 = 1.90821492927058770002e-10;
 
 /** e^v for v in [−700, 700] (callers clamp). */
 // @ts-ignore: decorator
-@inline function exp_f64x2(v: v128): v128 {
+@inline export function exp_f64x2(v: v128): v128 {
   const k = reduce_k(v);
   const p = expm1_reduced(reduce_r(v, k));
   return f64x2.mul(f64x2.add(p, f64x2.splat(1.0)), pow2(k));
@@ -156,15 +158,32 @@ const KIND_GELU_TANH = 6;
 const KIND_SILU = 7;
 const GELU_TANH_BETA: f64 = 0.79788456080286535588; // sqrt(2/pi)
 const GELU_TANH_KAPPA: f64 = 0.044715;
+const KIND_GELU = 5;
+const SQRT1_2: f64 = 0.70710678118654752440;
+const INV_SQRT_2PI: f64 = 0.39894228040143267794;
+
+/** 0.5·x·(1 + erf(x/√2)), with erfc so the negative tail keeps its relative precision (not inlined: erfc is long). */
+function gelu_f64x2(x: v128): v128 {
+  return f64x2.mul(f64x2.mul(f64x2.splat(0.5), x), erfc_f64x2(f64x2.mul(x, f64x2.splat(-SQRT1_2))));
+}
+
+/** GELU's derivative Φ(x) + x·φ(x) = 0.5·erfc(−x/√2) + x·e^(−x²/2)/√(2π). */
+function gelu_derivative_f64x2(x: v128): v128 {
+  const cdf = f64x2.mul(f64x2.splat(0.5), erfc_f64x2(f64x2.mul(x, f64x2.splat(-SQRT1_2))));
+  // e^(−x²/2) is 0 past exp_f64x2's range (as libm's underflows), so ±∞·0 gives NaN, as the scalar path
+  const exponent = f64x2.mul(f64x2.splat(-0.5), f64x2.mul(x, x));
+  const density = v128.andnot(exp_f64x2(f64x2.max(exponent, f64x2.splat(-700))), f64x2.lt(exponent, f64x2.splat(-700)));
+  return f64x2.add(cdf, f64x2.mul(f64x2.mul(x, f64x2.splat(INV_SQRT_2PI)), density));
+}
 
 /** Whether act_forward_f64x2 handles this activation kind (Tanh goes to tanh_forward_f32x4). */
 export function has_vector_forward(kind: i32): bool {
-  return kind == KIND_SIGMOID || kind == KIND_ELU || kind == KIND_GELU_TANH || kind == KIND_SILU;
+  return kind == KIND_SIGMOID || kind == KIND_ELU || kind == KIND_GELU || kind == KIND_GELU_TANH || kind == KIND_SILU;
 }
 
 /** Whether act_backward_f64x2 handles this activation kind. */
 export function has_vector_backward(kind: i32): bool {
-  return kind == KIND_ELU || kind == KIND_SILU;
+  return kind == KIND_ELU || kind == KIND_GELU || kind == KIND_GELU_TANH || kind == KIND_SILU;
 }
 
 /** f(x) in float64 for one f64x2 of inputs (kinds of has_vector_forward; p1 = ELU's alpha). */
@@ -172,10 +191,13 @@ export function has_vector_backward(kind: i32): bool {
 @inline function forward_f64x2(kind: i32, x: v128, p1: f64): v128 {
   if (kind == KIND_SIGMOID) return sigmoid_f64x2(x);
   if (kind == KIND_SILU) return f64x2.mul(x, sigmoid_f64x2(x));
+  if (kind == KIND_GELU) return gelu_f64x2(x);
   if (kind == KIND_GELU_TANH) {
     // 0.5·x·(1 + tanh(u)) = x·sigmoid(2u)
     const u = f64x2.mul(f64x2.splat(GELU_TANH_BETA), f64x2.add(x, f64x2.mul(f64x2.splat(GELU_TANH_KAPPA), f64x2.mul(x, f64x2.mul(x, x)))));
-    return f64x2.mul(x, sigmoid_f64x2(f64x2.mul(u, f64x2.splat(2.0))));
+    const y = f64x2.mul(x, sigmoid_f64x2(f64x2.mul(u, f64x2.splat(2.0))));
+    // −∞·sigmoid(−∞) is NaN in the scalar path (and PyTorch's); the clamped sigmoid is not 0 there
+    return v128.bitselect(f64x2.splat(NaN), y, f64x2.eq(x, f64x2.splat(-Infinity)));
   }
   // ELU: x for x > 0 (and NaN), alpha·expm1(x) otherwise
   const negative = f64x2.le(x, f64x2.splat(0));
@@ -190,6 +212,17 @@ export function has_vector_backward(kind: i32): bool {
     // s·(1 + x·(1 − s))
     const s = sigmoid_f64x2(x);
     return f64x2.mul(s, f64x2.add(f64x2.splat(1.0), f64x2.mul(x, sigmoid_complement_f64x2(x))));
+  }
+  if (kind == KIND_GELU) return gelu_derivative_f64x2(x);
+  if (kind == KIND_GELU_TANH) {
+    // d/dx x·s(2u) = s + 2x·s(1 − s)·u'
+    const x2 = f64x2.mul(x, x);
+    const u2 = f64x2.mul(f64x2.splat(2.0 * GELU_TANH_BETA), f64x2.add(x, f64x2.mul(f64x2.splat(GELU_TANH_KAPPA), f64x2.mul(x, x2))));
+    const du = f64x2.mul(f64x2.splat(GELU_TANH_BETA), f64x2.add(f64x2.splat(1.0), f64x2.mul(f64x2.splat(3.0 * GELU_TANH_KAPPA), x2)));
+    const s = sigmoid_f64x2(u2);
+    const slope = f64x2.mul(f64x2.mul(f64x2.mul(f64x2.splat(2.0), x), s), f64x2.mul(sigmoid_complement_f64x2(u2), du));
+    // ±∞ gives ∞·0 in the scalar path: NaN
+    return v128.bitselect(f64x2.splat(NaN), f64x2.add(s, slope), f64x2.eq(f64x2.abs(x), f64x2.splat(Infinity)));
   }
   // ELU: alpha·e^x for x <= 0, else 1 (NaN: 1, as x <= 0 fails)
   const negative = f64x2.le(x, f64x2.splat(0));
