@@ -87,7 +87,9 @@ function compileNormalisation(p: NormalisationPlan): Compiled {
   const relu = p.relu === true;
   if (relu && !running) throw new Error(`${p.label}: a fused ReLU needs running statistics`); // a bug, not bad input
   const width = blocks * C * L;
-  const xhat = builder.floats(N * width);
+  // Running statistics with γ keep no x̂ (the affine gradients recompute it from the input);
+  // layers that may also normalise per sample (InstanceNorm in training mode) need it.
+  const xhat = running && !sample && weight ? 0 : builder.floats(N * width);
   const output = weight ? builder.floats(N * width) : xhat; // without γ, the output is x̂
   const rstd = sample ? builder.floats(N * sample.groups) : 0;
   const coef = running ? builder.floats(4 * C) : 0;
