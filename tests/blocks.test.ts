@@ -24,6 +24,7 @@ import {
 } from "../mod.ts";
 import type { Tensor } from "../mod.ts";
 import { manualSeed } from "../src/layers/init.ts";
+import { assertFusedMatchesApart } from "./helpers/fusion.ts";
 
 function linear(inF: number, outF: number, weight: number[], bias: number[]): Linear {
   const layer = new Linear(inF, outF);
@@ -119,7 +120,7 @@ test("a small ResNet gives per-sample gradients and Jacobians equal to naive per
   assert.ok(worst(J, Jn) <= 1e-5 * scale(Jn), `difference ${worst(J, Jn)}`);
 });
 
-test("Residual then ReLU (compiled as one fused step) gives the same outputs, Jacobians and per-sample gradients as the pair apart", () => {
+test("Residual then ReLU (compiled as one fused step) gives the same outputs, Jacobians, per-sample and batch gradients as the pair apart", () => {
   // A nested Sequential keeps the two apart. The block ends in a convolution, whose per-sample
   // weights read the gradient the fused step masks in place; identity and projection shortcuts.
   for (const [seed, projected] of [[1, false], [2, true], [3, false], [4, true]] as const) {
@@ -132,17 +133,6 @@ test("Residual then ReLU (compiled as one fused step) gives the same outputs, Ja
       return new Sequential(new Conv2d(2, 3, 1), residual, fused ? new ReLU() : new Sequential(new ReLU()), new Flatten(), new Linear(3 * 5 * 5, 2));
     };
     const x = randn([3, 2, 5, 5], seed);
-    const fused = make(true), apart = make(false);
-    assert.deepEqual(fused.forward(x).data, apart.forward(x).data);
-    const y = { shape: [3], data: new Int32Array([0, 1, 1]) };
-    const pairs: [string, Tensor, Tensor][] = [
-      ["jacobian", jacobian(fused, x), jacobian(apart, x)],
-      ["perSampleGradients", perSampleGradients(fused, x, y, { loss: "cross_entropy" }), perSampleGradients(apart, x, y, { loss: "cross_entropy" })],
-    ];
-    for (const [what, a, b] of pairs) {
-      assert.deepEqual(a.shape, b.shape, what);
-      const scale = Math.max(1, ...Array.from(b.data, Math.abs));
-      a.data.forEach((v, i) => assert.ok(Math.abs(v - b.data[i]) <= 1e-6 * scale, `${what}[${i}]: ${v} fused, ${b.data[i]} apart`));
-    }
+    assertFusedMatchesApart(make(true), make(false), x, tensor([0, 1, 1], [3]));
   }
 });

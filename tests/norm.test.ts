@@ -14,7 +14,6 @@ import {
   AdaptiveMaxPool1d,
   AdaptiveMaxPool2d,
   AdaptiveMaxPool3d,
-  batchGradient,
   BatchNorm1d,
   BatchNorm2d,
   Conv1d,
@@ -46,6 +45,7 @@ import { planCache } from "../src/forward.ts";
 import { manualSeed } from "../src/layers/init.ts";
 import { arena } from "../src/wasm.ts";
 import { numel } from "../src/tensor.ts";
+import { assertFusedMatchesApart } from "./helpers/fusion.ts";
 import { arbitraryNormNetwork, inputFor, randomiseNormState } from "./helpers/norm_architectures.ts";
 import type { NormNetworkCase } from "./helpers/norm_architectures.ts";
 import { checkAgainstFiniteDifferences, checkAgainstNaive, checkSumsToBatchGradient, describeCase, objectivesFor } from "./helpers/properties.ts";
@@ -189,18 +189,7 @@ test("BatchNorm then ReLU (compiled as one fused step) gives the same outputs, J
       const x = randn([4, ...sampleShape], seed);
       const fused = make(true);
       const apart = make(false);
-      const y = tensor(Array.from({ length: 4 }, (_, n) => n % K), [4]);
-      assert.deepEqual(fused.forward(x).data, apart.forward(x).data);
-      const pairs: [string, Float32Array, Float32Array][] = [
-        ["jacobian", jacobian(fused, x).data, jacobian(apart, x).data],
-        ["perSampleGradients", perSampleGradients(fused, x, y, { loss: "cross_entropy" }).data, perSampleGradients(apart, x, y, { loss: "cross_entropy" }).data],
-        ["batchGradient", batchGradient(fused, x, y, { loss: "cross_entropy" }).data, batchGradient(apart, x, y, { loss: "cross_entropy" }).data],
-      ];
-      for (const [what, a, b] of pairs) {
-        assert.equal(a.length, b.length, what);
-        const scale = Math.max(1, ...Array.from(b, Math.abs));
-        for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= 1e-6 * scale, `${what}[${i}]: ${a[i]} fused, ${b[i]} apart`);
-      }
+      assertFusedMatchesApart(fused, apart, x, tensor(Array.from({ length: 4 }, (_, n) => n % K), [4]));
     }),
     { numRuns: 40 },
   );
@@ -259,7 +248,7 @@ test("BatchNorm's Jacobian columns for γ and β equal Σ_l ∂out/∂y·x̂ and
   );
 });
 
-test("ReLU then adaptive average pooling (compiled as one fused step) gives the same outputs, Jacobians and batch gradients as the pair apart", () => {
+test("ReLU then adaptive average pooling (compiled as one fused step) gives the same outputs, Jacobians, per-sample and batch gradients as the pair apart", () => {
   // A nested Sequential keeps the two apart. Output sizes that tile the plane (global pooling)
   // and that do not (overlapping windows); some inputs exactly 0, where ReLU passes nothing.
   fc.assert(
@@ -278,17 +267,7 @@ test("ReLU then adaptive average pooling (compiled as one fused step) gives the 
         conv.weight.data.fill(0, 8, 16);
         conv.bias!.data[1] = 0;
       }
-      assert.deepEqual(fused.forward(x).data, apart.forward(x).data);
-      const y = tensor(Array.from({ length: 3 }, (_, n) => n % K), [3]);
-      const pairs: [string, Float32Array, Float32Array][] = [
-        ["jacobian", jacobian(fused, x).data, jacobian(apart, x).data],
-        ["batchGradient", batchGradient(fused, x, y, { loss: "cross_entropy" }).data, batchGradient(apart, x, y, { loss: "cross_entropy" }).data],
-      ];
-      for (const [what, a, b] of pairs) {
-        assert.equal(a.length, b.length, what);
-        const scale = Math.max(1, ...Array.from(b, Math.abs));
-        for (let i = 0; i < a.length; i++) assert.ok(Math.abs(a[i] - b[i]) <= 1e-6 * scale, `${what}[${i}]: ${a[i]} fused, ${b[i]} apart`);
-      }
+      assertFusedMatchesApart(fused, apart, x, tensor(Array.from({ length: 3 }, (_, n) => n % K), [3]));
     }),
     { numRuns: 40 },
   );
