@@ -79,24 +79,25 @@ function scaleShift(blocks: i32, C: i32, L: i32, src: usize, a: usize, bias: usi
  * w[c] += Σ_{b,l} g·x̂ and bias[c] += Σ_{b,l} g (bias = 0: none) over `blocks` blocks of C × L.
  * `coef` = 0: `cache` is x̂; else `cache` is the layer input x and x̂ = x·coef[c] + coef[C + c]
  * is recomputed here as norm_running_forward would have (running statistics keep no x̂).
+ * `mask` ≠ 0: a fused ReLU followed, `g` is the gradient after it and `mask` its output (laid
+ * out as `cache`), so the gradient at the normalisation's output is g where mask > 0 (or NaN).
  */
 function accumulateAffine(
   blocks: i32, C: i32, L: i32, cache: usize, g: usize, w: usize, bias: usize, coef: usize, mask: usize,
 ): void {
-  if (mask != 0) {
-    accumulateAffineMasked(C, L, cache, g, w, bias, coef, mask);
-    return;
-  }
   const blockBytes = (<usize>C * <usize>L) << 2;
   const shift = coef + (<usize>C << 2);
+  const zero = f32x4.splat(0);
   for (let blk = 0; blk < blocks; blk++) {
     const xb = cache + <usize>blk * blockBytes;
     const gb = g + <usize>blk * blockBytes;
+    const mb = mask + <usize>blk * blockBytes;
     if (L == 1) {
       let c = 0;
       for (; c + 4 <= C; c += 4) {
         const at = <usize>c << 2;
-        const gv = v128.load(gb + at);
+        let gv = v128.load(gb + at);
+        if (mask != 0) gv = v128.andnot(gv, f32x4.le(v128.load(mb + at), zero));
         let xv = v128.load(xb + at);
         if (coef != 0) xv = madd(xv, v128.load(coef + at), v128.load(shift + at));
         v128.store(w + at, madd(gv, xv, v128.load(w + at)));
@@ -104,7 +105,7 @@ function accumulateAffine(
       }
       for (; c < C; c++) {
         const at = <usize>c << 2;
-        const gv = load<f32>(gb + at);
+        const gv: f32 = mask != 0 && load<f32>(mb + at) <= 0 ? 0 : load<f32>(gb + at);
         let xv = load<f32>(xb + at);
         if (coef != 0) xv = xv * load<f32>(coef + at) + load<f32>(shift + at);
         store<f32>(w + at, load<f32>(w + at) + gv * xv);
@@ -115,79 +116,38 @@ function accumulateAffine(
       for (let c = 0; c < C; c++) {
         const xr = xb + <usize>c * rowBytes;
         const gr = gb + <usize>c * rowBytes;
+        const mr = mb + <usize>c * rowBytes;
+        const scale: f32 = coef != 0 ? load<f32>(coef + (<usize>c << 2)) : 1;
+        const offset: f32 = coef != 0 ? load<f32>(shift + (<usize>c << 2)) : 0;
+        const vs = f32x4.splat(scale);
+        const vo = f32x4.splat(offset);
         let dot = f32x4.splat(0);
         let sum = f32x4.splat(0);
-        let d: f32 = 0;
         let l = 0;
-        if (coef != 0) {
-          const scale = load<f32>(coef + (<usize>c << 2));
-          const offset = load<f32>(shift + (<usize>c << 2));
-          const vs = f32x4.splat(scale);
-          const vo = f32x4.splat(offset);
-          for (; l + 4 <= L; l += 4) {
-            const at = <usize>l << 2;
-            const gv = v128.load(gr + at);
-            dot = madd(gv, madd(v128.load(xr + at), vs, vo), dot);
-            sum = f32x4.add(sum, gv);
-          }
-          for (let t = l; t < L; t++) d += load<f32>(gr + (<usize>t << 2)) * (load<f32>(xr + (<usize>t << 2)) * scale + offset);
-        } else {
-          for (; l + 4 <= L; l += 4) {
-            const at = <usize>l << 2;
-            const gv = v128.load(gr + at);
-            dot = madd(gv, v128.load(xr + at), dot);
-            sum = f32x4.add(sum, gv);
-          }
-          for (let t = l; t < L; t++) d += load<f32>(gr + (<usize>t << 2)) * load<f32>(xr + (<usize>t << 2));
+        for (; l + 4 <= L; l += 4) {
+          const at = <usize>l << 2;
+          let gv = v128.load(gr + at);
+          if (mask != 0) gv = v128.andnot(gv, f32x4.le(v128.load(mr + at), zero));
+          let xv = v128.load(xr + at);
+          if (coef != 0) xv = madd(xv, vs, vo);
+          dot = madd(gv, xv, dot);
+          sum = f32x4.add(sum, gv);
         }
-        d += hsum(dot);
+        let d = hsum(dot);
         let s = hsum(sum);
-        for (; l < L; l++) s += load<f32>(gr + (<usize>l << 2));
+        for (; l < L; l++) {
+          const at = <usize>l << 2;
+          const gv: f32 = mask != 0 && load<f32>(mr + at) <= 0 ? 0 : load<f32>(gr + at);
+          let xv = load<f32>(xr + at);
+          if (coef != 0) xv = xv * scale + offset;
+          d += gv * xv;
+          s += gv;
+        }
         const at = <usize>c << 2;
         store<f32>(w + at, load<f32>(w + at) + d);
         if (bias != 0) store<f32>(bias + at, load<f32>(bias + at) + s);
       }
     }
-  }
-}
-
-/**
- * accumulateAffine for BatchNorm followed by ReLU, one block, running statistics (`cache` is
- * x, x̂ = x·coef[c] + coef[C + c]): `g` is the gradient after the ReLU and `mask` its output y,
- * so the gradient at the normalisation's output is g where y > 0 (or NaN), else 0.
- */
-function accumulateAffineMasked(C: i32, L: i32, cache: usize, g: usize, w: usize, bias: usize, coef: usize, mask: usize): void {
-  const shift = coef + (<usize>C << 2);
-  const zero = f32x4.splat(0);
-  const rowBytes = <usize>L << 2;
-  for (let c = 0; c < C; c++) {
-    const xr = cache + <usize>c * rowBytes;
-    const gr = g + <usize>c * rowBytes;
-    const yr = mask + <usize>c * rowBytes;
-    const scale = load<f32>(coef + (<usize>c << 2));
-    const offset = load<f32>(shift + (<usize>c << 2));
-    const vs = f32x4.splat(scale);
-    const vo = f32x4.splat(offset);
-    let dot = f32x4.splat(0);
-    let sum = f32x4.splat(0);
-    let l = 0;
-    for (; l + 4 <= L; l += 4) {
-      const at = <usize>l << 2;
-      const gv = v128.andnot(v128.load(gr + at), f32x4.le(v128.load(yr + at), zero));
-      dot = madd(gv, madd(v128.load(xr + at), vs, vo), dot);
-      sum = f32x4.add(sum, gv);
-    }
-    let d = hsum(dot);
-    let s = hsum(sum);
-    for (; l < L; l++) {
-      const at = <usize>l << 2;
-      const gv: f32 = load<f32>(yr + at) <= 0 ? 0 : load<f32>(gr + at);
-      d += gv * (load<f32>(xr + at) * scale + offset);
-      s += gv;
-    }
-    const at = <usize>c << 2;
-    store<f32>(w + at, load<f32>(w + at) + d);
-    if (bias != 0) store<f32>(bias + at, load<f32>(bias + at) + s);
   }
 }
 

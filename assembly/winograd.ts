@@ -111,13 +111,18 @@ export function winograd_fits(geom: usize, pass: i32): bool {
 }
 
 /**
- * Where the laid-out pass keeps its buffers: `work` when they fit the C_in·kvol·L floats the
- * kernels are given, else the module's static scratch when they fit there, else 0 (no room).
+ * Where a Winograd pass keeps `floats` floats of buffers: `work` when they fit the C_in·kvol·L
+ * floats the kernels are given (1 when work is 0: the question is only whether they fit), else
+ * the module's static scratch when they fit there, else 0 (no room). Shared with winograd43.ts.
  */
-function scratch(geom: usize, work: usize): usize {
-  const floats = <i64>weightFloats + <i64>frameFloats + <i64>bandFloats;
+export function buffers_for(geom: usize, work: usize, floats: i64): usize {
   if (floats <= <i64>geom_at(geom, 1) * 9 * <i64>(geom_at(geom, 7) * geom_at(geom, 8))) return work != 0 ? work : 1;
   return floats <= SCRATCH_CAP ? SCRATCH : 0;
+}
+
+/** buffers_for the laid-out pass. */
+function scratch(geom: usize, work: usize): usize {
+  return buffers_for(geom, work, <i64>weightFloats + <i64>frameFloats + <i64>bandFloats);
 }
 
 /** y (N, C_out, oH, oW) = conv(x, W) + b, for a geometry winograd_fits(geom, 0) accepts. */

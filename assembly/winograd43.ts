@@ -16,7 +16,7 @@
 // outputs' scale; the tests bound it by the tile's inputs (docs/kernels.md).
 import { geom_at } from "./geometry";
 import { tile_4x8 } from "./simd";
-import { SCRATCH, SCRATCH_CAP, round_up, winograd_shape, xi_stride } from "./winograd";
+import { buffers_for, round_up, winograd_shape, xi_stride } from "./winograd";
 
 /** conv_strategy's number for this path. */
 export const PATH_WINOGRAD_4X4: i32 = 6;
@@ -77,10 +77,9 @@ export function winograd43_fits(geom: usize, pass: i32): bool {
   return scratch(geom, 0) != 0;
 }
 
+/** Where the laid-out pass keeps its buffers (winograd.ts's buffers_for). */
 function scratch(geom: usize, work: usize): usize {
-  const floats = <i64>weightFloats + <i64>frameFloats + <i64>bandFloats;
-  if (floats <= <i64>geom_at(geom, 1) * 9 * <i64>(geom_at(geom, 7) * geom_at(geom, 8))) return work != 0 ? work : 1;
-  return floats <= SCRATCH_CAP ? SCRATCH : 0;
+  return buffers_for(geom, work, <i64>weightFloats + <i64>frameFloats + <i64>bandFloats);
 }
 
 /** y (N, C_out, oH, oW) = conv(x, W) + b, for a geometry winograd43_fits(geom, 0) accepts. */
