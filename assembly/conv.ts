@@ -12,6 +12,7 @@ import { PATH_PHASES, backward_input_phases, phases_fit } from "./conv_phases";
 import { PATH_WINOGRAD_4X4, winograd43_backward_input, winograd43_fits, winograd43_forward } from "./winograd43";
 import { winograd_weight, winograd_weight_tile } from "./winograd_weight";
 import { PATH_WINOGRAD, winograd_backward_input, winograd_fits, winograd_forward } from "./winograd";
+import { PATH_WINOGRAD_1D, winograd1d_backward_input, winograd1d_fits, winograd1d_forward, winograd1d_weight } from "./winograd1d";
 import {
   PATH_IM2COL, PATH_POINTWISE, backward_direct, backward_path, forward_direct, forward_path, weight_direct, weight_path,
 } from "./conv_direct";
@@ -21,11 +22,12 @@ import {
  * docs/kernels.md: 0 im2col + GEMM, 1 pointwise GEMM, 2 direct along output rows, 3 direct
  * over flat frame positions, 4 Winograd with 2×2 tiles (winograd.ts; weights in
  * winograd_weight.ts), 5 stride-1 phases (strided input gradient, conv_phases.ts), 6 Winograd
- * with 4×4 tiles (winograd43.ts, winograd_weight.ts). `pass`: 0 conv_forward, 1
+ * with 4×4 tiles (winograd43.ts, winograd_weight.ts), 7 1-d Winograd F(4, 5) (winograd1d.ts). `pass`: 0 conv_forward, 1
  * conv_backward_input, 2 conv_weight_per_sample and conv_weight_grad. For tests and benchmarks.
  */
 export function conv_strategy(geom: usize, pass: i32): i32 {
   if (conv_is_pointwise(geom)) return PATH_POINTWISE;
+  if (winograd1d_fits(geom, pass)) return PATH_WINOGRAD_1D;
   if (pass < 2) {
     if (winograd43_fits(geom, pass)) return PATH_WINOGRAD_4X4;
     if (winograd_fits(geom, pass)) return PATH_WINOGRAD;
@@ -43,6 +45,10 @@ export function conv_strategy(geom: usize, pass: i32): i32 {
 /** y (N, C_out, oD, oH, oW) = conv(x, W) + b (b = 0: no bias). */
 export function conv_forward(geom: usize, N: i32, x: usize, W: usize, b: usize, y: usize, work: usize): void {
   const path = conv_strategy(geom, 0);
+  if (path == PATH_WINOGRAD_1D) {
+    winograd1d_forward(geom, N, x, W, b, y, work);
+    return;
+  }
   if (path == PATH_WINOGRAD_4X4) {
     winograd43_forward(geom, N, x, W, b, y, work);
     return;
@@ -90,6 +96,10 @@ export function conv_forward(geom: usize, N: i32, x: usize, W: usize, b: usize, 
 /** gx (R, C_in, D, H, W) = the adjoint of the convolution applied to gy (R, C_out, L). */
 export function conv_backward_input(geom: usize, R: i32, gy: usize, W: usize, gx: usize, work: usize): void {
   const path = conv_strategy(geom, 1);
+  if (path == PATH_WINOGRAD_1D) {
+    winograd1d_backward_input(geom, R, gy, W, gx, work);
+    return;
+  }
   if (path == PATH_WINOGRAD_4X4) {
     winograd43_backward_input(geom, R, gy, W, gx, work);
     return;
@@ -145,6 +155,10 @@ export function conv_weight_per_sample(
   const gyRow = <usize>Cout * <usize>L << 2;
   const ldJBytes = <usize>ldJ << 2;
   const path = conv_strategy(geom, 2);
+  if (jw != 0 && path == PATH_WINOGRAD_1D) {
+    winograd1d_weight(geom, R, K, x, gy, jw, jb, ldJ, work, R); // bias included
+    return;
+  }
   if (jw != 0 && (path == PATH_WINOGRAD || path == PATH_WINOGRAD_4X4)) {
     winograd_weight(geom, R, K, x, gy, jw, jb, ldJ, work, R); // bias included
     return;
@@ -178,6 +192,10 @@ export function conv_weight_grad(
     if (accumulate == 0) fill_f32(gW, Cout * (Cin / G) * kvol, 0);
   } else {
     const path = conv_strategy(geom, 2);
+    if (path == PATH_WINOGRAD_1D) {
+      winograd1d_weight(geom, R, K, x, gy, gW, gb, 0, work, addFrom); // bias included
+      return;
+    }
     if (path == PATH_WINOGRAD || path == PATH_WINOGRAD_4X4) {
       winograd_weight(geom, R, K, x, gy, gW, gb, 0, work, addFrom); // bias included
       return;

@@ -113,10 +113,12 @@ export function winograd_fits(geom: usize, pass: i32): bool {
 /**
  * Where a Winograd pass keeps `floats` floats of buffers: `work` when they fit the C_in·kvol·L
  * floats the kernels are given (1 when work is 0: the question is only whether they fit), else
- * the module's static scratch when they fit there, else 0 (no room). Shared with winograd43.ts.
+ * the module's static scratch when they fit there, else 0 (no room). Shared with winograd43.ts and winograd1d.ts.
  */
 export function buffers_for(geom: usize, work: usize, floats: i64): usize {
-  if (floats <= <i64>geom_at(geom, 1) * 9 * <i64>(geom_at(geom, 7) * geom_at(geom, 8))) return work != 0 ? work : 1;
+  const kvol = geom_at(geom, 9) * geom_at(geom, 10) * geom_at(geom, 11);
+  const L = <i64>geom_at(geom, 6) * geom_at(geom, 7) * geom_at(geom, 8);
+  if (floats <= <i64>geom_at(geom, 1) * kvol * L) return work != 0 ? work : 1;
   return floats <= SCRATCH_CAP ? SCRATCH : 0;
 }
 

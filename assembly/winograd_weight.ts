@@ -163,9 +163,9 @@ export function winograd_weight(
 
 /**
  * dst (FH × FW pixels × `stride` channels) = src (C planes of H × W) shifted by (pH, pW),
- * channel-last; zero elsewhere (padding, channels past C).
+ * channel-last; zero elsewhere (padding, channels past C). Shared with winograd1d.ts.
  */
-function fill_frame_channels_last(
+export function fill_frame_channels_last(
   src: usize, C: i32, H: i32, W: i32, dst: usize, FH: i32, FW: i32, stride: i32, pH: i32, pW: i32,
 ): void {
   memory.fill(dst, 0, <usize>(FH * FW * stride) << 2);

@@ -235,6 +235,11 @@ function atLeast(magnitude: Float64Array, floor: Float64Array): void {
   for (let i = 0; i < magnitude.length; i++) magnitude[i] = Math.max(magnitude[i], floor[i]);
 }
 
+/** Whether a pass's path mixes a whole tile's inputs into each output (F(4×4, 3×3), 1-d F(4, 5)). */
+function winogradTiles(path: number): boolean {
+  return path === PATH.winograd4x4 || path === PATH.winograd1d;
+}
+
 function checkConvForward(g: ConvGeometry, N: number, withBias: boolean, s: number): void {
   const memory = new WasmBuffers();
   const L = volume(g.output);
@@ -248,7 +253,7 @@ function checkConvForward(g: ConvGeometry, N: number, withBias: boolean, s: numb
   k.conv_forward(pGeom, N, pX, pW, pB, pY, pWork);
   const expected = convForwardReference(g, N, x, W, b);
   const magnitude = convForwardReference(g, N, absolute(x), absolute(W), b && absolute(b));
-  if (k.conv_strategy(pGeom, 0) === PATH.winograd4x4) atLeast(magnitude, winogradConvScale(g, N, x, W, false));
+  if (winogradTiles(k.conv_strategy(pGeom, 0))) atLeast(magnitude, winogradConvScale(g, N, x, W, false));
   const depth = (g.cin / g.groups) * volume(g.kernel) + 1;
   assertClose(memory.read(pY, N * g.cout * L), expected, magnitude, depth, describeGeometry(g));
   memory.assertGuardsIntact();
@@ -274,7 +279,7 @@ function checkConvBackwardInput(g: ConvGeometry, R: number, s: number): void {
   k.conv_backward_input(pGeom, R, pGy, pW, pGx, pWork);
   const expected = convBackwardInputReference(g, R, gy, W);
   const magnitude = convBackwardInputReference(g, R, absolute(gy), absolute(W));
-  if (k.conv_strategy(pGeom, 1) === PATH.winograd4x4) atLeast(magnitude, winogradConvScale(g, R, gy, W, true));
+  if (winogradTiles(k.conv_strategy(pGeom, 1))) atLeast(magnitude, winogradConvScale(g, R, gy, W, true));
   const depth = (g.cout / g.groups) * volume(g.kernel);
   assertClose(memory.read(pGx, inCount), expected, magnitude, depth, describeGeometry(g));
   memory.assertGuardsIntact();
@@ -311,7 +316,7 @@ function convPerSample(
 function weightMagnitude(g: ConvGeometry, R: number, K: number, x: Float32Array, gy: Float32Array, pGeom: number) {
   const magnitude = convWeightPerSampleReference(g, R, K, absolute(x), absolute(gy));
   const path = k.conv_strategy(pGeom, 2);
-  if (path === PATH.winograd || path === PATH.winograd4x4) {
+  if (path === PATH.winograd || winogradTiles(path)) {
     atLeast(magnitude.weight, winogradWeightScale(g, R, K, x, gy));
   }
   return magnitude;
@@ -474,7 +479,7 @@ test("conv kernels match the references on layer sizes that span several GEMM bl
 // one edge of a tile, and conv_strategy pins that it does, so a change of the caps or rules
 // that silently leaves a path untested fails here.
 
-const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3, winograd: 4, phases: 5, winograd4x4: 6 } as const;
+const PATH = { im2col: 0, pointwise: 1, rows: 2, flat: 3, winograd: 4, phases: 5, winograd4x4: 6, winograd1d: 7 } as const;
 type PathName = keyof typeof PATH;
 
 function convLayer(
@@ -601,8 +606,28 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
   ],
   [
     convLayer(1, 16, 32, [1, 1, 499], [1, 1, 9], [1, 1, 2]),
-    "rows", "phases", "rows",
-    "a strided 1-d layer (audio1d's second): the input gradient as two stride-1 phases of 5 and 4 taps",
+    "winograd1d", "winograd1d", "winograd1d",
+    "a strided 1-d layer (audio1d's second): 1-d F(4, 5) on 32 frame rows (16 channels × 2 phases, the odd phase's fifth tap zero), 246 outputs (a last block of 8 tiles partly outside)",
+  ],
+  [
+    convLayer(1, 9, 10, [1, 1, 37], [1, 1, 5], [1, 1, 1], [0, 0, 2]),
+    "winograd1d", "winograd1d", "winograd1d",
+    "1-d F(4, 5) stride 1, padding 2: 9 frame rows and 10 output rows (ragged register tiles), 37 outputs (one full block, one ragged)",
+  ],
+  [
+    convLayer(1, 8, 8, [1, 1, 40], [1, 1, 9], [1, 1, 1], [0, 0, 4]),
+    "winograd1d", "winograd1d", "winograd1d",
+    "1-d k = 9 stride 1: two 5-tap groups (the second's last tap zero), frame rows shifted by 5",
+  ],
+  [
+    convLayer(1, 3, 8, [1, 1, 50], [1, 1, 12], [1, 1, 3], [0, 0, 5]),
+    "winograd1d", "winograd1d", "winograd1d",
+    "1-d k = 12 stride 3 padding 5: three phases of 4 taps, input-gradient rows scattered 3 apart with the first positions cropped",
+  ],
+  [
+    convLayer(1, 16, 32, [1, 1, 499], [1, 1, 3], [1, 1, 2]),
+    "rows", "im2col", "rows",
+    "a strided 1-d layer whose phases have 2 and 1 taps: too few for 1-d Winograd",
   ],
   [
     convLayer(1, 8, 9, [1, 17, 19], [1, 5, 5], [1, 2, 2], [0, 2, 2]),
@@ -709,6 +734,36 @@ test("Winograd F(4×4, 3×3) forward and input gradient and F(3×3, 4×4) weight
       checkConvWeightGrad(g, N, 1, withBias, !withBias, s + 3);
     }),
     { numRuns: 60 },
+  );
+});
+
+test("1-d Winograd F(4, 5) forward, input gradient and weight gradients match the references on random 1-d layers, strided or not", () => {
+  // Kernels of 4..14 taps, strides 1..3, split into 5-tap groups per phase: every layer with
+  // at least 2x fewer products than direct, 8 frame rows and 8 outputs takes the path.
+  const layer = fc.record({
+    cin: fc.integer({ min: 1, max: 12 }),
+    cout: fc.integer({ min: 8, max: 13 }),
+    k: fc.integer({ min: 4, max: 14 }),
+    s: fc.integer({ min: 1, max: 3 }),
+    pad: fc.integer({ min: 0, max: 6 }),
+    outputs: fc.integer({ min: 8, max: 70 }),
+  }).map((l) => {
+    const pad = Math.min(l.pad, l.k - 1);
+    const length = (l.outputs - 1) * l.s + l.k - 2 * pad;
+    return { ...l, pad, length, chunks: Math.ceil(Math.ceil(l.k / l.s) / 5) };
+  }).filter((l) => l.length >= 1 && l.k >= 4 * l.s * l.chunks && l.cin * l.s * l.chunks >= 8 && l.cin * l.s >= 8)
+    .map((l) => convLayer(1, l.cin, l.cout, [1, 1, l.length], [1, 1, l.k], [1, 1, l.s], [0, 0, l.pad]));
+  const memory = new WasmBuffers();
+  fc.assert(
+    fc.property(layer, fc.integer({ min: 1, max: 2 }), fc.boolean(), seed, (g, N, withBias, s) => {
+      const pGeom = memory.putInts(convGeometryBlock(g));
+      assert.deepEqual([0, 1, 2].map((pass) => k.conv_strategy(pGeom, pass)), [PATH.winograd1d, PATH.winograd1d, PATH.winograd1d], describeGeometry(g));
+      checkConvForward(g, N, withBias, s);
+      checkConvBackwardInput(g, N, s + 1);
+      checkConvWeightPerSample(g, N, 2, withBias, 1, s + 2);
+      checkConvWeightGrad(g, N, 1, withBias, !withBias, s + 3);
+    }),
+    { numRuns: 80 },
   );
 });
 
