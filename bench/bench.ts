@@ -21,7 +21,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type CaseName, caseRows, scalingRows } from "./cases.ts";
 import { gemmRows } from "./gemm.ts";
-import { currentRuntime, effort, loadAverage, progress, RUNTIMES, type RuntimeName } from "./measure.ts";
+import { currentRuntime, effort, glibcTunables, loadAverage, progress, RUNTIMES, type RuntimeName } from "./measure.ts";
 import { humanReport, markdownReport, svgReport } from "./report.ts";
 import type { Row, TorchRow } from "./rows.ts";
 
@@ -219,6 +219,7 @@ function runTorch(options: Options, ranAfter: RuntimeName | null, ranBefore: Run
       ran_after: ranAfter,
       ran_before: ranBefore,
       load_avg_1m: loadAverage(),
+      glibc_tunables: glibcTunables(),
       N: r.N,
       D: r.D,
       functorch_ms: r.functorch_ms,

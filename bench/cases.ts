@@ -7,6 +7,7 @@ import type { Module, ResultOptions, Target, Tensor } from "../mod.ts";
 import { cnnNetwork, mlpNetwork, seedNetwork } from "../src/examples.ts";
 import {
   currentRuntime,
+  glibcTunables,
   loadAverage,
   type Effort,
   medians,
@@ -72,7 +73,7 @@ function naive(definition: CaseDefinition, net: Module, batch: Batch, options: R
 }
 
 function where(): Where {
-  return { runtime: currentRuntime(), runtime_version: runtimeVersion(), build: simdBuild(), load_avg_1m: loadAverage() };
+  return { runtime: currentRuntime(), runtime_version: runtimeVersion(), build: simdBuild(), load_avg_1m: loadAverage(), glibc_tunables: glibcTunables() };
 }
 
 /** D: the number of parameters, the columns of J. */

@@ -6,7 +6,7 @@
  * packed weights per tensor, so `peer_gflops_new_b` also times it with a new B each call.
  */
 import { arena, kernels, simdBuild } from "../src/wasm.ts";
-import { currentRuntime, type Effort, loadAverage, medians, runtimeVersion, significant } from "./measure.ts";
+import { currentRuntime, type Effort, glibcTunables, loadAverage, medians, runtimeVersion, significant } from "./measure.ts";
 import type { GemmRow } from "./rows.ts";
 import { describeError, loadTfjs, matMulTask } from "./tfjs.ts";
 
@@ -54,6 +54,7 @@ export async function gemmRows(effort: Effort): Promise<GemmRow[]> {
       runtime_version: runtimeVersion(),
       build: simdBuild(),
       load_avg_1m: loadAverage(),
+      glibc_tunables: glibcTunables(),
       median_ms: ourMs,
       gflops: ourGflops,
       peer: tfjs?.name ?? "tfjs-wasm",

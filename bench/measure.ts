@@ -37,6 +37,19 @@ export function loadAverage(): number {
   }
 }
 
+/**
+ * The GLIBC_TUNABLES this process started with (null: none). glibc reads them at start; the
+ * README's "Large results" uses one (the memcpy non-temporal threshold) that changes how fast
+ * results are copied out, so every row says what it ran under.
+ */
+export function glibcTunables(): string | null {
+  try {
+    return process.env.GLIBC_TUNABLES ?? null;
+  } catch {
+    return null;
+  }
+}
+
 /** How hard to try: `quick` cuts the time budgets and the batch sizes swept. */
 export interface Effort {
   quick: boolean;

@@ -205,6 +205,12 @@ export function markdownReport(rows: Row[], measured: Date): string {
     parts.push("", `1-minute load average during the run: ${Math.min(...loads)} to ${Math.max(...loads)} ` +
       `(${os.availableParallelism?.() ?? os.cpus().length} CPUs; anything above ~1 means other jobs were sharing them).`);
   }
+  const tunables = [...new Set(rows.map((r) => ("glibc_tunables" in r ? r.glibc_tunables : null) ?? "none"))];
+  if (tunables.length === 1 && tunables[0] !== "none") {
+    parts.push("", `Every process (ours and PyTorch's) ran with GLIBC_TUNABLES=${tunables[0]} (see "Large results" below).`);
+  } else if (tunables.length > 1) {
+    parts.push("", `The rows ran under different GLIBC_TUNABLES: ${tunables.join(", ")}.`);
+  }
   parts.push("");
   parts.push("Per-sample gradients: how many times faster our one pass is than each peer (the peer's median time " +
     "over ours; PyTorch at its best of its runs just before and just after the runtime's; TF.js and our naive loop " +

@@ -13,6 +13,8 @@ export interface Where {
   build: string;
   /** The machine's 1-minute load average when the row was measured (other jobs share it). */
   load_avg_1m: number;
+  /** GLIBC_TUNABLES of the measuring process, or null (README, "Large results"). */
+  glibc_tunables: string | null;
 }
 
 /** One of the public cases (BENCH_CASES.md), timed through the public API. */
@@ -103,6 +105,7 @@ export interface TorchRow {
   /** The runtime whose cases ran just after it (null: it ran last). */
   ran_before: RuntimeName | null;
   load_avg_1m: number;
+  glibc_tunables: string | null;
   N: number;
   D: number;
   functorch_ms: number;
