@@ -41,8 +41,9 @@ const MR: i32 = 4;
 const NR: i32 = 8;
 /** The 8 products of one block (ξ × MR × NR floats). */
 const PRODUCTS: usize = memory.data(XI * MR * NR << 2, 64);
-/** The output transform's 4 × 4 results, then transposed. */
+/** The output transform's 4 × 4 results, then transposed (OUT_ODD: the odd phase's, stride 2). */
 const OUT: usize = memory.data(4 * 16, 64);
+const OUT_ODD: usize = memory.data(4 * 16, 64);
 /** One row of taps of G·w' (float64 work of transform_weights). */
 const TAP_ROW: usize = memory.data(TAPS << 3, 16);
 
@@ -197,23 +198,51 @@ function g_row(xi: i32): f64 {
 
 /**
  * One frame row (4 phases × phaseW: position q = 4u + ψ at ψ·phaseW + u) ← src[s·q + offset],
- * zero where that falls outside src's `length` floats.
+ * zero where that falls outside src's `length` floats. Strides 1 and 2 take four u of every
+ * phase at a time from 16·s consecutive floats, split into phases by shuffles.
  */
 function fill_row(src: usize, length: i32, s: i32, offset: i32, dst: usize): void {
-  for (let psi = 0; psi < 4; psi++) {
-    const to = dst + (<usize>(psi * phaseW) << 2);
-    // Phase ψ reads src[4s·u + sψ + offset]: inside for u in [first, end).
-    const start = psi * s + offset;
-    const first = min(phaseW, max(0, ceil_div(-start, 4 * s)));
-    const end = min(phaseW, max(first, floor_div(length - 1 - start, 4 * s) + 1));
-    for (let u = 0; u < first; u++) store<f32>(to + (<usize>u << 2), 0);
-    let at = src + (<usize>(start + 4 * s * first) << 2);
-    const step = <usize>(4 * s) << 2;
-    for (let u = first; u < end; u++) {
-      store<f32>(to + (<usize>u << 2), load<f32>(at));
-      at += step;
+  let u = 0;
+  if (s <= 2) {
+    u = min(phaseW, max(0, ceil_div(-offset, 4 * s)));
+    fill_phases(src, length, s, offset, dst, 0, u);
+    const phaseBytes = <usize>phaseW << 2;
+    for (; u + 4 <= phaseW && 4 * s * u + offset + 16 * s <= length; u += 4) {
+      const from = src + (<usize>(4 * s * u + offset) << 2);
+      const to = dst + (<usize>u << 2);
+      const w0 = v128.load(from), w1 = v128.load(from, 16), w2 = v128.load(from, 32), w3 = v128.load(from, 48);
+      if (s == 1) {
+        // w_i holds q = 4(u + i) … + 3: a 4×4 transpose gives phase ψ for u … u + 3.
+        const t0 = i32x4.shuffle(w0, w1, 0, 4, 1, 5), t1 = i32x4.shuffle(w0, w1, 2, 6, 3, 7);
+        const t2 = i32x4.shuffle(w2, w3, 0, 4, 1, 5), t3 = i32x4.shuffle(w2, w3, 2, 6, 3, 7);
+        v128.store(to, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+        v128.store(to + phaseBytes, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+        v128.store(to + 2 * phaseBytes, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
+        v128.store(to + 3 * phaseBytes, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+      } else {
+        // Stride 2: q = 4(u + i) + ψ reads float 8i + 2ψ of the 32: lanes 0 and 2 of w_2i (ψ 0, 1)
+        // and of w_2i+1 (ψ 2, 3).
+        const w4 = v128.load(from, 64), w5 = v128.load(from, 80), w6 = v128.load(from, 96), w7 = v128.load(from, 112);
+        const a = i32x4.shuffle(w0, w2, 0, 2, 4, 6), b = i32x4.shuffle(w4, w6, 0, 2, 4, 6);
+        const c = i32x4.shuffle(w1, w3, 0, 2, 4, 6), d = i32x4.shuffle(w5, w7, 0, 2, 4, 6);
+        v128.store(to, i32x4.shuffle(a, b, 0, 2, 4, 6));
+        v128.store(to + phaseBytes, i32x4.shuffle(a, b, 1, 3, 5, 7));
+        v128.store(to + 2 * phaseBytes, i32x4.shuffle(c, d, 0, 2, 4, 6));
+        v128.store(to + 3 * phaseBytes, i32x4.shuffle(c, d, 1, 3, 5, 7));
+      }
     }
-    for (let u = end; u < phaseW; u++) store<f32>(to + (<usize>u << 2), 0);
+  }
+  fill_phases(src, length, s, offset, dst, u, phaseW);
+}
+
+/** fill_row's positions u in [from, to) of every phase, one at a time, checking each. */
+function fill_phases(src: usize, length: i32, s: i32, offset: i32, dst: usize, from: i32, to: i32): void {
+  for (let psi = 0; psi < 4; psi++) {
+    const row = dst + (<usize>(psi * phaseW) << 2);
+    for (let u = from; u < to; u++) {
+      const at = 4 * s * u + s * psi + offset;
+      store<f32>(row + (<usize>u << 2), at >= 0 && at < length ? load<f32>(src + (<usize>at << 2)) : 0);
+    }
   }
 }
 
@@ -251,6 +280,7 @@ function run(C: i32, M: i32, U: usize, frame: usize, OL: i32, b: usize, out: usi
   const uStride = <usize>(round_up(M, MR) * C) << 2;
   const rowBytes = <usize>(4 * phaseW) << 2;
   const phaseBytes = <usize>phaseW << 2;
+  const zero = f32x4.splat(0);
   for (let t0 = 0; t0 < tiles; t0 += NR) {
     // V (ξ, row, 8 tiles) = Bᵀ d for tiles t0 … t0 + 7, four per f32x4.
     for (let group = 0; group < 2; group++) {
@@ -270,13 +300,28 @@ function run(C: i32, M: i32, U: usize, frame: usize, OL: i32, b: usize, out: usi
         tile_4x8(C, u + <usize>xi * uStride, MR << 2, V + <usize>xi * vStride, NR << 2,
           PRODUCTS + (<usize>(xi * MR * NR) << 2), NR << 2, false);
       }
-      for (let r = 0; r < min(MR, M - m0); r++) {
+      const rows = min(MR, M - m0);
+      if (s == 2) {
+        // Rows m0 + r and m0 + r + 1 are the phases 0 and 1 of one channel (M is even, m0 a
+        // multiple of 4): interleaved, their outputs are 32 consecutive positions of gx.
+        for (let r = 0; r < rows; r += 2) {
+          for (let group = 0; group < 2; group++) {
+            const q0 = 4 * (t0 + 4 * group);
+            if (q0 >= OL) break;
+            output_group(PRODUCTS + (<usize>(r * NR + 4 * group) << 2), zero, OUT);
+            output_group(PRODUCTS + (<usize>((r + 1) * NR + 4 * group) << 2), zero, OUT_ODD);
+            store_interleaved(out + (<usize>(((m0 + r) >> 1) * length) << 2), 2 * q0 + offset, length);
+          }
+        }
+        continue;
+      }
+      for (let r = 0; r < rows; r++) {
         const m = m0 + r;
         const bias = f32x4.splat(b != 0 ? load<f32>(b + (<usize>m << 2)) : 0);
         for (let group = 0; group < 2; group++) {
           const q0 = 4 * (t0 + 4 * group);
           if (q0 >= OL) break;
-          output_group(PRODUCTS + (<usize>(r * NR + 4 * group) << 2), bias);
+          output_group(PRODUCTS + (<usize>(r * NR + 4 * group) << 2), bias, OUT);
           if (s == 1) store_contiguous(out + (<usize>(m * length) << 2), q0 + offset, length);
           else store_strided(out + (<usize>((m / s) * length) << 2), s, q0 * s + m % s + offset, length);
         }
@@ -285,9 +330,9 @@ function run(C: i32, M: i32, U: usize, frame: usize, OL: i32, b: usize, out: usi
   }
 }
 
-/** OUT (16 outputs of 4 tiles, in order) = Aᵀ of the products at p (ξ blocks MR·NR floats apart) + bias. */
+/** dst (16 outputs of 4 tiles, in order) = Aᵀ of the products at p (ξ blocks MR·NR floats apart) + bias. */
 // @ts-ignore: decorator
-@inline function output_group(p: usize, bias: v128): void {
+@inline function output_group(p: usize, bias: v128, dst: usize): void {
   const step = <usize>(MR * NR) << 2;
   const m0 = v128.load(p), m1 = v128.load(p + step), m2 = v128.load(p + 2 * step), m3 = v128.load(p + 3 * step);
   const m4 = v128.load(p + 4 * step), m5 = v128.load(p + 5 * step), m6 = v128.load(p + 6 * step), m7 = v128.load(p + 7 * step);
@@ -302,10 +347,10 @@ function run(C: i32, M: i32, U: usize, frame: usize, OL: i32, b: usize, out: usi
   // Lane u of y_i is output i of tile u: transpose to each tile's four outputs.
   const t0 = i32x4.shuffle(y0, y1, 0, 4, 1, 5), t1 = i32x4.shuffle(y0, y1, 2, 6, 3, 7);
   const t2 = i32x4.shuffle(y2, y3, 0, 4, 1, 5), t3 = i32x4.shuffle(y2, y3, 2, 6, 3, 7);
-  v128.store(OUT, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-  v128.store(OUT, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
-  v128.store(OUT, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
-  v128.store(OUT, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+  v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+  v128.store(dst, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
+  v128.store(dst, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
+  v128.store(dst, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
 }
 
 /** row[first … first + 15] ← OUT, only positions in [0, length). */
@@ -321,6 +366,24 @@ function store_contiguous(row: usize, first: i32, length: i32): void {
   for (let i = 0; i < 16; i++) {
     const q = first + i;
     if (q >= 0 && q < length) store<f32>(row + (<usize>q << 2), load<f32>(OUT + (<usize>i << 2)));
+  }
+}
+
+/** row[first + 2i] ← OUT[i], row[first + 2i + 1] ← OUT_ODD[i] for i < 16, only positions in [0, length). */
+function store_interleaved(row: usize, first: i32, length: i32): void {
+  if (first >= 0 && first + 32 <= length) {
+    const at = row + (<usize>first << 2);
+    for (let k = 0; k < 64; k += 16) {
+      const even = v128.load(OUT + <usize>k), odd = v128.load(OUT_ODD + <usize>k);
+      v128.store(at + (<usize>k << 1), i32x4.shuffle(even, odd, 0, 4, 1, 5));
+      v128.store(at + (<usize>k << 1), i32x4.shuffle(even, odd, 2, 6, 3, 7), 16);
+    }
+    return;
+  }
+  for (let i = 0; i < 16; i++) {
+    const q = first + 2 * i;
+    if (q >= 0 && q < length) store<f32>(row + (<usize>q << 2), load<f32>(OUT + (<usize>i << 2)));
+    if (q + 1 >= 0 && q + 1 < length) store<f32>(row + (<usize>(q + 1) << 2), load<f32>(OUT_ODD + (<usize>i << 2)));
   }
 }
 
