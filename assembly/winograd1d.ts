@@ -474,7 +474,7 @@ export function winograd1d_weight(
     const n = r / K;
     if (n != sample) {
       sample = n;
-      fill_x_frame(x + (<usize>(n * Cin * L) << 2), rows, L, xFrame);
+      fill_x_frame(x + (<usize>(n * Cin * L) << 2), Cin, L, xFrame);
       input_tiles(xFrame, V, vXi);
     }
     const gyr = gy + (<usize>(r * Cout * oL) << 2);
@@ -507,15 +507,52 @@ export function winograd1d_weight(
 /**
  * The channel-last frame (4·wTiles + 4 positions × rowsPadded) of one sample: position q of
  * row (c, φ, g) ← x[c][s·q + φ + 5sg − p] where that is inside the channel. The positions
- * outside are the same for every sample and stay zero from the pass's start.
+ * outside are the same for every sample and stay zero from the pass's start. Stride 1 is a
+ * shifted transpose (winograd_weight.ts's); stride 2 takes two positions of four channels'
+ * both phases (16 floats) from four loads.
  */
-function fill_x_frame(xn: usize, rows: i32, L: i32, frame: usize): void {
+function fill_x_frame(xn: usize, Cin: i32, L: i32, frame: usize): void {
   const positions = 4 * wTiles + 4;
+  if (chunks == 1 && stride == 1) {
+    fill_frame_channels_last(xn, Cin, 1, L, frame, 1, positions, rowsPadded, 0, pad);
+    return;
+  }
+  if (chunks > 1 || stride != 2) {
+    fill_rows(xn, L, frame, 0, Cin * stride * chunks, 0, positions);
+    return;
+  }
+  // Stride 2: frame[q][2c + φ] = x[c][2q + φ − p]; x[c][2q − p … 2q − p + 3] holds rows (c, 0),
+  // (c, 1) of positions q and q + 1.
+  const qFirst = min(positions, (pad + 1) >> 1);
+  let q = qFirst;
+  const groups = Cin & ~3;
   const pitch = <usize>rowsPadded << 2;
-  for (let row = 0; row < rows; row++) {
+  const plane = <usize>L << 2;
+  for (; q + 2 <= positions && 2 * q - pad + 4 <= L; q += 2) {
+    const to = frame + <usize>q * pitch;
+    let from = xn + (<usize>(2 * q - pad) << 2);
+    for (let c = 0; c < groups; c += 4) {
+      const v0 = v128.load(from), v1 = v128.load(from + plane), v2 = v128.load(from + 2 * plane), v3 = v128.load(from + 3 * plane);
+      const at = to + (<usize>(2 * c) << 2);
+      v128.store(at, i32x4.shuffle(v0, v1, 0, 1, 4, 5));
+      v128.store(at, i32x4.shuffle(v2, v3, 0, 1, 4, 5), 16);
+      v128.store(at + pitch, i32x4.shuffle(v0, v1, 2, 3, 6, 7));
+      v128.store(at + pitch, i32x4.shuffle(v2, v3, 2, 3, 6, 7), 16);
+      from += 4 * plane;
+    }
+  }
+  fill_rows(xn, L, frame, 0, 2 * Cin, 0, qFirst);
+  fill_rows(xn, L, frame, 0, 2 * Cin, q, positions);
+  fill_rows(xn, L, frame, 2 * groups, 2 * Cin, qFirst, q);
+}
+
+/** fill_x_frame's rows [rowFrom, rowTo) at positions [qFrom, qTo), one float at a time. */
+function fill_rows(xn: usize, L: i32, frame: usize, rowFrom: i32, rowTo: i32, qFrom: i32, qTo: i32): void {
+  const pitch = <usize>rowsPadded << 2;
+  for (let row = rowFrom; row < rowTo; row++) {
     const offset = load<i32>(ROW_START + (<usize>row << 2));
-    const first = min(positions, max(0, ceil_div(-offset, stride)));
-    const end = min(positions, max(first, floor_div(L - 1 - offset, stride) + 1));
+    const first = min(qTo, max(qFrom, ceil_div(-offset, stride)));
+    const end = min(qTo, max(first, floor_div(L - 1 - offset, stride) + 1));
     const src = xn + (<usize>(row / (stride * chunks) * L) << 2);
     let at = offset + first * stride;
     let to = frame + <usize>first * pitch + (<usize>row << 2);
