@@ -580,6 +580,11 @@ const pathCases: [ConvGeometry, PathName, PathName, PathName, string][] = [
     "padding=\"same\", seed3d-sized: padding only at the far end of every dim",
   ],
   [
+    convLayer(1, 1, 16, [1, 1, 203], [1, 1, 9], [1, 1, 4]),
+    "rows", "phases", "rows",
+    "audio1d's first layer: 16 output channels but 9 rows (1 × 9 taps), so dot-product weight tiles, not the outer products' staged gyᵀ",
+  ],
+  [
     convLayer(1, 16, 32, [1, 16, 16], [1, 3, 3], [1, 1, 1], [0, 1, 1]),
     "winograd4x4", "winograd4x4", "winograd4x4",
     "cnn's second layer: Winograd F(4×4, 3×3) forward and input gradient (tile rows of one group: bands of two), F(3×3, 4×4) weights",
