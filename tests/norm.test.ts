@@ -46,7 +46,7 @@ import { manualSeed } from "../src/layers/init.ts";
 import { arena } from "../src/wasm.ts";
 import { numel } from "../src/tensor.ts";
 import { assertFusedMatchesApart } from "./helpers/fusion.ts";
-import { arbitraryNormNetwork, inputFor, randomiseNormState } from "./helpers/norm_architectures.ts";
+import { arbitraryNormNetwork, inputFor, wellConditioned, randomiseNormState } from "./helpers/norm_architectures.ts";
 import type { NormNetworkCase } from "./helpers/norm_architectures.ts";
 import { checkAgainstFiniteDifferences, checkAgainstNaive, checkSumsToBatchGradient, describeCase, objectivesFor } from "./helpers/properties.ts";
 import type { Prepared } from "./helpers/properties.ts";
@@ -159,7 +159,10 @@ test("per-sample gradients and Jacobians through normalisation, Embedding, adapt
 });
 
 test("per-sample gradients and Jacobians through these layers equal central finite differences of the float64 reference", () => {
-  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: 60 });
+  // Normalisations over 2 values or over copies of one leave only O(ε) or zero gradients,
+  // beyond a finite difference's reach (wellConditioned).
+  const cases = arbitraryNormNetwork().filter(wellConditioned);
+  fc.assert(fc.property(cases, (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: 60 });
 });
 
 test("per-sample loss gradients through these layers sum to the ordinary batch gradient", () => {

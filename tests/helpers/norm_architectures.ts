@@ -194,3 +194,38 @@ export function inputFor(c: NormNetworkCase): Tensor {
   const data = new Float32Array(c.N * numel(c.sampleShape)).map(() => Math.floor(rng() * c.vocabulary!));
   return { shape: [c.N, ...c.sampleShape], data };
 }
+
+/**
+ * Whether a float64 finite difference can judge the case's float32 gradients: every
+ * normalisation that uses the sample's own statistics normalises at least 3 values, none of
+ * them copies of one value. Over 2 values x̂ = ±d/√(d² + ε) is ±1 up to ε/d², and over copies
+ * of one value (an adaptive pooling that upsampled it) x̂ is 0: either way every gradient
+ * through it is 0 or O(ε) in exact arithmetic, and what float32 computes instead is rounding
+ * scaled by 1/σ. Naive per-sample backprop, in the same precision, still checks those cases.
+ */
+export function wellConditioned(c: NormNetworkCase): boolean {
+  const flat = c.spec.layers.flatMap((l) => (l.type === "Sequential" ? (l.layers as LayerSpec[]) : [l]));
+  let upsampled = false;
+  for (let i = 0; i < flat.length; i++) {
+    const layer = flat[i];
+    const type = String(layer.type);
+    const shape = i === 0 ? c.sampleShape : shapeOf(flat.slice(0, i), c.sampleShape);
+    if (type.startsWith("Adaptive")) {
+      const after = shapeOf(flat.slice(0, i + 1), c.sampleShape);
+      if (after.some((size, d) => size > shape[d])) upsampled = true;
+      continue;
+    }
+    if (!/^(GroupNorm|InstanceNorm|LayerNorm)/.test(type)) continue;
+    if (type.startsWith("InstanceNorm") && layer.track_running_stats === true) continue; // eval: running statistics
+    if (upsampled) return false;
+    let count: number;
+    if (type === "GroupNorm") count = numel(shape) / Number(layer.num_groups);
+    else if (type.startsWith("InstanceNorm")) count = numel(shape.slice(1));
+    else {
+      const normalized = layer.normalized_shape;
+      count = Array.isArray(normalized) ? numel(normalized as number[]) : Number(normalized);
+    }
+    if (count < 3) return false;
+  }
+  return true;
+}
