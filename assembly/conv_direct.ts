@@ -28,7 +28,7 @@
 //
 // Scratch: static module data (below), plus the caller's `work` for a padded frame when it
 // fits there. The kernels allocate nothing.
-import { madd, hsum, sum_f32 } from "./simd";
+import { madd, hsum, store_transposed, sum_f32 } from "./simd";
 import { geom_at } from "./geometry";
 
 /** Output channels per tile (rows of a packed weight panel). */
@@ -888,14 +888,7 @@ function stage_transposed(gy: usize, C: i32, L: i32, first: i32, count: i32, bia
       sum1 = f32x4.add(sum1, r1);
       sum2 = f32x4.add(sum2, r2);
       sum3 = f32x4.add(sum3, r3);
-      const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5);
-      const t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
-      const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5);
-      const t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
-      v128.store(d, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-      v128.store(d + ld, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-      v128.store(d + 2 * ld, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
-      v128.store(d + 3 * ld, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+      store_transposed(r0, r1, r2, r3, d, ld);
       d += 4 * ld;
     }
     let tail0: f32 = 0, tail1: f32 = 0, tail2: f32 = 0, tail3: f32 = 0;

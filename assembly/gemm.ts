@@ -4,7 +4,7 @@
 // zero-padded, so the micro-kernel never sees a ragged edge), then runs the MR×NR
 // micro-kernel over every pair. The packing buffers are static module data, so the kernels
 // allocate nothing; the TypeScript arena starts above them (at __heap_base).
-import { tile_4x8 } from "./simd";
+import { store_transposed, tile_4x8 } from "./simd";
 
 /** Rows of the micro-kernel's tile. */
 const MR: i32 = 4;
@@ -206,15 +206,7 @@ function transpose_rows_4(src: usize, ld: usize, kc: i32, dst: usize, stride: us
     const r1 = v128.load(s1 + at);
     const r2 = v128.load(s2 + at);
     const r3 = v128.load(s3 + at);
-    const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5);
-    const t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
-    const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5);
-    const t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
-    const d = dst + <usize>k * stride;
-    v128.store(d, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-    v128.store(d + stride, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-    v128.store(d + 2 * stride, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
-    v128.store(d + 3 * stride, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+    store_transposed(r0, r1, r2, r3, dst + <usize>k * stride, stride);
   }
   for (; k < kc; k++) {
     const at = <usize>k << 2;

@@ -14,6 +14,20 @@
   return f32x4.extract_lane(pairs, 0) + f32x4.extract_lane(pairs, 1);
 }
 
+/**
+ * The 4×4 transpose of rows (r0 … r3): lane k of every row, in row order, to at + k·step, for
+ * k = 0 … 3 (packing a GEMM panel, a frame channel-last or by phases, a Winograd output group).
+ */
+// @ts-ignore: decorator
+@inline export function store_transposed(r0: v128, r1: v128, r2: v128, r3: v128, at: usize, step: usize): void {
+  const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
+  const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
+  v128.store(at, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
+  v128.store(at + step, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
+  v128.store(at + 2 * step, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
+  v128.store(at + 3 * step, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+}
+
 /** dst[0..count) = value (float32 elements). */
 export function fill_f32(dst: usize, count: i32, value: f32): void {
   const splat = f32x4.splat(value);

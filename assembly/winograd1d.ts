@@ -28,7 +28,7 @@
 // winograd_weight.ts). Rounding: Bᵀ scales by up to 21/4 and Aᵀ by 8; the tests bound the
 // error by the tile's inputs (docs/kernels.md).
 import { ceil_div, floor_div, geom_at } from "./geometry";
-import { sum_f32, tile_4x8 } from "./simd";
+import { store_transposed, sum_f32, tile_4x8 } from "./simd";
 import { buffers_for, round_up, xi_stride } from "./winograd";
 import { fill_frame_channels_last } from "./winograd_weight";
 
@@ -105,7 +105,12 @@ export function winograd1d_fits(geom: usize, pass: i32): bool {
     if (Cout * chunks < 8 || Cin * stride < 8) return false;
     lay_out(Cout * chunks, Cin * stride, gx_positions(L));
   }
-  return buffers_for(geom, 0, <i64>weightFloats + <i64>frameFloats + <i64>blockFloats) != 0;
+  return pass_buffers(geom, 0) != 0;
+}
+
+/** Where the laid-out forward or input-gradient pass keeps its buffers (winograd.ts's buffers_for). */
+function pass_buffers(geom: usize, work: usize): usize {
+  return buffers_for(geom, work, <i64>weightFloats + <i64>frameFloats + <i64>blockFloats);
 }
 
 /** y (N, C_out, oL) = conv(x, W) + b, for a geometry winograd1d_fits(geom, 0) accepts. */
@@ -114,7 +119,7 @@ export function winograd1d_forward(geom: usize, N: i32, x: usize, W: usize, b: u
   const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2), L = geom_at(geom, 5), oL = geom_at(geom, 8);
   const C = Cin * stride * chunks;
   lay_out(C, Cout, oL);
-  const U = buffers_for(geom, work, <i64>weightFloats + <i64>frameFloats + <i64>blockFloats);
+  const U = pass_buffers(geom, work);
   transform_weights(W, Cout, Cin, false, U);
   const frame = U + (<usize>weightFloats << 2);
   for (let n = 0; n < N; n++) {
@@ -137,7 +142,7 @@ export function winograd1d_backward_input(geom: usize, R: i32, gy: usize, W: usi
   const Cin = geom_at(geom, 1), Cout = geom_at(geom, 2), L = geom_at(geom, 5), oL = geom_at(geom, 8);
   const C = Cout * chunks, M = Cin * stride, OL = gx_positions(L);
   lay_out(C, M, OL);
-  const U = buffers_for(geom, work, <i64>weightFloats + <i64>frameFloats + <i64>blockFloats);
+  const U = pass_buffers(geom, work);
   transform_weights(W, Cout, Cin, true, U);
   const frame = U + (<usize>weightFloats << 2);
   for (let r = 0; r < R; r++) {
@@ -213,12 +218,7 @@ function fill_row(src: usize, length: i32, s: i32, offset: i32, dst: usize): voi
       const w0 = v128.load(from), w1 = v128.load(from, 16), w2 = v128.load(from, 32), w3 = v128.load(from, 48);
       if (s == 1) {
         // w_i holds q = 4(u + i) … + 3: a 4×4 transpose gives phase ψ for u … u + 3.
-        const t0 = i32x4.shuffle(w0, w1, 0, 4, 1, 5), t1 = i32x4.shuffle(w0, w1, 2, 6, 3, 7);
-        const t2 = i32x4.shuffle(w2, w3, 0, 4, 1, 5), t3 = i32x4.shuffle(w2, w3, 2, 6, 3, 7);
-        v128.store(to, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-        v128.store(to + phaseBytes, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-        v128.store(to + 2 * phaseBytes, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
-        v128.store(to + 3 * phaseBytes, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+        store_transposed(w0, w1, w2, w3, to, phaseBytes);
       } else {
         // Stride 2: q = 4(u + i) + ψ reads float 8i + 2ψ of the 32: lanes 0 and 2 of w_2i (ψ 0, 1)
         // and of w_2i+1 (ψ 2, 3).
@@ -357,12 +357,7 @@ function output_block(M: i32, m0: i32, t0: i32, OL: i32, b: usize, out: usize, s
   const y3 = f32x4.add(f32x4.add(f32x4.add(d12, f32x4.mul(f32x4.splat(8), d34)), f32x4.mul(f32x4.splat(0.125), d56)),
     f32x4.add(m7, bias));
   // Lane u of y_i is output i of tile u: transpose to each tile's four outputs.
-  const t0 = i32x4.shuffle(y0, y1, 0, 4, 1, 5), t1 = i32x4.shuffle(y0, y1, 2, 6, 3, 7);
-  const t2 = i32x4.shuffle(y2, y3, 0, 4, 1, 5), t3 = i32x4.shuffle(y2, y3, 2, 6, 3, 7);
-  v128.store(dst, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-  v128.store(dst, i32x4.shuffle(t0, t2, 2, 3, 6, 7), 16);
-  v128.store(dst, i32x4.shuffle(t1, t3, 0, 1, 4, 5), 32);
-  v128.store(dst, i32x4.shuffle(t1, t3, 2, 3, 6, 7), 48);
+  store_transposed(y0, y1, y2, y3, dst, 16);
 }
 
 /** row[first … first + 15] ← OUT, only positions in [0, length). */

@@ -17,7 +17,7 @@
 // rows, so the transformed blocks stay small; each ξ's block sits one cache line past a
 // power-of-two stride (xi_stride).
 import { geom_at } from "./geometry";
-import { sum_f32, tile_4x8 } from "./simd";
+import { store_transposed, sum_f32, tile_4x8 } from "./simd";
 import {
   SCRATCH, SCRATCH_CAP, gy_tiles_2x2, input_tiles_2x2, round_up, weight_output_2x2, winograd_shape, xi_stride,
 } from "./winograd";
@@ -184,12 +184,7 @@ export function fill_frame_channels_last(
         const at = <usize>w << 2;
         const r0 = v128.load(from + at), r1 = v128.load(from + planeBytes + at);
         const r2 = v128.load(from + 2 * planeBytes + at), r3 = v128.load(from + 3 * planeBytes + at);
-        const t0 = i32x4.shuffle(r0, r1, 0, 4, 1, 5), t1 = i32x4.shuffle(r0, r1, 2, 6, 3, 7);
-        const t2 = i32x4.shuffle(r2, r3, 0, 4, 1, 5), t3 = i32x4.shuffle(r2, r3, 2, 6, 3, 7);
-        v128.store(to, i32x4.shuffle(t0, t2, 0, 1, 4, 5));
-        v128.store(to + step, i32x4.shuffle(t0, t2, 2, 3, 6, 7));
-        v128.store(to + 2 * step, i32x4.shuffle(t1, t3, 0, 1, 4, 5));
-        v128.store(to + 3 * step, i32x4.shuffle(t1, t3, 2, 3, 6, 7));
+        store_transposed(r0, r1, r2, r3, to, step);
         to += 4 * step;
       }
       for (; w < cols; w++) {
