@@ -8,6 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./helpers/runs.ts";
 import {
   Conv1d,
   Conv2d,
@@ -170,7 +171,7 @@ test("ConvTranspose's forward is the adjoint of Conv's forward with the same wei
       for (let i = 0; i < downY.length; i++) right += x.data[i] * downY[i];
       assert.ok(Math.abs(left - right) <= 1e-5 * Math.max(1, scale), `⟨convT x, y⟩ = ${left}, ⟨x, conv y⟩ = ${right}, ${JSON.stringify(g)}`);
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 
@@ -311,12 +312,12 @@ test("ConvTranspose networks: per-sample gradients and Jacobians in one pass equ
       checkAgainstNaive(p);
       checkSumsToBatchGradient(p);
     }),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
 test("ConvTranspose networks: per-sample gradients and Jacobians equal central finite differences of the float64 reference", () => {
-  fc.assert(fc.property(networks, (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: 100 });
+  fc.assert(fc.property(networks, (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: runs(100) });
 });
 
 test("ConvTranspose: a repeated call with the same input shape builds no plan and grows no WASM memory", () => {

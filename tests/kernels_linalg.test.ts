@@ -2,6 +2,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./helpers/runs.ts";
 import { kernels } from "../src/wasm.ts";
 import { absolute, assertClose, randomFloats, SENTINEL, WasmBuffers } from "./helpers/linalg_memory.ts";
 import {
@@ -88,7 +89,7 @@ const gemmCase = (maxSize: number) =>
 
 for (const variant of ["gemm_nn", "gemm_nt", "gemm_tn"] as const) {
   test(`${variant} matches float64 loops for any size 1..70, leading dims and accumulate flag`, () => {
-    fc.assert(fc.property(gemmCase(70), (c) => checkGemm(variant, c)), { numRuns: 150 });
+    fc.assert(fc.property(gemmCase(70), (c) => checkGemm(variant, c)), { numRuns: runs(150) });
   });
 
   test(`${variant} matches float64 loops on sizes spanning several packed blocks`, () => {
@@ -194,7 +195,7 @@ test("im2col matches a naive im2col for 1-, 2- and 3-d geometries with any strid
       assertClose(memory.read(pCols, count), expected, new Float64Array(count), 0, describeGeometry(g));
       memory.assertGuardsIntact();
     }),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
@@ -226,7 +227,7 @@ test("col2im is the adjoint of im2col: <col2im(c), x> = <c, im2col(x)>", () => {
       );
       memory.assertGuardsIntact();
     }),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
@@ -262,7 +263,7 @@ function checkConvForward(g: ConvGeometry, N: number, withBias: boolean, s: numb
 test("conv_forward matches a direct convolution with groups, with and without bias", () => {
   fc.assert(
     fc.property(convGeometry, fc.integer({ min: 1, max: 3 }), fc.boolean(), seed, checkConvForward),
-    { numRuns: 300 },
+    { numRuns: runs(300) },
   );
 });
 
@@ -286,7 +287,7 @@ function checkConvBackwardInput(g: ConvGeometry, R: number, s: number): void {
 }
 
 test("conv_backward_input matches the naive adjoint of the convolution", () => {
-  fc.assert(fc.property(convGeometry, fc.integer({ min: 1, max: 4 }), seed, checkConvBackwardInput), { numRuns: 300 });
+  fc.assert(fc.property(convGeometry, fc.integer({ min: 1, max: 4 }), seed, checkConvBackwardInput), { numRuns: runs(300) });
 });
 
 /** Lays out J rows as [weights | bias (if any) | padding] and runs conv_weight_per_sample. */
@@ -375,7 +376,7 @@ test("conv_weight_per_sample matches naive per-sample loops, with K rows per sam
       seed,
       checkConvWeightPerSample,
     ),
-    { numRuns: 300 },
+    { numRuns: runs(300) },
   );
 });
 
@@ -430,7 +431,7 @@ test("conv_weight_grad equals the sum over rows of conv_weight_per_sample, overw
       seed,
       checkConvWeightGrad,
     ),
-    { numRuns: 300 },
+    { numRuns: runs(300) },
   );
 });
 
@@ -715,7 +716,7 @@ test("Winograd F(2×2, 3×3) forward, input gradient and F(3×3, 2×2) weight gr
       checkConvWeightPerSample(g, N, 2, withBias, 3, s + 2);
       checkConvWeightGrad(g, N, 2, withBias, !withBias, s + 3);
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 
@@ -738,7 +739,7 @@ test("Winograd F(4×4, 3×3) forward and input gradient and F(3×3, 4×4) weight
       checkConvWeightPerSample(g, N, 2, withBias, 1, s + 2);
       checkConvWeightGrad(g, N, 1, withBias, !withBias, s + 3);
     }),
-    { numRuns: 60 },
+    { numRuns: runs(60) },
   );
 });
 
@@ -768,7 +769,7 @@ test("1-d Winograd F(4, 5) forward, input gradient and weight gradients match th
       checkConvWeightPerSample(g, N, 2, withBias, 1, s + 2);
       checkConvWeightGrad(g, N, 1, withBias, !withBias, s + 3);
     }),
-    { numRuns: 80 },
+    { numRuns: runs(80) },
   );
 });
 
@@ -846,7 +847,7 @@ test("conv_weight_per_sample_pooled equals conv_weight_per_sample of the dense g
         memory.assertGuardsIntact();
       },
     ),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
@@ -874,7 +875,7 @@ test("linear_forward matches x·Wᵀ + b, with and without bias", () => {
         memory.assertGuardsIntact();
       },
     ),
-    { numRuns: 100 },
+    { numRuns: runs(100) },
   );
 });
 
@@ -897,7 +898,7 @@ test("linear_backward_input matches gy·W", () => {
         memory.assertGuardsIntact();
       },
     ),
-    { numRuns: 100 },
+    { numRuns: runs(100) },
   );
 });
 
@@ -952,7 +953,7 @@ test("linear_weight_per_sample matches naive per-sample outer products for S = 1
       }
       memory.assertGuardsIntact();
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 
@@ -992,7 +993,7 @@ test("linear_weight_grad equals the sum over rows of linear_weight_per_sample, o
       if (withBias) assertClose(memory.read(pGB, outF), expectedB, boundB, 2 * R * S + 2, `${what} bias`);
       memory.assertGuardsIntact();
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 

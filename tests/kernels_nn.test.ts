@@ -4,6 +4,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./helpers/runs.ts";
 import { arena, kernels } from "../src/wasm.ts";
 import {
   Act,
@@ -190,7 +191,7 @@ test("activation forward matches the float64 reference for every kind and random
       const want = xs.map((x) => activation(kind, x, p1, p2));
       assertClose(got, want, (i) => forwardTolerance(kind, xs[i], want[i]), `${ACT_NAMES[kind]} forward`);
     }),
-    { numRuns: 300 },
+    { numRuns: runs(300) },
   );
 });
 
@@ -220,7 +221,7 @@ test("activation backward is gy times the reference derivative, rows r reading c
         }, `${ACT_NAMES[kind]} backward`);
       },
     ),
-    { numRuns: 300 },
+    { numRuns: runs(300) },
   );
 });
 
@@ -243,7 +244,7 @@ test("activation backward agrees with central finite differences of the float64 
       });
       assertClose(got, want, (i) => 1e-6 + 1e-5 * Math.abs(want[i]), `${ACT_NAMES[kind]} finite differences`);
     }),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
@@ -260,7 +261,7 @@ test("activation backward agrees with finite differences of the kernel's own flo
       const want = points.map((_, i) => (above[i] - below[i]) / (2 * h));
       assertClose(got, want, (i) => 1e-4 * Math.max(1, Math.abs(at[i]), Math.abs(p1)), `${ACT_NAMES[kind]} own finite differences`);
     }),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
@@ -536,7 +537,7 @@ test("maxpool forward matches the reference for random 1/2/3-d geometry, with ti
         }
       }
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 
@@ -550,7 +551,7 @@ test("maxpool backward scatters gy of K rows per sample through the argmax of sa
       const want = maxPoolBackwardReference(g, N * K, K, gy, maxPoolReference(g, N, x).argmax);
       assertClose(gx, want, () => 1e-6, "maxpool backward");
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 
@@ -564,7 +565,7 @@ test("avgpool forward and backward match the reference for random geometry, ceil
       const gy = uniform(rand, R * g.channels * volume(g.output), -1, 1);
       assertClose(runAvgPoolBackward(g, R, gy), avgPoolBackwardReference(g, R, gy), () => 1e-5, `avgpool backward ${JSON.stringify(g)}`);
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 
@@ -587,7 +588,7 @@ test("avgpool backward is the adjoint of avgpool forward: <avgpool(x), g> = <x, 
       }
       assert.ok(Math.abs(lhs - rhs) <= 1e-6 * scale + 1e-9, `<y, g> = ${lhs}, <x, gx> = ${rhs}`);
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 
@@ -730,7 +731,7 @@ test("maxpool with relu = 1 is ReLU then max pooling, in value and gradient (gen
       const wantGx = maxPoolBackwardReference(g, N * K, K, gy, want.argmax).map((v, i) => v * reluSlope(x[sampleElement(i)]));
       assertClose(runMaxPoolBackward(g, N, K, x, gy, true), wantGx, () => 1e-6, "maxpool after ReLU backward");
     }),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
@@ -764,7 +765,7 @@ test("maxpool over pairs along W (the vectorised 1×2 path) matches the referenc
         assert.deepEqual(runMaxPoolBackward(g, N, K, x, gy, relu), Float32Array.from(wantGx), JSON.stringify(g));
       },
     ),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
@@ -791,7 +792,7 @@ test("avgpool over whole 2×2 windows (the vectorised path) matches the referenc
         assertClose(runAvgPoolBackward(g, R, gy), avgPoolBackwardReference(g, R, gy), () => 1e-7, `avgpool backward ${JSON.stringify(g)}`);
       },
     ),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });
 
@@ -826,6 +827,6 @@ test("maxpool 2x2 stride 2 (the vectorised path) matches the reference on wide p
         assert.deepEqual(gx, Float32Array.from(maxPoolBackwardReference(g, N * K, K, gy, want.argmax)), JSON.stringify(g));
       },
     ),
-    { numRuns: 200 },
+    { numRuns: runs(200) },
   );
 });

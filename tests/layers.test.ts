@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./helpers/runs.ts";
 import {
   AvgPool1d,
   AvgPool2d,
@@ -198,7 +199,7 @@ test("the forward pass of random networks equals the float64 reference", () => {
         assert.ok(error <= 1e-5, `sample ${n}: relative error ${error}, spec ${JSON.stringify(c.spec)}, input ${JSON.stringify(c.sampleShape)}`);
       }
     }),
-    { numRuns: 150 },
+    { numRuns: runs(150) },
   );
 });
 
@@ -231,7 +232,7 @@ test("ReLU then MaxPool (compiled as one fused step, the convolution before it r
         assert.ok(Math.abs(a[i] - b[i]) <= 1e-5 * scale, `J[${i}]: ${a[i]} fused, ${b[i]} apart`);
       }
     }),
-    { numRuns: 40 },
+    { numRuns: runs(40) },
   );
 });
 

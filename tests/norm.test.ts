@@ -8,6 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./helpers/runs.ts";
 import {
   AdaptiveAvgPool1d,
   AdaptiveAvgPool2d,
@@ -155,18 +156,18 @@ function prepare(c: NormNetworkCase): Prepared {
 }
 
 test("per-sample gradients and Jacobians through normalisation, Embedding, adaptive pooling and Unflatten equal naive per-sample backprop", () => {
-  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkAgainstNaive(prepare(c))), { numRuns: 120 });
+  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkAgainstNaive(prepare(c))), { numRuns: runs(120) });
 });
 
 test("per-sample gradients and Jacobians through these layers equal central finite differences of the float64 reference", () => {
   // Normalisations over 2 values or over copies of one leave only O(ε) or zero gradients,
   // beyond a finite difference's reach (wellConditioned).
   const cases = arbitraryNormNetwork().filter(wellConditioned);
-  fc.assert(fc.property(cases, (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: 60 });
+  fc.assert(fc.property(cases, (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: runs(60) });
 });
 
 test("per-sample loss gradients through these layers sum to the ordinary batch gradient", () => {
-  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkSumsToBatchGradient(prepare(c))), { numRuns: 40 });
+  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkSumsToBatchGradient(prepare(c))), { numRuns: runs(40) });
 });
 
 test("BatchNorm then ReLU (compiled as one fused step) gives the same outputs, Jacobians, per-sample and batch gradients as the pair apart", () => {
@@ -194,7 +195,7 @@ test("BatchNorm then ReLU (compiled as one fused step) gives the same outputs, J
       const apart = make(false);
       assertFusedMatchesApart(fused, apart, x, tensor(Array.from({ length: 4 }, (_, n) => n % K), [4]));
     }),
-    { numRuns: 40 },
+    { numRuns: runs(40) },
   );
 });
 
@@ -247,7 +248,7 @@ test("BatchNorm's Jacobian columns for γ and β equal Σ_l ∂out/∂y·x̂ and
         }
       }
     }),
-    { numRuns: 30 },
+    { numRuns: runs(30) },
   );
 });
 
@@ -272,7 +273,7 @@ test("ReLU then adaptive average pooling (compiled as one fused step) gives the 
       }
       assertFusedMatchesApart(fused, apart, x, tensor(Array.from({ length: 3 }, (_, n) => n % K), [3]));
     }),
-    { numRuns: 40 },
+    { numRuns: runs(40) },
   );
 });
 

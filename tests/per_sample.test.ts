@@ -8,6 +8,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./helpers/runs.ts";
 import { modelFromSpec } from "../src/io/spec.ts";
 import { manualSeed } from "../src/layers/init.ts";
 import { jacobian } from "../src/jacobian.ts";
@@ -31,15 +32,15 @@ function prepare(c: NetworkCase): Prepared {
 }
 
 test("per-sample gradients and Jacobians in one pass equal naive per-sample backprop, for random networks", () => {
-  fc.assert(fc.property(arbitraryNetwork(), (c) => checkAgainstNaive(prepare(c))), { numRuns: 150 });
+  fc.assert(fc.property(arbitraryNetwork(), (c) => checkAgainstNaive(prepare(c))), { numRuns: runs(150) });
 });
 
 test("per-sample gradients and Jacobians equal central finite differences of the float64 reference", () => {
-  fc.assert(fc.property(arbitraryNetwork(), (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: 60 });
+  fc.assert(fc.property(arbitraryNetwork(), (c) => checkAgainstFiniteDifferences(prepare(c))), { numRuns: runs(60) });
 });
 
 test("per-sample loss gradients sum to the ordinary batch gradient (one batch backward pass, summed kernels)", () => {
-  fc.assert(fc.property(arbitraryNetwork(), (c) => checkSumsToBatchGradient(prepare(c))), { numRuns: 60 });
+  fc.assert(fc.property(arbitraryNetwork(), (c) => checkSumsToBatchGradient(prepare(c))), { numRuns: runs(60) });
 });
 
 test("asTuple splits the matrix per parameter, in parameters() order, with [N, ...shape] or [N, K, ...shape]", () => {
@@ -64,7 +65,7 @@ test("asTuple splits the matrix per parameter, in parameters() order, with [N, .
         column += t.data.length;
       });
     }),
-    { numRuns: 30 },
+    { numRuns: runs(30) },
   );
 });
 

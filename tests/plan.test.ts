@@ -5,6 +5,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import fc from "fast-check";
+import { runs } from "./helpers/runs.ts";
 import { Conv2d, ELU, Flatten, jacobian, jacobianNaive, Linear, MaxPool2d, perSampleGradients, perSampleGradientsNaive, randn, ReLU, Sequential, tensor, ValueError } from "../mod.ts";
 import type { Tensor } from "../mod.ts";
 import { planCache } from "../src/forward.ts";
@@ -104,7 +105,7 @@ test("a NaN or infinity anywhere in the input is refused, naming its index", () 
       assert.throws(() => jacobian(net, x), (e: Error) =>
         e instanceof ValueError && e.message === `input holds ${bad} at index [${Math.floor(i / 7)}, ${i % 7}]`);
     }),
-    { numRuns: 100 },
+    { numRuns: runs(100) },
   );
 });
 

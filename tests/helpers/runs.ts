@@ -1,0 +1,34 @@
+/**
+ * How many cases each property test tries. The counts in the test files are what `npm test`
+ * runs; `JACOBIAN_WASM_PROPERTY_RUNS=3000` runs every property that many times instead (a
+ * sweep for bounds that only a rare case exceeds), and `JACOBIAN_WASM_PROPERTY_SEED=…`
+ * replays a run whose fast-check seed a failure printed.
+ */
+import fc from "fast-check";
+
+function environment(name: string): string | undefined {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  try {
+    return g.process?.env?.[name] ?? g.Deno?.env?.get?.(name);
+  } catch {
+    return undefined; // Deno without --allow-env
+  }
+}
+
+function positiveInteger(name: string): number | undefined {
+  const text = environment(name);
+  if (text === undefined || text === "") return undefined;
+  const value = Number(text);
+  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got "${text}"`);
+  return value;
+}
+
+const forcedRuns = positiveInteger("JACOBIAN_WASM_PROPERTY_RUNS");
+const forcedSeed = positiveInteger("JACOBIAN_WASM_PROPERTY_SEED");
+if (forcedSeed !== undefined) fc.configureGlobal({ ...fc.readConfigureGlobal(), seed: forcedSeed });
+
+/** The number of runs for a property: `count`, unless JACOBIAN_WASM_PROPERTY_RUNS says otherwise. */
+export function runs(count: number): number {
+  return forcedRuns ?? count;
+}
