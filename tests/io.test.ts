@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { Buffer } from "node:buffer";
 import process from "node:process";
 import fc from "fast-check";
+import "./helpers/runs.ts"; // JACOBIAN_WASM_PROPERTY_RUNS reaches these properties through fast-check's global settings
 import { FileError, FormatError, isUserError, ShapeError, ValueError } from "../src/errors.ts";
 import { tensor } from "../src/tensor.ts";
 import type { Tensor } from "../src/tensor.ts";

@@ -26,7 +26,12 @@ function positiveInteger(name: string): number | undefined {
 
 const forcedRuns = positiveInteger("JACOBIAN_WASM_PROPERTY_RUNS");
 const forcedSeed = positiveInteger("JACOBIAN_WASM_PROPERTY_SEED");
-if (forcedSeed !== undefined) fc.configureGlobal({ ...fc.readConfigureGlobal(), seed: forcedSeed });
+// Properties that give no count of their own (fast-check's default of 100) take the forced one too.
+fc.configureGlobal({
+  ...fc.readConfigureGlobal(),
+  ...(forcedRuns !== undefined ? { numRuns: forcedRuns } : {}),
+  ...(forcedSeed !== undefined ? { seed: forcedSeed } : {}),
+});
 
 /** The number of runs for a property: `count`, unless JACOBIAN_WASM_PROPERTY_RUNS says otherwise. */
 export function runs(count: number): number {
