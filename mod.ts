@@ -49,7 +49,9 @@ export type { ForwardParameters, ParameterValues, QuasiLinearDefinition, QuasiLi
 export type { ProbedPattern } from "./src/probing.ts";
 
 export { batchGradient, jacobian, jacobianNaive, perSampleGradients, perSampleGradientsNaive } from "./src/jacobian.ts";
-export type { LossOptions, ResultOptions } from "./src/jacobian.ts";
+export type { LossOptions, ResultOptions, StreamOptions } from "./src/jacobian.ts";
+export { batchL2, clippedGradientSum, ntk, perSampleNorms, sumGradSquared, variance } from "./src/quantities.ts";
+export type { ClipOptions, ClippedSum, QuantityOptions } from "./src/quantities.ts";
 export type { LossName, Reduction, Target } from "./src/losses.ts";
 
 export { loadModel, loadWeights, modelFromSpec, SUPPORTED_LAYERS } from "./src/io/spec.ts";

@@ -12,3 +12,4 @@ export * from "./blocks";
 export * from "./conv_transpose";
 export * from "./norm";
 export * from "./probe";
+export * from "./quantities";

@@ -9,9 +9,10 @@ import type { LossName, Reduction, Target } from "./losses.ts";
 import { prepareTarget, seedLossGradient } from "./losses.ts";
 import type { PreparedTarget } from "./losses.ts";
 import type { Plan } from "./plan.ts";
+import type { RowSink } from "./plan.ts";
 import { ResultWriter } from "./results.ts";
-import type { ResultOptions } from "./results.ts";
-export type { ResultOptions };
+import type { ResultOptions, StreamOptions } from "./results.ts";
+export type { ResultOptions, StreamOptions };
 import { planCache } from "./forward.ts";
 import type { Tensor } from "./tensor.ts";
 import { numel } from "./tensor.ts";
@@ -38,16 +39,12 @@ export interface LossOptions extends ResultOptions {
  * const J = jacobian(net, randn([5, 3], 0)); // shape [5, 2, 26]
  * ```
  */
+export function jacobian(net: Module, x: Tensor, options: StreamOptions): void;
 export function jacobian(net: Module, x: Tensor, options?: ResultOptions & { asTuple?: false }): Tensor;
 export function jacobian(net: Module, x: Tensor, options: ResultOptions & { asTuple: true }): Tensor[];
 export function jacobian(net: Module, x: Tensor, options?: ResultOptions): Tensor | Tensor[];
-export function jacobian(net: Module, x: Tensor, options: ResultOptions = {}): Tensor | Tensor[] {
-  const K = outputsPerSample(net, x);
-  const plan = runForward(net, x, K, "per-sample");
-  seedOneHotRows(plan);
-  const writer = new ResultWriter(net, plan.N, K, plan.D, options);
-  plan.backwardPerSample(writer.sink);
-  return writer.value();
+export function jacobian(net: Module, x: Tensor, options: ResultOptions | StreamOptions = {}): Tensor | Tensor[] | void {
+  return collectRows(net, x, {}, options);
 }
 
 /**
@@ -63,16 +60,98 @@ export function jacobian(net: Module, x: Tensor, options: ResultOptions = {}): T
  * const G = perSampleGradients(net, randn([2, 4], 0), y, { loss: "cross_entropy", reduction: "sum" }); // [2, 67]
  * ```
  */
-export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & { asTuple?: false }): Tensor;
+export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & StreamOptions): void;
+export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & { asTuple?: false; onChunk?: undefined }): Tensor;
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & { asTuple: true }): Tensor[];
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[];
-export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[] {
-  const objective = checkLoss(net, x, target, options);
+export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions | (LossOptions & StreamOptions)): Tensor | Tensor[] | void {
+  lossOptions(options);
+  return collectRows(net, x, { target, loss: options.loss, reduction: options.reduction }, options);
+}
+
+/** Streams J's rows to `onChunk`, or writes them into the result `options` ask for. */
+function collectRows(net: Module, x: Tensor, objective: RowObjective, options: ResultOptions | StreamOptions): Tensor | Tensor[] | void {
+  if ("onChunk" in options && options.onChunk !== undefined) {
+    const { onChunk } = options;
+    if (typeof onChunk !== "function") throw new TypeError(`onChunk must be a function (firstSample, rows), got ${typeof onChunk}`);
+    if ((options as ResultOptions).out !== undefined || (options as ResultOptions).asTuple) {
+      throw new ShapeError("onChunk: streamed rows go to the callback, so out and asTuple cannot be given with it");
+    }
+    streamRows(net, x, objective, (plan) => {
+      const lead = plan.K === 1 ? [] : [plan.K];
+      return (firstRow, rows, chunk) => onChunk(firstRow / plan.K, { shape: [rows / plan.K, ...lead, plan.D], data: chunk });
+    });
+    return;
+  }
+  let writer: ResultWriter | undefined;
+  streamRows(net, x, objective, (plan) => {
+    writer = new ResultWriter(net, plan.N, plan.K, plan.D, options as ResultOptions);
+    return writer.sink;
+  });
+  return writer!.value();
+}
+
+/**
+ * What the rows of J are: without a loss, the network's output (one row per output element
+ * of each sample); with a loss and its target, each sample's share of the batch loss's
+ * gradient (one row per sample), exactly as `jacobian` and `perSampleGradients` return them.
+ */
+export interface RowObjective {
+  target?: Target;
+  loss?: LossName;
+  reduction?: Reduction;
+}
+
+/**
+ * The seam every quantity is written on: one forward and one backward pass, then J's rows in
+ * cache-sized chunks, handed to the sink that `makeSink` builds once the plan (N, K, D, and
+ * the end of its memory, above which a quantity may keep its accumulators) is known. A chunk
+ * is a view of WASM memory, valid during the call only. Returns the plan.
+ */
+export function streamRows(net: Module, x: Tensor, objective: RowObjective, makeSink: (plan: Plan) => RowSink): Plan {
+  if (objective.loss === undefined) {
+    if (objective.target !== undefined) throw new RangeError("a target was given without a loss: pass options.loss (\"cross_entropy\" or \"mse\")");
+    const K = outputsPerSample(net, x);
+    const plan = runForward(net, x, K, "per-sample");
+    const sink = makeSink(plan);
+    seedOneHotRows(plan);
+    plan.backwardPerSample(sink);
+    return plan;
+  }
+  const checked = checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
   const plan = runForward(net, x, 1, "per-sample");
-  seedLoss(plan, objective, 0, plan.N);
-  const writer = new ResultWriter(net, plan.N, 1, plan.D, options);
-  plan.backwardPerSample(writer.sink);
-  return writer.value();
+  const sink = makeSink(plan);
+  seedLoss(plan, checked, 0, plan.N);
+  plan.backwardPerSample(sink);
+  return plan;
+}
+
+/**
+ * Σ_n weights[n] · J[n], the rows of J weighted and summed without forming them: one forward
+ * and one ordinary backward pass with each sample's seed scaled by its weight (the backward
+ * pass is linear in the seed). One row per sample (a loss, or a one-number output).
+ */
+export function weightedRowSum(net: Module, x: Tensor, objective: RowObjective, weights: Float64Array): Tensor {
+  const checked = objective.loss === undefined ? undefined : checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
+  if (checked === undefined) {
+    const K = outputsPerSample(net, x);
+    if (K !== 1) throw new ShapeError(`weightedRowSum: needs one row per sample, the output has ${K} elements per sample`);
+  }
+  if (weights.length !== x.shape[0]) throw new ShapeError(`weightedRowSum: ${weights.length} weights for ${x.shape[0]} samples`);
+  const plan = runForward(net, x, 1, "summed");
+  if (checked === undefined) {
+    arena.f32().fill(1, plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + plan.N);
+  } else {
+    seedLoss(plan, checked, 0, plan.N);
+  }
+  const width = numel(plan.outShape);
+  const f32 = arena.f32();
+  for (let n = 0; n < plan.N; n++) {
+    const start = (plan.seedPtr >>> 2) + n * width;
+    for (let i = start; i < start + width; i++) f32[i] *= weights[n];
+  }
+  plan.backwardSummed();
+  return { shape: [plan.D], data: gradientVector(plan).slice() };
 }
 
 /**

@@ -19,6 +19,16 @@ export interface ResultOptions {
   out?: Float32Array;
 }
 
+/**
+ * Rows of J streamed instead of returned: `onChunk(firstSample, rows)` receives the rows of
+ * samples [firstSample, firstSample + rows.shape[0]) as `[samples, D]` (or `[samples, K, D]`),
+ * in order. `rows.data` is a view of WebAssembly memory that the next chunk overwrites: copy
+ * what you keep. Peak memory is one chunk (about 1 MiB), whatever N is.
+ */
+export interface StreamOptions {
+  onChunk: (firstSample: number, rows: Tensor) => void;
+}
+
 /** Collects rows of J into the result the caller asked for. */
 export class ResultWriter {
   readonly sink: RowSink;

@@ -167,7 +167,12 @@ test("per-sample gradients and Jacobians through these layers equal central fini
 });
 
 test("per-sample loss gradients through these layers sum to the ordinary batch gradient", () => {
-  fc.assert(fc.property(arbitraryNormNetwork(), (c) => checkSumsToBatchGradient(prepare(c))), { numRuns: runs(40) });
+  // The same cases as finite differences can judge: a normalisation over one value makes the
+  // output β in every channel, so a cross-entropy gradient is Σ_c (p_c − y_c) = 0 in exact
+  // arithmetic and float32 rounding in both sums (seed 942470631: 8.9e-8 against 7.5e-8, one
+  // sixth apart; found by a 3000-run sweep on bun). Naive per-sample backprop still checks them.
+  const cases = arbitraryNormNetwork().filter(wellConditioned);
+  fc.assert(fc.property(cases, (c) => checkSumsToBatchGradient(prepare(c))), { numRuns: runs(40) });
 });
 
 test("BatchNorm then ReLU (compiled as one fused step) gives the same outputs, Jacobians, per-sample and batch gradients as the pair apart", () => {

@@ -16,16 +16,17 @@ function environment(name: string): string | undefined {
   }
 }
 
-function positiveInteger(name: string): number | undefined {
+function integer(name: string, min: number): number | undefined {
   const text = environment(name);
   if (text === undefined || text === "") return undefined;
   const value = Number(text);
-  if (!Number.isSafeInteger(value) || value < 1) throw new RangeError(`${name} must be a positive integer, got "${text}"`);
+  if (!Number.isSafeInteger(value) || value < min) throw new RangeError(`${name} must be an integer of at least ${min}, got "${text}"`);
   return value;
 }
 
-const forcedRuns = positiveInteger("JACOBIAN_WASM_PROPERTY_RUNS");
-const forcedSeed = positiveInteger("JACOBIAN_WASM_PROPERTY_SEED");
+const forcedRuns = integer("JACOBIAN_WASM_PROPERTY_RUNS", 1);
+// fast-check's seeds are 32-bit integers, negative ones included.
+const forcedSeed = integer("JACOBIAN_WASM_PROPERTY_SEED", -(2 ** 31));
 // Properties that give no count of their own (fast-check's default of 100) take the forced one too.
 fc.configureGlobal({
   ...fc.readConfigureGlobal(),

@@ -1,0 +1,202 @@
+/**
+ * What per-sample gradients are computed for, without handing out the N × D matrix: per-sample
+ * norms (per parameter tensor and in total), the gradients' second moment and variance, the
+ * empirical NTK, and the clipped sum of DP-SGD. Each is a function of the rows of J exactly as
+ * `jacobian` / `perSampleGradients` return them (same reduction scaling), written once on the
+ * seam of src/jacobian.ts: the J-chunk stream (`streamRows`) reduced in cache by the kernels of
+ * assembly/quantities.ts, and the weighted row sum (`weightedRowSum`). No layer knows of them.
+ */
+import { ShapeError, ValueError } from "./errors.ts";
+import type { Module } from "./layers/module.ts";
+import type { LossName, Reduction, Target } from "./losses.ts";
+import { streamRows, weightedRowSum } from "./jacobian.ts";
+import type { RowObjective } from "./jacobian.ts";
+import type { Plan } from "./plan.ts";
+import type { Tensor } from "./tensor.ts";
+import { align, arena, kernels } from "./wasm.ts";
+
+/** Options of the quantities: without `loss`, the rows are the output's Jacobian. */
+export interface QuantityOptions {
+  loss?: LossName;
+  /** PyTorch's reduction of the batch loss (default "mean", as PyTorch). */
+  reduction?: Reduction;
+}
+
+/** Options of `clippedGradientSum`. */
+export interface ClipOptions extends QuantityOptions {
+  /** The bound C on each sample's gradient norm. */
+  maxNorm: number;
+}
+
+/** The clipped sum and the per-sample norms it was clipped by. */
+export interface ClippedSum {
+  /** Σ_n J[n] · min(1, C / ‖J[n]‖), `[D]`. */
+  gradient: Tensor;
+  /** ‖J[n]‖, `[N]`. */
+  norms: Tensor;
+}
+
+function objectiveOf(what: string, target: Target | undefined, options: QuantityOptions | undefined): RowObjective {
+  if (options?.loss === undefined) {
+    if (target !== undefined) throw new RangeError(`${what}: a target was given without options.loss ("cross_entropy" or "mse")`);
+    return {};
+  }
+  if (target === undefined) throw new RangeError(`${what}: options.loss "${options.loss}" needs a target`);
+  return { target, loss: options.loss, reduction: options.reduction };
+}
+
+/** Refuses a plan with several rows per sample: the quantity is defined per sample. */
+function oneRowPerSample(what: string, plan: Plan): void {
+  if (plan.K !== 1) {
+    throw new ShapeError(
+      `${what}: needs one row of J per sample (a loss, or an output of one number per sample); ` +
+        `this network's output has ${plan.K} elements per sample (use ntk, or jacobian for [N, K, D])`,
+    );
+  }
+}
+
+/**
+ * Memory above the plan for a quantity's accumulators: grows the WASM memory and hands out
+ * 64-byte aligned ranges (nothing else runs while the quantity streams).
+ */
+function scratchAbove(plan: Plan): (bytes: number) => number {
+  let cursor = align(plan.end, 64);
+  return (bytes) => {
+    const ptr = cursor;
+    cursor = align(cursor + bytes, 64);
+    arena.ensure(cursor);
+    return ptr;
+  };
+}
+
+/** Squared norms of each row per column segment ([N, segments]), float64. */
+function segmentSquaredNorms(what: string, net: Module, x: Tensor, objective: RowObjective, segments: (plan: Plan) => number[]): { values: Float64Array; plan: Plan } {
+  let out = 0;
+  let count = 0;
+  const plan = streamRows(net, x, objective, (plan) => {
+    oneRowPerSample(what, plan);
+    const starts = segments(plan);
+    count = starts.length - 1;
+    const take = scratchAbove(plan);
+    const startsPtr = take(starts.length * 4);
+    arena.i32().set(starts, startsPtr >>> 2);
+    out = take(plan.N * count * 8);
+    const k = kernels();
+    return (firstRow, rows, chunk) => k.rows_segment_sq_norms(chunk.byteOffset, rows, plan.D, startsPtr, count, out + firstRow * count * 8, 0);
+  });
+  const values = new Float64Array(kernels().memory.buffer, out, plan.N * count).slice();
+  return { values, plan };
+}
+
+/** The first column of each parameter tensor in J, then D. */
+function parameterStarts(net: Module, plan: Plan): number[] {
+  const starts = [0];
+  for (const [, t] of net.parameters()) starts.push(starts[starts.length - 1] + t.data.length);
+  if (starts[starts.length - 1] !== plan.D) throw new Error("internal: parameters() and the plan disagree on D");
+  return starts;
+}
+
+/**
+ * BackPACK's BatchL2Grad: the squared norm of each sample's gradient per parameter tensor,
+ * `[N, P]` (P tensors in `parameters()` order).
+ *
+ * @example
+ * ```ts
+ * import { Sequential, Linear, ReLU, batchL2, randn } from "jacobian-wasm";
+ * const net = new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 3));
+ * const y = randn([16, 3], 1);
+ * const l2 = batchL2(net, randn([16, 4], 0), y, { loss: "mse" }); // [16, 4]: two weights, two biases
+ * ```
+ */
+export function batchL2(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
+  const { values, plan } = segmentSquaredNorms("batchL2", net, x, objectiveOf("batchL2", target, options), (plan) => parameterStarts(net, plan));
+  const P = values.length / plan.N;
+  return { shape: [plan.N, P], data: Float32Array.from(values) };
+}
+
+/** The norm of each sample's whole gradient, `[N]` (Opacus's per-sample norms). */
+export function perSampleNorms(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
+  const { values, plan } = segmentSquaredNorms("perSampleNorms", net, x, objectiveOf("perSampleNorms", target, options), (plan) => [0, plan.D]);
+  return { shape: [plan.N], data: Float32Array.from(values, Math.sqrt) };
+}
+
+/** Σ_n J[n, i] and Σ_n J[n, i]² in float64, and N. */
+function columnMoments(what: string, net: Module, x: Tensor, target: Target | undefined, options: QuantityOptions | undefined): { sum: Float64Array; squares: Float64Array; N: number } {
+  let sumPtr = 0;
+  let squaresPtr = 0;
+  const plan = streamRows(net, x, objectiveOf(what, target, options), (plan) => {
+    oneRowPerSample(what, plan);
+    const take = scratchAbove(plan);
+    sumPtr = take(plan.D * 8);
+    squaresPtr = take(plan.D * 8);
+    const f64 = new Float64Array(kernels().memory.buffer);
+    f64.fill(0, sumPtr >>> 3, (sumPtr >>> 3) + plan.D);
+    f64.fill(0, squaresPtr >>> 3, (squaresPtr >>> 3) + plan.D);
+    const k = kernels();
+    return (_firstRow, rows, chunk) => k.column_moments(chunk.byteOffset, rows, plan.D, plan.D, sumPtr, squaresPtr);
+  });
+  const buffer = kernels().memory.buffer;
+  return { sum: new Float64Array(buffer, sumPtr, plan.D).slice(), squares: new Float64Array(buffer, squaresPtr, plan.D).slice(), N: plan.N };
+}
+
+/** BackPACK's SumGradSquared: Σ_n J[n, i]², `[D]`. */
+export function sumGradSquared(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
+  const { squares } = columnMoments("sumGradSquared", net, x, target, options);
+  return { shape: [squares.length], data: Float32Array.from(squares) };
+}
+
+/** BackPACK's Variance: (1/N) Σ_n (J[n, i] − mean_n J[n, i])², `[D]`. */
+export function variance(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
+  const { sum, squares, N } = columnMoments("variance", net, x, target, options);
+  const data = new Float32Array(sum.length);
+  for (let i = 0; i < data.length; i++) {
+    const mean = sum[i] / N;
+    data[i] = Math.max(0, squares[i] / N - mean * mean);
+  }
+  return { shape: [data.length], data };
+}
+
+/**
+ * The empirical neural tangent kernel J Jᵀ: `[N, N]` for one row per sample, `[N·K, N·K]` for
+ * K outputs per sample (row n·K + k is sample n's output k). J is gathered in WebAssembly
+ * memory (N·K × D floats, which must fit in it) and multiplied with the GEMM kernel.
+ */
+export function ntk(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
+  let J = 0;
+  let gram = 0;
+  const plan = streamRows(net, x, objectiveOf("ntk", target, options), (plan) => {
+    const take = scratchAbove(plan);
+    J = take(plan.R * plan.D * 4);
+    gram = take(plan.R * plan.R * 4);
+    return (firstRow, _rows, chunk) => arena.f32().copyWithin((J >>> 2) + firstRow * plan.D, chunk.byteOffset >>> 2, (chunk.byteOffset >>> 2) + chunk.length);
+  });
+  const R = plan.R;
+  kernels().gemm_nt(R, R, plan.D, J, plan.D, J, plan.D, gram, R, 0);
+  return { shape: [R, R], data: arena.f32().slice(gram >>> 2, (gram >>> 2) + R * R) };
+}
+
+/**
+ * DP-SGD's clipped sum: Σ_n J[n] · min(1, C / ‖J[n]‖), `[D]`, with the norms ‖J[n]‖ it used.
+ * J is never formed: the norms come from the rows as they are produced, chunk by chunk in
+ * cache, then one ordinary backward pass with each sample's seed scaled by its clip factor
+ * gives the weighted sum (one contraction per layer).
+ *
+ * @example
+ * ```ts
+ * import { Sequential, Linear, ReLU, clippedGradientSum, randn } from "jacobian-wasm";
+ * const net = new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 3));
+ * const labels = { shape: [16], data: new Int32Array(16).map((_, i) => i % 3) };
+ * const { gradient, norms } = clippedGradientSum(net, randn([16, 4], 0), labels, { loss: "cross_entropy", reduction: "sum", maxNorm: 1 });
+ * ```
+ */
+export function clippedGradientSum(net: Module, x: Tensor, target: Target | undefined, options: ClipOptions): ClippedSum {
+  const maxNorm = options?.maxNorm;
+  if (typeof maxNorm !== "number" || !(maxNorm > 0) || !Number.isFinite(maxNorm)) {
+    throw new ValueError(`clippedGradientSum: maxNorm must be a positive finite number, got ${maxNorm}`);
+  }
+  const objective = objectiveOf("clippedGradientSum", target, options);
+  const { values } = segmentSquaredNorms("clippedGradientSum", net, x, objective, (plan) => [0, plan.D]);
+  const norms = values.map(Math.sqrt);
+  const factors = norms.map((norm) => (norm > maxNorm ? maxNorm / norm : 1));
+  return { gradient: weightedRowSum(net, x, objective, factors), norms: { shape: [norms.length], data: Float32Array.from(norms) } };
+}
