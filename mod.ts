@@ -51,7 +51,7 @@ export type { ProbedPattern } from "./src/probing.ts";
 export { batchGradient, jacobian, jacobianNaive, perSampleGradients, perSampleGradientsNaive } from "./src/jacobian.ts";
 export type { LossOptions, ResultOptions, StreamOptions } from "./src/jacobian.ts";
 export { batchL2, clippedGradientSum, ntk, perSampleNorms, sumGradSquared, variance } from "./src/quantities.ts";
-export type { ClipOptions, ClippedSum, QuantityOptions } from "./src/quantities.ts";
+export type { ClipOptions, ClippedSum, GhostNorms, QuantityOptions } from "./src/quantities.ts";
 export type { LossName, Reduction, Target } from "./src/losses.ts";
 
 export { loadModel, loadWeights, modelFromSpec, SUPPORTED_LAYERS } from "./src/io/spec.ts";

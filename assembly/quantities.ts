@@ -25,18 +25,19 @@ function sum_squares(src: usize, count: i32): f64 {
 }
 
 /**
- * out[r·P + p] (+)= Σ_{c ∈ [starts[p], starts[p + 1])} J[r, c]² for r < rows and p < P (float64
- * out, i32 starts of P + 1 columns): each row's squared norm per parameter tensor.
+ * out[r·stride + slot_p] = Σ_{c ∈ [from_p, to_p)} J[r, c]² for r < rows and each of the
+ * `count` segments (i32 triples from, to, slot at `segments`; float64 out): each row's squared
+ * norm per parameter tensor, for the tensors whose columns the chunk holds.
  */
-export function rows_segment_sq_norms(J: usize, rows: i32, ld: i32, starts: usize, P: i32, out: usize, accumulate: i32): void {
+export function rows_segment_sq_norms(J: usize, rows: i32, ld: i32, segments: usize, count: i32, out: usize, stride: i32): void {
   for (let r = 0; r < rows; r++) {
     const row = J + (<usize>r * <usize>ld << 2);
-    for (let p = 0; p < P; p++) {
-      const from = load<i32>(starts + (<usize>p << 2));
-      const to = load<i32>(starts + (<usize>(p + 1) << 2));
-      const at = out + (<usize>(r * P + p) << 3);
-      const value = sum_squares(row + (<usize>from << 2), to - from);
-      store<f64>(at, accumulate != 0 ? load<f64>(at) + value : value);
+    for (let p = 0; p < count; p++) {
+      const triple = segments + <usize>(12 * p);
+      const from = load<i32>(triple);
+      const to = load<i32>(triple + 4);
+      const slot = load<i32>(triple + 8);
+      store<f64>(out + (<usize>(r * stride + slot) << 3), sum_squares(row + (<usize>from << 2), to - from));
     }
   }
 }
@@ -78,5 +79,61 @@ export function column_moments(J: usize, rows: i32, ld: i32, D: i32, sum: usize,
     }
     store<f64>(sum + (<usize>c << 3), sc);
     store<f64>(squares + (<usize>c << 3), qc);
+  }
+}
+
+/** Σ a[i]·b[i] over count floats, in float64 by blocks of 64 as sum_squares. */
+function dot(a: usize, b: usize, count: i32): f64 {
+  let total: f64 = 0;
+  let i = 0;
+  while (i + 4 <= count) {
+    const end = min(count & ~3, i + 64);
+    let acc = f32x4.splat(0);
+    for (; i < end; i += 4) {
+      const at = <usize>i << 2;
+      acc = f32x4.add(acc, f32x4.mul(v128.load(a + at), v128.load(b + at)));
+    }
+    const wide = f64x2.add(f64x2.promote_low_f32x4(acc), f64x2.promote_low_f32x4(i32x4.shuffle(acc, acc, 2, 3, 0, 1)));
+    total += f64x2.extract_lane(wide, 0) + f64x2.extract_lane(wide, 1);
+  }
+  for (; i < count; i++) {
+    const at = <usize>i << 2;
+    total += <f64>load<f32>(a + at) * <f64>load<f32>(b + at);
+  }
+  return total;
+}
+
+/**
+ * Linear's per-sample squared gradient norms without the gradients (one backward row per
+ * sample): ∂/∂W of row r is Σ_s gy[r, s] ⊗ x[r, s], whose squared norm is
+ * Σ_{s,t} (gy[r,s]·gy[r,t]) (x[r,s]·x[r,t]); ∂/∂b is Σ_s gy[r, s], of squared norm
+ * Σ_{s,t} gy[r,s]·gy[r,t]. Written (float64) to weightOut and biasOut (0: no bias), `stride`
+ * float64s apart per row.
+ */
+export function linear_sq_norms(
+  R: i32, S: i32, in_: i32, out: i32, x: usize, gy: usize, weightOut: usize, biasOut: usize, stride: i32,
+): void {
+  const xRow = <usize>in_ << 2;
+  const gRow = <usize>out << 2;
+  for (let r = 0; r < R; r++) {
+    const xr = x + <usize>r * <usize>S * xRow;
+    const gr = gy + <usize>r * <usize>S * gRow;
+    let weight: f64 = 0;
+    let bias: f64 = 0;
+    for (let s = 0; s < S; s++) {
+      const gs = gr + <usize>s * gRow;
+      const xs = xr + <usize>s * xRow;
+      const gg = sum_squares(gs, out);
+      weight += gg * sum_squares(xs, in_);
+      bias += gg;
+      for (let t = s + 1; t < S; t++) {
+        const g2 = 2 * dot(gs, gr + <usize>t * gRow, out);
+        weight += g2 * dot(xs, xr + <usize>t * xRow, in_);
+        bias += g2;
+      }
+    }
+    const at = <usize>r * <usize>stride << 3;
+    store<f64>(weightOut + at, weight);
+    if (biasOut != 0) store<f64>(biasOut + at, bias);
   }
 }

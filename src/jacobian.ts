@@ -4,7 +4,7 @@
  * Written once on top of the steps' primitives; no layer knows about them.
  */
 import { checkBatch, checkFinite, runForward } from "./forward.ts";
-import type { Module } from "./layers/module.ts";
+import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
 import { prepareTarget, seedLossGradient } from "./losses.ts";
 import type { PreparedTarget } from "./losses.ts";
@@ -108,22 +108,27 @@ export interface RowObjective {
  * the end of its memory, above which a quantity may keep its accumulators) is known. A chunk
  * is a view of WASM memory, valid during the call only. Returns the plan.
  */
-export function streamRows(net: Module, x: Tensor, objective: RowObjective, makeSink: (plan: Plan) => RowSink): Plan {
+export function streamRows(net: Module, x: Tensor, objective: RowObjective, makeSink: (plan: Plan) => RowSink | RowConsumer): Plan {
+  let plan: Plan;
   if (objective.loss === undefined) {
     if (objective.target !== undefined) throw new RangeError("a target was given without a loss: pass options.loss (\"cross_entropy\" or \"mse\")");
-    const K = outputsPerSample(net, x);
-    const plan = runForward(net, x, K, "per-sample");
-    const sink = makeSink(plan);
+    plan = runForward(net, x, outputsPerSample(net, x), "per-sample");
     seedOneHotRows(plan);
-    plan.backwardPerSample(sink);
-    return plan;
+  } else {
+    const checked = checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
+    plan = runForward(net, x, 1, "per-sample");
+    seedLoss(plan, checked, 0, plan.N);
   }
-  const checked = checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
-  const plan = runForward(net, x, 1, "per-sample");
-  const sink = makeSink(plan);
-  seedLoss(plan, checked, 0, plan.N);
-  plan.backwardPerSample(sink);
+  const consumer = makeSink(plan);
+  if (typeof consumer === "function") plan.backwardPerSample(consumer);
+  else plan.backwardPerSample(consumer.sink, consumer.skip);
   return plan;
+}
+
+/** A sink that takes some steps' parameters another way: their columns of each chunk are left unwritten. */
+export interface RowConsumer {
+  sink: RowSink;
+  skip: ReadonlySet<Step>;
 }
 
 /**

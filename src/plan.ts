@@ -124,6 +124,8 @@ const CHUNK_BYTES = 1 << 20;
 /** Where the rows of J go: called once per chunk with rows [firstRow, firstRow + rows), row stride D. */
 export type RowSink = (firstRow: number, rows: number, chunk: Float32Array) => void;
 
+const NO_STEPS: ReadonlySet<Step> = new Set();
+
 /** A compiled network for one input shape: run it forward, then backward one of two ways. */
 export class Plan {
   readonly key: string;
@@ -220,17 +222,26 @@ export class Plan {
     for (const step of this.steps) step.forward();
   }
 
+  /** The steps with parameters, in order (a quantity may take some of them another way). */
+  get trainableSteps(): readonly Step[] {
+    return this.trainable;
+  }
+
   /**
    * Backward from the seeded output gradient through every step, then each row's per-sample
-   * gradient, one cache-sized chunk of rows at a time, handed to `sink`.
+   * gradient, one cache-sized chunk of rows at a time, handed to `sink`. Steps in `skip` write
+   * nothing (their columns of the chunk hold whatever was there); every step's output gradient
+   * stays in place afterwards, for a quantity that takes those steps another way.
    */
-  backwardPerSample(sink: RowSink): void {
+  backwardPerSample(sink: RowSink, skip: ReadonlySet<Step> = NO_STEPS): void {
     this.backward();
+    const steps = skip.size === 0 ? this.trainable : this.trainable.filter((step) => !skip.has(step));
+    if (steps.length === 0) return;
     const rowFloats = this.K * this.D;
     const chunk = this.chunkPtr;
     for (let first = 0; first < this.N; first += this.chunkSamples) {
       const samples = Math.min(this.chunkSamples, this.N - first);
-      for (const step of this.trainable) step.perSample(first, samples, chunk);
+      for (const step of steps) step.perSample(first, samples, chunk);
       const start = chunk >>> 2;
       sink(first * this.K, samples * this.K, arena.f32().subarray(start, start + samples * rowFloats));
     }

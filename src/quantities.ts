@@ -7,7 +7,7 @@
  * assembly/quantities.ts, and the weighted row sum (`weightedRowSum`). No layer knows of them.
  */
 import { ShapeError, ValueError } from "./errors.ts";
-import type { Module } from "./layers/module.ts";
+import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
 import { streamRows, weightedRowSum } from "./jacobian.ts";
 import type { RowObjective } from "./jacobian.ts";
@@ -20,6 +20,8 @@ export interface QuantityOptions {
   loss?: LossName;
   /** PyTorch's reduction of the batch loss (default "mean", as PyTorch). */
   reduction?: Reduction;
+  /** The per-layer path of the norm quantities (batchL2, perSampleNorms, clippedGradientSum); default "auto". */
+  ghostNorms?: GhostNorms;
 }
 
 /** Options of `clippedGradientSum`. */
@@ -69,24 +71,59 @@ function scratchAbove(plan: Plan): (bytes: number) => number {
   };
 }
 
-/** Squared norms of each row per column segment ([N, segments]), float64. */
-function segmentSquaredNorms(what: string, net: Module, x: Tensor, objective: RowObjective, segments: (plan: Plan) => number[]): { values: Float64Array; plan: Plan } {
+/**
+ * Each sample's squared gradient norm per parameter tensor, `[N, P]` in float64: from the
+ * Gram identity of each step that has one and prefers it (`Step.squaredNorms`: no gradient
+ * formed), from the chunks of J for the others, whose columns alone are then written.
+ */
+function tensorSquaredNorms(what: string, net: Module, x: Tensor, objective: RowObjective, ghost: GhostNorms = "auto"): { values: Float64Array; plan: Plan; ghostSteps: number } {
   let out = 0;
-  let count = 0;
+  let P = 0;
+  let ghostSteps: Step[] = [];
   const plan = streamRows(net, x, objective, (plan) => {
     oneRowPerSample(what, plan);
-    const starts = segments(plan);
-    count = starts.length - 1;
+    const starts = parameterStarts(net, plan);
+    P = starts.length - 1;
+    const slotOf = new Map(starts.slice(0, -1).map((column, p) => [column, p]));
+    ghostSteps = plan.trainableSteps.filter((step) => step.squaredNorms !== undefined && (ghost === "always" || (ghost === "auto" && step.squaredNorms.preferred)));
+    const taken = new Set(ghostSteps.flatMap((step) => step.squaredNorms!.columns.map((column) => slotOf.get(column)!)));
+    const segments: number[] = [];
+    for (let p = 0; p < P; p++) if (!taken.has(p)) segments.push(starts[p], starts[p + 1], p);
     const take = scratchAbove(plan);
-    const startsPtr = take(starts.length * 4);
-    arena.i32().set(starts, startsPtr >>> 2);
-    out = take(plan.N * count * 8);
+    const segmentsPtr = take(segments.length * 4);
+    arena.i32().set(segments, segmentsPtr >>> 2);
+    out = take(plan.N * P * 8);
+    const count = segments.length / 3;
     const k = kernels();
-    return (firstRow, rows, chunk) => k.rows_segment_sq_norms(chunk.byteOffset, rows, plan.D, startsPtr, count, out + firstRow * count * 8, 0);
+    return {
+      sink: (firstRow, rows, chunk) => k.rows_segment_sq_norms(chunk.byteOffset, rows, plan.D, segmentsPtr, count, out + firstRow * P * 8, P),
+      skip: new Set(ghostSteps),
+    };
   });
-  const values = new Float64Array(kernels().memory.buffer, out, plan.N * count).slice();
-  return { values, plan };
+  const starts = parameterStarts(net, plan);
+  for (const step of ghostSteps) {
+    const { columns, run } = step.squaredNorms!;
+    run(out, P, columns.map((column) => starts.indexOf(column)));
+  }
+  const values = new Float64Array(kernels().memory.buffer, out, plan.N * P).slice();
+  return { values, plan, ghostSteps: ghostSteps.length };
 }
+
+/** Per-sample squared norms summed over the tensors, `[N]` in float64. */
+function totalSquaredNorms(what: string, net: Module, x: Tensor, objective: RowObjective, ghost?: GhostNorms): Float64Array {
+  const { values, plan } = tensorSquaredNorms(what, net, x, objective, ghost);
+  const P = values.length / plan.N;
+  const total = new Float64Array(plan.N);
+  for (let n = 0; n < plan.N; n++) for (let p = 0; p < P; p++) total[n] += values[n * P + p];
+  return total;
+}
+
+/**
+ * Which per-layer norm path the norm quantities take: `"auto"` (default) the Gram identity
+ * where it moves fewer bytes than the layer's per-sample gradients, `"always"` wherever a layer
+ * has one, `"never"` the gradients themselves (tests use the last two to check both paths).
+ */
+export type GhostNorms = "auto" | "always" | "never";
 
 /** The first column of each parameter tensor in J, then D. */
 function parameterStarts(net: Module, plan: Plan): number[] {
@@ -109,15 +146,15 @@ function parameterStarts(net: Module, plan: Plan): number[] {
  * ```
  */
 export function batchL2(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
-  const { values, plan } = segmentSquaredNorms("batchL2", net, x, objectiveOf("batchL2", target, options), (plan) => parameterStarts(net, plan));
+  const { values, plan } = tensorSquaredNorms("batchL2", net, x, objectiveOf("batchL2", target, options), options?.ghostNorms);
   const P = values.length / plan.N;
   return { shape: [plan.N, P], data: Float32Array.from(values) };
 }
 
 /** The norm of each sample's whole gradient, `[N]` (Opacus's per-sample norms). */
 export function perSampleNorms(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
-  const { values, plan } = segmentSquaredNorms("perSampleNorms", net, x, objectiveOf("perSampleNorms", target, options), (plan) => [0, plan.D]);
-  return { shape: [plan.N], data: Float32Array.from(values, Math.sqrt) };
+  const total = totalSquaredNorms("perSampleNorms", net, x, objectiveOf("perSampleNorms", target, options), options?.ghostNorms);
+  return { shape: [total.length], data: Float32Array.from(total, Math.sqrt) };
 }
 
 /** Σ_n J[n, i] and Σ_n J[n, i]² in float64, and N. */
@@ -195,8 +232,7 @@ export function clippedGradientSum(net: Module, x: Tensor, target: Target | unde
     throw new ValueError(`clippedGradientSum: maxNorm must be a positive finite number, got ${maxNorm}`);
   }
   const objective = objectiveOf("clippedGradientSum", target, options);
-  const { values } = segmentSquaredNorms("clippedGradientSum", net, x, objective, (plan) => [0, plan.D]);
-  const norms = values.map(Math.sqrt);
+  const norms = totalSquaredNorms("clippedGradientSum", net, x, objective, options.ghostNorms).map(Math.sqrt);
   const factors = norms.map((norm) => (norm > maxNorm ? maxNorm / norm : 1));
   return { gradient: weightedRowSum(net, x, objective, factors), norms: { shape: [norms.length], data: Float32Array.from(norms) } };
 }

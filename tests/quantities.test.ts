@@ -11,6 +11,7 @@ import { runs } from "./helpers/runs.ts";
 import {
   batchL2,
   clippedGradientSum,
+  Flatten,
   jacobian,
   Linear,
   manualSeed,
@@ -26,12 +27,14 @@ import {
 } from "../mod.ts";
 import type { Module, QuantityOptions, Target, Tensor } from "../mod.ts";
 import { modelFromSpec } from "../src/io/spec.ts";
+import { Plan } from "../src/plan.ts";
 import { arbitraryNetwork } from "./helpers/architectures.ts";
 import type { NetworkCase } from "./helpers/architectures.ts";
 import { describeCase, objectivesFor } from "./helpers/properties.ts";
 import type { Objective } from "./helpers/properties.ts";
 
 const FLOAT32_ROUNDOFF = 2 ** -24;
+const GHOST_PATHS = ["auto", "always", "never"] as const;
 
 /** J as the one-pass functions return it, [rows, D], for an objective. */
 function rowsOf(net: Module, x: Tensor, o: Objective): { J: Float32Array; rows: number; D: number } {
@@ -102,13 +105,25 @@ function checkQuantities(net: Module, x: Tensor, o: Objective, what: string): vo
       total[n] += l2[n * P + p];
     });
   }
-  // Sums of squares do not cancel: a few units of roundoff of the value itself.
-  const batch = batchL2(net, x, target, options);
-  assert.deepEqual(batch.shape, [N, P], `${what}: batchL2 shape`);
-  assertWithin(batch.data, l2, (i) => 8 * FLOAT32_ROUNDOFF * l2[i] + 1e-38, `${what}: batchL2`);
-  const norms = perSampleNorms(net, x, target, options);
-  assert.deepEqual(norms.shape, [N]);
-  assertWithin(norms.data, total.map(Math.sqrt), (n) => 8 * FLOAT32_ROUNDOFF * Math.sqrt(total[n]) + 1e-38, `${what}: perSampleNorms`);
+  // Sums of squares do not cancel: a few units of roundoff of the value itself, on either
+  // path: the rows of J, or a layer's Gram identity (Σ_{s,t} (g_s·g_t)(x_s·x_t) from float32
+  // products of the same gy and x the rows are formed from).
+  // An identity over several positions (Linear on (N, S, in)) sums across them before it
+  // squares, where a formed row rounds each entry's sum first: those two differ by the
+  // cancellation inside an entry, which only a float64 reference can judge (the test of
+  // Linear over extra dims below). Here they are compared on the path of the rows alone.
+  const acrossPositions = tensorsAcrossPositions(net, x.shape.slice(1), N, parameterColumns(net));
+  for (const ghostNorms of GHOST_PATHS) {
+    const how = `${what}, ghostNorms ${ghostNorms}`;
+    const judged = (p: number) => ghostNorms === "never" || !acrossPositions.has(p);
+    const batch = batchL2(net, x, target, { ...options, ghostNorms });
+    assert.deepEqual(batch.shape, [N, P], `${how}: batchL2 shape`);
+    assertWithin(batch.data, l2, (i) => (judged(i % P) ? 8 * FLOAT32_ROUNDOFF * l2[i] + 1e-38 : Infinity), `${how}: batchL2`);
+    if (acrossPositions.size > 0 && ghostNorms !== "never") continue;
+    const norms = perSampleNorms(net, x, target, { ...options, ghostNorms });
+    assert.deepEqual(norms.shape, [N]);
+    assertWithin(norms.data, total.map(Math.sqrt), (n) => 8 * FLOAT32_ROUNDOFF * Math.sqrt(total[n]) + 1e-38, `${how}: perSampleNorms`);
+  }
 
   const sum = new Float64Array(D);
   const squares = new Float64Array(D);
@@ -132,7 +147,7 @@ function checkQuantities(net: Module, x: Tensor, o: Objective, what: string): vo
   // The clipped sum, at a bound that clips some samples and not others.
   const sorted = Array.from(total, Math.sqrt).sort((a, b) => a - b);
   const maxNorm = sorted[Math.floor(N / 2)] || 1;
-  const clipped = clippedGradientSum(net, x, target, { ...options, maxNorm });
+  const clipped = clippedGradientSum(net, x, target, { ...options, maxNorm, ghostNorms: acrossPositions.size > 0 ? "never" : GHOST_PATHS[N % 3] });
   assertWithin(clipped.norms.data, total.map(Math.sqrt), (n) => 8 * FLOAT32_ROUNDOFF * Math.sqrt(total[n]) + 1e-38, `${what}: clippedGradientSum norms`);
   const expectedClipped = new Float64Array(D);
   const clippedScale = new Float64Array(D);
@@ -148,6 +163,27 @@ function checkQuantities(net: Module, x: Tensor, o: Objective, what: string): vo
   // float32 computations agree as the rows agree with their sum (tests/per_sample.test.ts).
   const worstScale = clippedScale.reduce((a, b) => Math.max(a, b), 0);
   assertWithin(clipped.gradient.data, expectedClipped, () => 1e-4 * worstScale + 1e-30, `${what}: clippedGradientSum`);
+}
+
+/** The first column of each parameter tensor, by tensor index. */
+function parameterColumns(net: Module): number[] {
+  const columns: number[] = [];
+  let column = 0;
+  for (const [, t] of net.parameters()) {
+    columns.push(column);
+    column += t.data.length;
+  }
+  return columns;
+}
+
+/** Indices of the tensors whose Gram identity sums over more than one position per sample. */
+function tensorsAcrossPositions(net: Module, sampleShape: number[], N: number, columns: number[]): Set<number> {
+  const plan = new Plan(net, sampleShape, N, 1, "per-sample", "test");
+  const tensors = new Set<number>();
+  for (const step of plan.trainableSteps) {
+    if (step.squaredNorms && step.squaredNorms.positions > 1) for (const column of step.squaredNorms.columns) tensors.add(columns.indexOf(column));
+  }
+  return tensors;
 }
 
 function prepare(c: NetworkCase) {
@@ -173,6 +209,69 @@ test("quantities over rows larger than a chunk (one sample per 1 MiB chunk) equa
   checkQuantities(net, x, {}, "wide MLP, output");
   const target = randn([5, 1], 2);
   checkQuantities(net, x, { loss: "mse", reduction: "mean", target }, "wide MLP, mse mean");
+});
+
+test("Linear's Gram identity (ghost norms) and the formed rows both give the float64 per-sample norms, over extra dims (N, S, in)", () => {
+  const u = FLOAT32_ROUNDOFF;
+  const norm = (v: ArrayLike<number>) => Math.sqrt(Array.from(v).reduce((a, b) => a + b * b, 0));
+  fc.assert(
+    fc.property(fc.integer({ min: 1, max: 2 ** 31 - 1 }), fc.integer({ min: 1, max: 6 }), fc.integer({ min: 1, max: 40 }), fc.integer({ min: 1, max: 30 }), (seed, S, inF, outF) => {
+      // S·(in + out) < in·out prefers the identity: the sizes drawn take both paths on "auto".
+      manualSeed(seed);
+      const layer = new Linear(inF, outF);
+      const N = 3;
+      const x = randn([N, S, inF], seed);
+      const t = randn([N, S, outF], seed + 1);
+      const W = layer.weight.data;
+      const b = layer.bias!.data;
+      // MSE with reduction "sum": g_s = 2 (y_s − t_s), in float64 from the float32 parameters and
+      // input; e_s bounds what float32 rounding of y_s can move g_s by, per output.
+      const expectedW: number[] = [];
+      const expectedB: number[] = [];
+      const errorW: number[] = [];
+      const errorB: number[] = [];
+      for (let n = 0; n < N; n++) {
+        const gW = new Float64Array(outF * inF);
+        const gB = new Float64Array(outF);
+        let boundW = 0;
+        let boundB = 0;
+        for (let s = 0; s < S; s++) {
+          const xs = x.data.subarray((n * S + s) * inF, (n * S + s + 1) * inF);
+          const g = new Float64Array(outF);
+          const e = new Float64Array(outF);
+          for (let o = 0; o < outF; o++) {
+            let y = b[o];
+            let magnitude = Math.abs(b[o]);
+            for (let i = 0; i < inF; i++) {
+              y += W[o * inF + i] * xs[i];
+              magnitude += Math.abs(W[o * inF + i] * xs[i]);
+            }
+            g[o] = 2 * (y - t.data[(n * S + s) * outF + o]);
+            e[o] = 2 * ((inF + 2) * u * magnitude + u * Math.abs(y - t.data[(n * S + s) * outF + o]));
+            gB[o] += g[o];
+            for (let i = 0; i < inF; i++) gW[o * inF + i] += g[o] * xs[i];
+          }
+          boundW += ((S + 4) * u * norm(g) + norm(e)) * norm(xs);
+          boundB += (S + 4) * u * norm(g) + norm(e);
+        }
+        expectedW.push(norm(gW) ** 2);
+        expectedB.push(norm(gB) ** 2);
+        errorW.push(2 * norm(gW) * boundW + boundW ** 2);
+        errorB.push(2 * norm(gB) * boundB + boundB ** 2);
+      }
+      for (const ghostNorms of GHOST_PATHS) {
+        const l2 = batchL2(layer, x, t, { loss: "mse", reduction: "sum", ghostNorms });
+        const what = `seed ${seed}, Linear(${inF}, ${outF}) over S = ${S}, ghostNorms ${ghostNorms}`;
+        assertWithin(Array.from({ length: N }, (_, n) => l2.data[2 * n]), expectedW, (n) => errorW[n] + 1e-30, `${what}: weight`);
+        assertWithin(Array.from({ length: N }, (_, n) => l2.data[2 * n + 1]), expectedB, (n) => errorB[n] + 1e-30, `${what}: bias`);
+      }
+    }),
+    { numRuns: runs(100) },
+  );
+  // And inside a network, the rows and the identity agree as the rows' own norms do.
+  manualSeed(5);
+  const net = new Sequential(new Linear(3, 40), new Tanh(), new Flatten(), new Linear(2 * 40, 1, { bias: false }));
+  checkQuantities(net, randn([4, 2, 3], 1), { loss: "mse", reduction: "mean", target: randn([4, 1], 1) }, "Linear(3, 40) over S = 2, in a network");
 });
 
 test("onChunk streams J's rows in order, chunk by chunk, and they are the rows jacobian and perSampleGradients return", () => {

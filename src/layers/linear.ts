@@ -74,6 +74,11 @@ export class Linear extends Module {
         perSample: (first, samples, gy, jw, jb, ldJ) =>
           k.linear_weight_per_sample(samples * K, K, S, inF, outF, input + first * S * inF * 4, gy, jw, jb, ldJ),
         gradient: (gy, gw, gb) => k.linear_weight_grad(R, K, S, inF, outF, input, gy, gw, gb, 1),
+        // ‖Σ_s g_s x_sᵀ‖² = Σ_{s,t} (g_s·g_t)(x_s·x_t): S²(in + out) products against S·in·out
+        // to form the gradient (for S = 1, ‖g‖²‖x‖²).
+        squaredNorms: K === 1
+          ? { preferred: S * (inF + outF) < inF * outF, positions: S, run: (gy, wOut, bOut, stride) => k.linear_sq_norms(R, S, inF, outF, input, gy, wOut, bOut, stride) }
+          : undefined,
       })],
     };
   }

@@ -48,6 +48,8 @@ export interface Step {
    * pooling's backward pass). Returns false where the layer cannot (dilation).
    */
   perSampleThroughMaxPool?(builder: PlanBuilder, pool: Step): boolean;
+  /** Offered by layers with a Gram identity for their per-sample gradient norms (Linear). */
+  readonly squaredNorms?: SquaredNorms;
   /** Set by the plan once every step's shape is known: where gy and gx live. */
   gy: number;
   gx: number;
@@ -286,6 +288,28 @@ export interface WeightBiasKernels {
   perSample(first: number, samples: number, gy: number, jw: number, jb: number, ldJ: number): void;
   /** The gradient summed over all rows, added into `gw`, `gb`. */
   gradient(gy: number, gw: number, gb: number): void;
+  /**
+   * Each row's squared gradient norms without forming the gradients (the Gram or "ghost
+   * norm" identities): ‖∂/∂W‖² to `weightOut` and ‖∂/∂b‖² to `biasOut` (0: no bias), float64,
+   * `stride` floats64 apart per row, for all R rows. `preferred` when that moves fewer bytes
+   * than forming the gradients; layers without such an identity leave it out.
+   */
+  squaredNorms?: { readonly preferred: boolean; readonly positions: number; run(gy: number, weightOut: number, biasOut: number, stride: number): void };
+}
+
+/** A step's per-row squared gradient norms (see `WeightBiasKernels.squaredNorms`), by J column. */
+export interface SquaredNorms {
+  /** Whether this path moves fewer bytes than forming the rows' gradients. */
+  readonly preferred: boolean;
+  /**
+   * Positions per sample whose gradients a row sums (Linear's S of (N, S, in)): above 1 the
+   * identity sums products across positions, so it rounds differently from the formed rows.
+   */
+  readonly positions: number;
+  /** J's first column of each of the step's parameter tensors, in the order `run` writes them. */
+  readonly columns: readonly number[];
+  /** Writes row r's squared norm of the step's i-th tensor to float64 `out + (r·stride + slots[i])·8`. */
+  run(out: number, stride: number, slots: readonly number[]): void;
 }
 
 /**
@@ -305,7 +329,7 @@ export function weightBiasStep(
   const gyPerSample = builder.K * numel(outShape) * 4;
   const ldJ = builder.D;
   const gradientVector = builder.gradientVector;
-  return {
+  const step: Step = {
     label,
     outShape,
     aliasesInput: false,
@@ -323,5 +347,14 @@ export function weightBiasStep(
       const g = gradientVector.ptr;
       run.gradient(this.gy, g + weightColumn, biasColumn < 0 ? 0 : g + biasColumn);
     },
+    squaredNorms: run.squaredNorms && {
+      preferred: run.squaredNorms.preferred,
+      positions: run.squaredNorms.positions,
+      columns: biasColumn < 0 ? [weightColumn / 4] : [weightColumn / 4, biasColumn / 4],
+      run(out: number, stride: number, slots: readonly number[]) {
+        run.squaredNorms!.run(step.gy, out + slots[0] * 8, biasColumn < 0 ? 0 : out + slots[1] * 8, stride);
+      },
+    },
   };
+  return step;
 }
