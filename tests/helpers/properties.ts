@@ -5,6 +5,7 @@
  * float64 reference, and summed against the ordinary batch gradient.
  */
 import assert from "node:assert/strict";
+import fc from "fast-check";
 import {
   batchGradient,
   jacobian,
@@ -15,7 +16,7 @@ import {
 } from "../../mod.ts";
 import type { LossName, Module, ModelSpec, Reduction, Target, Tensor } from "../../mod.ts";
 import { mulberry32, numel } from "../../src/tensor.ts";
-import { finiteDifferenceCheck, parseSpec, relativeError } from "../reference/mod.ts";
+import { finiteDifferenceCheck, maxTies, parseSpec, relativeError } from "../reference/mod.ts";
 import type { BatchObjective } from "../reference/mod.ts";
 
 /** The output itself ({}) or a loss with its target. */
@@ -86,8 +87,15 @@ export function checkAgainstFiniteDifferences(p: Prepared, tolerance = 2e-3): vo
     const objective: BatchObjective = o.loss
       ? { objective: o.loss, reduction: o.reduction!, target: Array.from(o.target!.data as ArrayLike<number>, Number) }
       : { objective: "output" };
+    maxTies.reset();
     const { error, shape } = finiteDifferenceCheck(fast.data, model, params, p.x.data, p.x.shape as number[], objective, tolerance);
     assert.deepEqual(fast.shape, shape, p.describe(o));
+    // A max whose runner-up is within float32 rounding (relative 1e-5) of it may be decided
+    // the other way in float32, sending the gradient to the other element: a valid subgradient
+    // that no finite difference of the float64 reference gives (seed 808237843 of the norm
+    // networks: an AdaptiveMaxPool2d window whose two largest values differ by 1e-6, a 4%
+    // difference in J on the relaxed build). Those cases are for naive backprop to check.
+    if (error > tolerance && maxTies.closest < 1e-5) fc.pre(false);
     assert.ok(error <= tolerance, `relative error ${error} against finite differences for ${p.describe(o)}`);
   }
 }

@@ -2,3 +2,4 @@
 export * from "./model.ts";
 export * from "./finite_differences.ts";
 export * from "./files.ts";
+export * from "./ties.ts";

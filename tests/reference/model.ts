@@ -56,6 +56,7 @@
 
 import { type ConvTransposeLayer, convTranspose, convTransposeParameters, parseConvTranspose } from "./conv_transpose.ts";
 import { attachBuffers, type NormLayer, normForward, normParameters, parseNormLayer } from "./norm.ts";
+import { maxTies } from "./ties.ts";
 
 /** Parameters keyed by state-dict name ("0.weight", "2.1.bias"). */
 export type Params = Map<string, Float64Array>;
@@ -577,6 +578,7 @@ function pool(layer: Extract<Layer, { type: "MaxPool" | "AvgPool" }>, x: Float64
           if (layer.type === "MaxPool") {
             // Padding never wins: only positions inside the input are compared. NaN propagates as in ATen.
             value = -Infinity;
+            let second = -Infinity;
             for (let k0 = 0; k0 < k[0]; k0++) {
               const i0 = o0 * s[0] - p[0] + k0 * d[0];
               if (i0 < 0 || i0 >= size[0]) continue;
@@ -587,10 +589,12 @@ function pool(layer: Extract<Layer, { type: "MaxPool" | "AvgPool" }>, x: Float64
                   const i2 = o2 * s[2] - p[2] + k2 * d[2];
                   if (i2 < 0 || i2 >= size[2]) continue;
                   const v = at(c, i0, i1, i2);
-                  if (v > value || Number.isNaN(v)) value = v;
+                  if (v > value || Number.isNaN(v)) [second, value] = [value, v];
+                  else if (v > second) second = v;
                 }
               }
             }
+            maxTies.record(value, second);
           } else {
             // ATen's avg_pool: the window is clipped to the padded input for count_include_pad,
             // and to the input itself for the sum and for count_include_pad=False.

@@ -14,6 +14,7 @@
  * at zero wherever they compare with the reference.
  */
 import type { Params } from "./model.ts";
+import { maxTies } from "./ties.ts";
 
 type Json = Record<string, unknown>;
 
@@ -317,14 +318,18 @@ export function normForward(
             for (let k = 0; k < oW; k++) {
               const [w0, w1] = windowBounds(k, W, oW);
               let acc = layer.max ? -Infinity : 0;
+              let second = -Infinity;
               for (let a = d0; a < d1; a++) {
                 for (let b = h0; b < h1; b++) {
                   for (let e = w0; e < w1; e++) {
                     const v = x[((c * D + a) * H + b) * W + e];
-                    acc = layer.max ? (v > acc || Number.isNaN(v) ? v : acc) : acc + v;
+                    if (!layer.max) acc += v;
+                    else if (v > acc || Number.isNaN(v)) [second, acc] = [acc, v];
+                    else if (v > second) second = v;
                   }
                 }
               }
+              if (layer.max) maxTies.record(acc, second);
               y[o++] = layer.max ? acc : acc / ((d1 - d0) * (h1 - h0) * (w1 - w0));
             }
           }
