@@ -238,8 +238,8 @@ export function jacobianNaive(net: Module, x: Tensor, options: ResultOptions = {
 
 /** Output elements per sample (K), checked layer by layer. */
 function outputsPerSample(net: Module, x: Tensor): number {
-  const { sampleShape } = checkBatch(x);
-  const K = numel(planCache(net).outputShape(net, sampleShape));
+  const { N, sampleShape } = checkBatch(x);
+  const K = numel(planCache(net).outputShape(net, sampleShape, N));
   if (K === 0) throw new ShapeError(`jacobian: the network's output for one sample is empty`);
   return K;
 }
@@ -256,7 +256,7 @@ interface LossObjective {
 function checkLoss(net: Module, x: Tensor, target: Target, options: Omit<LossOptions, "asTuple">): LossObjective {
   const { loss, reduction } = lossOptions(options);
   const { N, sampleShape } = checkBatch(x);
-  const outputShape = [N, ...planCache(net).outputShape(net, sampleShape)];
+  const outputShape = [N, ...planCache(net).outputShape(net, sampleShape, N)];
   return { loss, reduction, outputShape, target: prepareTarget(loss, outputShape, target) };
 }
 

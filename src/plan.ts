@@ -11,7 +11,8 @@ import type { Module, Step } from "./layers/module.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
 import { align, arena } from "./wasm.ts";
-import { UnsupportedError } from "./errors.ts";
+import { ShapeError, UnsupportedError } from "./errors.ts";
+import { explainInputMismatch } from "./expected_input.ts";
 
 /** A pointer decided after compilation (the shared workspace): steps read `.ptr` when they run. */
 export interface Slot {
@@ -355,12 +356,21 @@ export class PlanCache {
 
   constructor(readonly capacity = 8) {}
 
-  /** The network's per-sample output shape for a per-sample input shape (checked layer by layer once). */
-  outputShape(net: Module, sampleShape: readonly number[]): readonly number[] {
+  /**
+   * The network's per-sample output shape for a per-sample input shape (checked layer by layer
+   * once): where a network first meets a batch's shape. A shape it rejects is a ShapeError that
+   * names the batch's shape (N samples, when given), the input shape the network takes and the
+   * first layer to disagree (src/expected_input.ts).
+   */
+  outputShape(net: Module, sampleShape: readonly number[], N?: number): readonly number[] {
     const key = sampleShape.join("x");
     let shape = this.outputShapes.get(key);
     if (!shape) {
-      shape = net.outputShape(sampleShape);
+      try {
+        shape = net.outputShape(sampleShape);
+      } catch (error) {
+        throw error instanceof ShapeError ? explainInputMismatch(net, sampleShape, error, N) : error;
+      }
       if (this.outputShapes.size >= this.capacity) this.outputShapes.delete(this.outputShapes.keys().next().value!);
       this.outputShapes.set(key, shape);
     }
@@ -373,6 +383,7 @@ export class PlanCache {
     if (plan) {
       this.plans.delete(key); // re-insert: most recently used last
     } else {
+      this.outputShape(net, sampleShape, N); // a shape the network rejects fails here, explained
       plan = new Plan(net, sampleShape, N, K, mode, key);
       this.built++;
       if (this.plans.size >= this.capacity) this.plans.delete(this.plans.keys().next().value!);

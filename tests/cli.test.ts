@@ -247,6 +247,29 @@ for (const [what, breakFiles, extra, message] of BAD_INPUTS) {
   });
 }
 
+test("cli: an input of the wrong size names the input shape the model takes, exit code 2, no output file", () => {
+  const files = setUp();
+  try {
+    // The model's Conv1d keeps the width and its Linear wants 3 × 5 features: a width of 7 fits no layer after Flatten.
+    writeFileSync(files.input, writeNpy(randn([5, 2, 7], 7).data, [5, 2, 7]));
+    const out = join(files.dir, "J.npy");
+    const run = runCli(base(files, out));
+    assert.equal(run.status, 2, `exit code ${run.status}; stderr: ${run.stderr}`);
+    const lines = run.stderr.trim().split("\n");
+    assert.equal(lines.length, 1, `one line expected, got: ${run.stderr}`);
+    assert.equal(
+      lines[0],
+      "jacobian-wasm: input (5, 2, 7) does not fit the network, which takes (N, 2, 5): the first layer to disagree is " +
+        "2.1 (Linear): expected input (N, *, 15), got (N, 21) — the last dimension must be in_features = 15",
+    );
+    assert.doesNotMatch(run.stderr, /\n\s+at /, "no stack trace");
+    assert.equal(existsSync(out), false);
+    assert.deepEqual(readdirSync(files.dir).filter((f) => f.endsWith(".tmp")), []);
+  } finally {
+    rmSync(files.dir, { recursive: true, force: true });
+  }
+});
+
 test("cli: an output file that cannot be written gives exit code 2 and creates nothing", () => {
   const files = setUp();
   try {
