@@ -3,25 +3,9 @@
 // sums that span rows or long rows are kept in float64 so that a batch of thousands of
 // samples or a row of millions of columns adds no more than float32 rounding of the terms.
 
-/** Σ src[0..count)² in float64: float32 squares summed four lanes wide over blocks of 64, each block added in float64. */
+/** Σ src[0..count)² in float64 (see `dot`). */
 function sum_squares(src: usize, count: i32): f64 {
-  let total: f64 = 0;
-  let i = 0;
-  while (i + 4 <= count) {
-    const end = min(count & ~3, i + 64);
-    let acc = f32x4.splat(0);
-    for (; i < end; i += 4) {
-      const v = v128.load(src + (<usize>i << 2));
-      acc = f32x4.add(acc, f32x4.mul(v, v));
-    }
-    const wide = f64x2.add(f64x2.promote_low_f32x4(acc), f64x2.promote_low_f32x4(i32x4.shuffle(acc, acc, 2, 3, 0, 1)));
-    total += f64x2.extract_lane(wide, 0) + f64x2.extract_lane(wide, 1);
-  }
-  for (; i < count; i++) {
-    const v = <f64>load<f32>(src + (<usize>i << 2));
-    total += v * v;
-  }
-  return total;
+  return dot(src, src, count);
 }
 
 /**
@@ -82,7 +66,7 @@ export function column_moments(J: usize, rows: i32, ld: i32, D: i32, sum: usize,
   }
 }
 
-/** Σ a[i]·b[i] over count floats, in float64 by blocks of 64 as sum_squares. */
+/** Σ a[i]·b[i] over count floats: float32 products summed four lanes wide over blocks of 64, each block added in float64. */
 function dot(a: usize, b: usize, count: i32): f64 {
   let total: f64 = 0;
   let i = 0;

@@ -80,9 +80,10 @@ function tensorSquaredNorms(what: string, net: Module, x: Tensor, objective: Row
   let out = 0;
   let P = 0;
   let ghostSteps: Step[] = [];
+  let starts: number[] = [];
   const plan = streamRows(net, x, objective, (plan) => {
     oneRowPerSample(what, plan);
-    const starts = parameterStarts(net, plan);
+    starts = parameterStarts(net, plan);
     P = starts.length - 1;
     const slotOf = new Map(starts.slice(0, -1).map((column, p) => [column, p]));
     ghostSteps = plan.trainableSteps.filter((step) => step.squaredNorms !== undefined && (ghost === "always" || (ghost === "auto" && step.squaredNorms.preferred)));
@@ -100,7 +101,6 @@ function tensorSquaredNorms(what: string, net: Module, x: Tensor, objective: Row
       skip: new Set(ghostSteps),
     };
   });
-  const starts = parameterStarts(net, plan);
   for (const step of ghostSteps) {
     const { columns, run } = step.squaredNorms!;
     run(out, P, columns.map((column) => starts.indexOf(column)));
