@@ -13,6 +13,8 @@ import { npyToFloat32, npyToIntegers, readNpy, writeNpy } from "./src/io/npy.ts"
 import { writeSafetensors } from "./src/io/safetensors.ts";
 import { loadModel } from "./src/io/spec.ts";
 import { jacobian, jacobianNaive, perSampleGradients } from "./src/jacobian.ts";
+import { batchL2, clippedGradientSum, ntk, sumGradSquared, variance } from "./src/quantities.ts";
+import type { Module } from "./src/layers/module.ts";
 import type { LossName, Reduction, Target } from "./src/losses.ts";
 import { seedNetwork } from "./src/examples.ts";
 import { manualSeed } from "./src/layers/init.ts";
@@ -23,12 +25,23 @@ import { simdBuild } from "./src/wasm.ts";
 const USAGE = `usage:
   jacobian-wasm jacobian --model M.json --weights W.safetensors --input X.npy
                          [--target Y.npy --loss cross_entropy|mse] [--reduction sum|mean]
-                         --out J.npy|J.safetensors [--time R]
+                         [--quantity jacobian|batch_l2|sum_grad_squared|variance|ntk|clipped_sum]
+                         [--max-norm C] --out J.npy|J.safetensors [--time R]
   jacobian-wasm demo [--n N]
 
 jacobian   without --loss: the Jacobian of the model output per sample, [N, D] or [N, K, D];
            with --loss: per-sample gradients of the loss, [N, D] (reduction default: mean).
            .npy output: the matrix; .safetensors output: one tensor per parameter, [N, ...shape].
+           --quantity (default jacobian) computes, from the same rows of J without forming it:
+             batch_l2          squared norm of each sample's gradient per parameter tensor, [N, P]
+             sum_grad_squared  sum over samples of the squared rows, [D]
+             variance          variance over samples of each column, [D]
+             ntk               the empirical NTK J Jᵀ, [N, N] (or [N·K, N·K] for K outputs)
+             clipped_sum       the sum of the rows clipped to norm --max-norm C, [D]
+           batch_l2, sum_grad_squared, variance and clipped_sum need one row per sample
+           (a loss, or one output per sample). In .safetensors, [D] results are split into
+           one tensor per parameter, batch_l2 into one [N] column per parameter, and ntk is
+           one tensor "ntk".
            --time R: after one warm-up, time R more runs and print
            {"N", "D", "cold_ms", "median_ms"} as one JSON line on stderr.
 demo       the seed's example (Conv3d network, N = 1000): one pass against a naive per-sample loop.`;
@@ -51,7 +64,7 @@ function parse<T extends Record<string, { type: "string" | "boolean" }>>(args: s
   try {
     return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
   } catch (error) {
-    throw new UsageError((error as Error).message);
+    throw new UsageError((error as Error).message.replace(/\s*\n\s*/g, " ")); // one line, as every error
   }
 }
 
@@ -65,6 +78,8 @@ async function jacobianCommand(args: string[]): Promise<void> {
     reduction: { type: "string" },
     out: { type: "string" },
     time: { type: "string" },
+    quantity: { type: "string" },
+    "max-norm": { type: "string" },
   });
   for (const required of ["model", "weights", "input", "out"] as const) {
     if (values[required] === undefined) throw new UsageError(`--${required} is required`);
@@ -84,6 +99,16 @@ async function jacobianCommand(args: string[]): Promise<void> {
     throw new UsageError(`--reduction must be sum or mean, got "${reduction}"`);
   }
   if (values.reduction !== undefined && loss === undefined) throw new UsageError("--reduction needs --loss");
+  const quantity = (values.quantity ?? "jacobian") as Quantity;
+  if (!QUANTITIES.includes(quantity)) throw new UsageError(`--quantity must be one of ${QUANTITIES.join(", ")}; got "${quantity}"`);
+  let maxNorm: number | undefined;
+  if (quantity === "clipped_sum") {
+    if (values["max-norm"] === undefined) throw new UsageError("--quantity clipped_sum needs --max-norm C");
+    maxNorm = Number(values["max-norm"]);
+    if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new UsageError(`--max-norm must be a positive number, got "${values["max-norm"]}"`);
+  } else if (values["max-norm"] !== undefined) {
+    throw new UsageError(`--max-norm is the bound of --quantity clipped_sum; it means nothing to --quantity ${quantity}`);
+  }
   let repeats = 0;
   if (values.time !== undefined) {
     repeats = Number(values.time);
@@ -107,10 +132,12 @@ async function jacobianCommand(args: string[]): Promise<void> {
   }
 
   const asTuple = format === "safetensors";
-  const compute = (): Tensor | Tensor[] =>
-    target === undefined
+  const compute = (): Tensor | Tensor[] => {
+    if (quantity !== "jacobian") return computeQuantity(quantity, net, x, target, { loss, reduction, maxNorm });
+    return target === undefined
       ? jacobian(net, x, { asTuple })
       : perSampleGradients(net, x, target, { loss: loss!, reduction, asTuple });
+  };
   const start = performance.now();
   const result = compute();
   const coldMs = performance.now() - start;
@@ -132,8 +159,52 @@ async function jacobianCommand(args: string[]): Promise<void> {
   }
   const bytes = Array.isArray(result)
     ? writeSafetensors(net.parameters().map(([name], i) => [name, result[i]] as [string, Tensor]))
+    : format === "safetensors"
+    ? writeSafetensors(quantityTensors(quantity, net, result))
     : writeNpy(result.data, result.shape);
   await writeFileAtomic(out, bytes);
+}
+
+const QUANTITIES = ["jacobian", "batch_l2", "sum_grad_squared", "variance", "ntk", "clipped_sum"] as const;
+type Quantity = (typeof QUANTITIES)[number];
+
+/** A quantity of the rows of J, as the library computes it. */
+function computeQuantity(
+  quantity: Exclude<Quantity, "jacobian">,
+  net: Module,
+  x: Tensor,
+  target: Target | undefined,
+  { loss, reduction, maxNorm }: { loss?: LossName; reduction: Reduction; maxNorm?: number },
+): Tensor {
+  const options = loss === undefined ? undefined : { loss, reduction };
+  switch (quantity) {
+    case "batch_l2":
+      return batchL2(net, x, target, options);
+    case "sum_grad_squared":
+      return sumGradSquared(net, x, target, options);
+    case "variance":
+      return variance(net, x, target, options);
+    case "ntk":
+      return ntk(net, x, target, options);
+    case "clipped_sum":
+      return clippedGradientSum(net, x, target, { ...options, maxNorm: maxNorm! }).gradient;
+  }
+}
+
+/** A quantity's result as named safetensors: [D] per parameter, [N, P] per parameter column, the NTK whole. */
+function quantityTensors(quantity: Quantity, net: Module, result: Tensor): [string, Tensor][] {
+  const parameters = net.parameters();
+  if (quantity === "batch_l2") {
+    const [N, P] = result.shape;
+    return parameters.map(([name], p) => [name, { shape: [N], data: Float32Array.from({ length: N }, (_, n) => result.data[n * P + p]) }]);
+  }
+  if (quantity === "ntk") return [["ntk", result]];
+  let column = 0;
+  return parameters.map(([name, t]) => {
+    const part = result.data.slice(column, column + t.data.length);
+    column += t.data.length;
+    return [name, { shape: [...t.shape], data: part }];
+  });
 }
 
 function round(ms: number): number {

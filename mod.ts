@@ -54,6 +54,15 @@ export { batchL2, clippedGradientSum, ntk, perSampleNorms, sumGradSquared, varia
 export type { ClipOptions, ClippedSum, GhostNorms, QuantityOptions } from "./src/quantities.ts";
 export type { LossName, Reduction, Target } from "./src/losses.ts";
 
+export { privateGradient } from "./src/privacy/private_gradient.ts";
+export type { PrivateGradientOptions } from "./src/privacy/private_gradient.ts";
+export { poissonSample, secureUniform, seededUniform } from "./src/privacy/random.ts";
+export type { Uniform } from "./src/privacy/random.ts";
+export { RDPAccountant } from "./src/privacy/accountant.ts";
+export type { HistorySegment, StepOptions } from "./src/privacy/accountant.ts";
+export { computeRdp, DEFAULT_ORDERS, privacySpent } from "./src/privacy/rdp.ts";
+export type { PrivacySpent, PrivacySpentOptions, RdpOptions } from "./src/privacy/rdp.ts";
+
 export { loadModel, loadWeights, modelFromSpec, SUPPORTED_LAYERS } from "./src/io/spec.ts";
 export type { LayerSpec, ModelSpec } from "./src/io/spec.ts";
 export { readSafetensors, readSafetensorsMetadata, writeSafetensors } from "./src/io/safetensors.ts";
