@@ -14,9 +14,9 @@
  */
 export type { Tensor } from "./src/tensor.ts";
 export { numel, randn, tensor, zeros } from "./src/tensor.ts";
-export { initialize, isInitialized, simdBuild, wasmBytes } from "./src/wasm.ts";
+export { initialize, isInitialized, memoryLimit, setMemoryLimit, simdBuild, wasmBytes } from "./src/wasm.ts";
 export type { SimdBuild } from "./src/wasm.ts";
-export { FileError, FormatError, ShapeError, UnsupportedError, ValueError } from "./src/errors.ts";
+export { FileError, FormatError, MemoryError, ShapeError, UnsupportedError, ValueError } from "./src/errors.ts";
 
 export { Module } from "./src/layers/module.ts";
 export type { Named } from "./src/layers/module.ts";
@@ -54,6 +54,8 @@ export { batchL2, clippedGradientSum, ntk, perSampleNorms, sumGradSquared, varia
 export type { ClipOptions, ClippedSum, GhostNorms, QuantityOptions } from "./src/quantities.ts";
 export type { LossName, Reduction, Target } from "./src/losses.ts";
 
+export { Adam, SGD } from "./src/optim.ts";
+export type { AdamOptions, SGDOptions } from "./src/optim.ts";
 export { privateGradient } from "./src/privacy/private_gradient.ts";
 export type { PrivateGradientOptions } from "./src/privacy/private_gradient.ts";
 export { poissonSample, secureUniform, seededUniform } from "./src/privacy/random.ts";

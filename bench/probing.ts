@@ -6,7 +6,7 @@
 // call (the one-pass computation, N = 128; against the closed-form layer where there is one)
 // and the per-call copy of its pattern into the plan's memory.
 import { Conv2d, Linear, quasiLinear, randn, Sequential, Tanh } from "../mod.ts";
-import { runForward } from "../src/forward.ts";
+import { planCache } from "../src/forward.ts";
 import { arena } from "../src/wasm.ts";
 import type { Module, QuasiLinearDefinition } from "../mod.ts";
 import { numel } from "../src/tensor.ts";
@@ -134,7 +134,7 @@ for (const c of cases) {
   const xb = randn([N, ...c.inputShape], 1);
   const time = (layer: Module) => {
     const net = new Sequential(layer, new Tanh());
-    const plan = runForward(net, xb, 1, "per-sample"); // builds the plan (and probes)
+    const plan = planCache(net).get(net, c.inputShape, N, 1, "per-sample"); // builds the plan (and probes)
     const seed = randn([N * pattern.outputs], 2).data;
     let fastest = Infinity;
     for (let i = 0; i < 5; i++) {

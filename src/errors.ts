@@ -24,6 +24,11 @@ export class UnsupportedError extends TypeError {
   override name = "UnsupportedError";
 }
 
+/** A computation needs more WebAssembly memory than it may have (one sample alone does not fit, or a result must be held whole). */
+export class MemoryError extends RangeError {
+  override name = "MemoryError";
+}
+
 /** A file cannot be read or written: missing, a directory, no permission, disk full. */
 export class FileError extends Error {
   override name = "FileError";
@@ -32,5 +37,5 @@ export class FileError extends Error {
 /** Whether an error is the user's (bad input) rather than a bug: the CLI prints these without a stack. */
 export function isUserError(error: unknown): error is Error {
   return error instanceof ShapeError || error instanceof FormatError || error instanceof ValueError ||
-    error instanceof UnsupportedError || error instanceof FileError;
+    error instanceof UnsupportedError || error instanceof FileError || error instanceof MemoryError;
 }

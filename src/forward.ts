@@ -1,6 +1,6 @@
 /**
- * Checking a batch against a network and running its forward pass through a cached plan:
- * what every computation starts with.
+ * Checking a batch against a network and running its forward pass through cached plans, in
+ * runs of as many samples as fit in the memory limit: what every computation starts with.
  */
 import { ShapeError, ValueError } from "./errors.ts";
 import type { Module } from "./layers/module.ts";
@@ -8,7 +8,7 @@ import type { Plan, PlanMode } from "./plan.ts";
 import { PlanCache } from "./plan.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
-import { arena, kernels } from "./wasm.ts";
+import { arena, kernels, memoryLimit } from "./wasm.ts";
 
 const caches = new WeakMap<Module, PlanCache>();
 
@@ -56,22 +56,75 @@ export function unravel(i: number, shape: readonly number[]): number[] {
   return index;
 }
 
-/** Gets (or builds) the plan for `x`, loads parameters and input, and runs the forward pass. */
-export function runForward(net: Module, x: Tensor, K: number, mode: PlanMode): Plan {
-  const { N, sampleShape } = checkBatch(x);
-  const plan = planCache(net).get(net, sampleShape, N, K, mode);
-  plan.prepare();
-  plan.writeInput(x.data);
-  // Checked in WASM memory, after the copy: a SIMD scan instead of a JS loop over the batch.
-  const bad: number = kernels().first_nonfinite(plan.inputPtr, x.data.length);
-  if (bad >= 0) throw new ValueError(`input holds ${x.data[bad]} at index [${unravel(bad, x.shape).join(", ")}]`);
-  plan.forward();
-  return plan;
+/**
+ * A batch as it runs: in one plan when it fits in the memory limit (`setMemoryLimit`), else in
+ * runs of `samplesPerRun` samples, each in a plan of its own size, one after the other. A
+ * computation reads the batch's sizes here, then takes each run in turn after its forward pass.
+ */
+export class BatchRuns {
+  /** Samples in the batch. */
+  readonly N: number;
+  /** Backward rows per sample. */
+  readonly K: number;
+  /** Backward rows of the batch, N·K. */
+  readonly R: number;
+  /** Parameters (columns of J). */
+  readonly D: number;
+  readonly samplesPerRun: number;
+  /** The per-sample output shape. */
+  readonly outShape: readonly number[];
+  /** The end of the largest run's memory: a computation may keep its accumulators above it. */
+  readonly end: number;
+  /** The plan of the first run (its steps stand for every run's: same network, other sizes). */
+  readonly firstPlan: Plan;
+  private readonly sampleShape: number[];
+
+  constructor(private readonly net: Module, private readonly x: Tensor, K: number, private readonly mode: PlanMode) {
+    const { N, sampleShape } = checkBatch(x);
+    const cache = planCache(net);
+    cache.outputShape(net, sampleShape, N); // a shape the network rejects fails here, explained
+    this.samplesPerRun = cache.samplesPerRun(net, sampleShape, N, K, mode, memoryLimit());
+    this.N = N;
+    this.K = K;
+    this.R = N * K;
+    this.sampleShape = sampleShape;
+    this.firstPlan = cache.get(net, sampleShape, this.samplesPerRun, K, mode);
+    const last = N % this.samplesPerRun;
+    const lastEnd = last === 0 ? 0 : cache.get(net, sampleShape, last, K, mode).end;
+    this.end = Math.max(this.firstPlan.end, lastEnd);
+    this.D = this.firstPlan.D;
+    this.outShape = this.firstPlan.outShape;
+  }
+
+  /** Each run in turn: its plan prepared, its samples loaded and run forward, then `body`. */
+  forEach(body: (plan: Plan, firstSample: number) => void): void {
+    const cache = planCache(this.net);
+    const width = numel(this.sampleShape);
+    for (let first = 0; first < this.N; first += this.samplesPerRun) {
+      const samples = Math.min(this.samplesPerRun, this.N - first);
+      const plan = cache.get(this.net, this.sampleShape, samples, this.K, this.mode);
+      plan.prepare();
+      plan.writeInput(this.x.data, first);
+      // Checked in WASM memory, after the copy: a SIMD scan instead of a JS loop over the batch.
+      const bad: number = kernels().first_nonfinite(plan.inputPtr, samples * width);
+      if (bad >= 0) {
+        const at = first * width + bad;
+        throw new ValueError(`input holds ${this.x.data[at]} at index [${unravel(at, this.x.shape).join(", ")}]`);
+      }
+      plan.forward();
+      body(plan, first);
+    }
+  }
 }
 
-/** Copies the plan's output (N rows) out of WASM memory. */
-export function readOutput(plan: Plan): Tensor {
-  const count = plan.N * numel(plan.outShape);
-  const start = plan.outputPtr >>> 2;
-  return { shape: [plan.N, ...plan.outShape], data: arena.f32().slice(start, start + count) };
+/** The network's output for the batch, `[N, ...outShape]`, run by run. */
+export function runOutput(net: Module, x: Tensor): Tensor {
+  const runs = new BatchRuns(net, x, 1, "forward");
+  const width = numel(runs.outShape);
+  const data = new Float32Array(runs.N * width);
+  runs.forEach((plan, first) => {
+    const start = plan.outputPtr >>> 2;
+    data.set(arena.f32().subarray(start, start + plan.N * width), first * width);
+  });
+  return { shape: [runs.N, ...runs.outShape], data };
 }

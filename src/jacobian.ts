@@ -3,7 +3,7 @@
  * and one backward pass; and the naive reference (one ordinary backward pass per sample).
  * Written once on top of the steps' primitives; no layer knows about them.
  */
-import { checkBatch, checkFinite, runForward } from "./forward.ts";
+import { BatchRuns, checkBatch, checkFinite } from "./forward.ts";
 import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
 import { prepareTarget, seedLossGradient } from "./losses.ts";
@@ -77,15 +77,15 @@ function collectRows(net: Module, x: Tensor, objective: RowObjective, options: R
     if ((options as ResultOptions).out !== undefined || (options as ResultOptions).asTuple) {
       throw new ShapeError("onChunk: streamed rows go to the callback, so out and asTuple cannot be given with it");
     }
-    streamRows(net, x, objective, (plan) => {
-      const lead = plan.K === 1 ? [] : [plan.K];
-      return (firstRow, rows, chunk) => onChunk(firstRow / plan.K, { shape: [rows / plan.K, ...lead, plan.D], data: chunk });
+    streamRows(net, x, objective, (batch) => {
+      const lead = batch.K === 1 ? [] : [batch.K];
+      return (firstRow, rows, chunk) => onChunk(firstRow / batch.K, { shape: [rows / batch.K, ...lead, batch.D], data: chunk });
     });
     return;
   }
   let writer: ResultWriter | undefined;
-  streamRows(net, x, objective, (plan) => {
-    writer = new ResultWriter(net, plan.N, plan.K, plan.D, options as ResultOptions);
+  streamRows(net, x, objective, (batch) => {
+    writer = new ResultWriter(net, batch.N, batch.K, batch.D, options as ResultOptions);
     return writer.sink;
   });
   return writer!.value();
@@ -104,30 +104,35 @@ export interface RowObjective {
 
 /**
  * The seam every quantity is written on: one forward and one backward pass, then J's rows in
- * cache-sized chunks, handed to the sink that `makeSink` builds once the plan (N, K, D, and
- * the end of its memory, above which a quantity may keep its accumulators) is known. A chunk
- * is a view of WASM memory, valid during the call only. Returns the plan.
+ * cache-sized chunks, handed to the sink that `makeSink` builds once the batch's sizes (N, K,
+ * D, and the end of its memory, above which a quantity may keep its accumulators) are known.
+ * Rows are numbered across the whole batch, also when it runs in several runs (a batch larger
+ * than the memory limit). A chunk is a view of WASM memory, valid during the call only.
  */
-export function streamRows(net: Module, x: Tensor, objective: RowObjective, makeSink: (plan: Plan) => RowSink | RowConsumer): Plan {
-  let plan: Plan;
-  if (objective.loss === undefined) {
-    plan = runForward(net, x, outputsPerSample(net, x), "per-sample");
-    seedOneHotRows(plan);
-  } else {
-    const checked = checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
-    plan = runForward(net, x, 1, "per-sample");
-    seedLoss(plan, checked, 0, plan.N);
-  }
-  const consumer = makeSink(plan);
-  if (typeof consumer === "function") plan.backwardPerSample(consumer);
-  else plan.backwardPerSample(consumer.sink, consumer.skip);
-  return plan;
+export function streamRows(net: Module, x: Tensor, objective: RowObjective, makeSink: (batch: BatchRuns) => RowSink | RowConsumer): BatchRuns {
+  const checked = objective.loss === undefined ? undefined : checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
+  const batch = new BatchRuns(net, x, checked === undefined ? outputsPerSample(net, x) : 1, "per-sample");
+  const made = makeSink(batch);
+  const consumer: RowConsumer = typeof made === "function" ? { sink: made } : made;
+  let skip: ReadonlySet<Step> | undefined;
+  batch.forEach((plan, first) => {
+    if (checked === undefined) seedOneHotRows(plan);
+    else seedLoss(plan, checked, first, plan.N);
+    if (consumer.skip !== undefined) skip = new Set(consumer.skip.map((i) => plan.trainableSteps[i]));
+    const rowOffset = first * batch.K;
+    plan.backwardPerSample(first === 0 ? consumer.sink : (firstRow, rows, chunk) => consumer.sink(rowOffset + firstRow, rows, chunk), skip);
+    consumer.afterRun?.(plan, first);
+  });
+  return batch;
 }
 
-/** A sink that takes some steps' parameters another way: their columns of each chunk are left unwritten. */
+/** A sink that takes some steps' parameters another way, run by run. */
 export interface RowConsumer {
   sink: RowSink;
-  skip: ReadonlySet<Step>;
+  /** The trainable steps (indices into `plan.trainableSteps`) whose columns of each chunk are left unwritten. */
+  skip?: readonly number[];
+  /** After each run's rows, with its plan and first sample: the skipped steps' output gradients are in place. */
+  afterRun?: (plan: Plan, firstSample: number) => void;
 }
 
 /**
@@ -142,20 +147,37 @@ export function weightedRowSum(net: Module, x: Tensor, objective: RowObjective, 
     if (K !== 1) throw new ShapeError(`weightedRowSum: needs one row per sample, the output has ${K} elements per sample`);
   }
   if (weights.length !== x.shape[0]) throw new ShapeError(`weightedRowSum: ${weights.length} weights for ${x.shape[0]} samples`);
-  const plan = runForward(net, x, 1, "summed");
-  if (checked === undefined) {
-    arena.f32().fill(1, plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + plan.N);
-  } else {
-    seedLoss(plan, checked, 0, plan.N);
-  }
-  const width = numel(plan.outShape);
-  const f32 = arena.f32();
-  for (let n = 0; n < plan.N; n++) {
-    const start = (plan.seedPtr >>> 2) + n * width;
-    for (let i = start; i < start + width; i++) f32[i] *= weights[n];
-  }
-  plan.backwardSummed();
-  return { shape: [plan.D], data: gradientVector(plan).slice() };
+  return summedGradient(net, x, (plan, first) => {
+    if (checked === undefined) {
+      arena.f32().fill(1, plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + plan.N);
+    } else {
+      seedLoss(plan, checked, first, plan.N);
+    }
+    const width = numel(plan.outShape);
+    const f32 = arena.f32();
+    for (let n = 0; n < plan.N; n++) {
+      const start = (plan.seedPtr >>> 2) + n * width;
+      for (let i = start; i < start + width; i++) f32[i] *= weights[first + n];
+    }
+  });
+}
+
+/**
+ * The ordinary backward pass of a batch from the output gradient `seed` writes for each run,
+ * summed over the runs (in float64 when there are several), `[D]`.
+ */
+function summedGradient(net: Module, x: Tensor, seed: (plan: Plan, firstSample: number) => void): Tensor {
+  const batch = new BatchRuns(net, x, 1, "summed");
+  const sum = batch.samplesPerRun === batch.N ? undefined : new Float64Array(batch.D);
+  let result: Float32Array | undefined;
+  batch.forEach((plan, first) => {
+    seed(plan, first);
+    plan.backwardSummed();
+    const gradient = gradientVector(plan);
+    if (sum === undefined) result = gradient.slice();
+    else for (let i = 0; i < sum.length; i++) sum[i] += gradient[i];
+  });
+  return { shape: [batch.D], data: result ?? Float32Array.from(sum!) };
 }
 
 /**
@@ -170,10 +192,7 @@ export function weightedRowSum(net: Module, x: Tensor, objective: RowObjective, 
  */
 export function batchGradient(net: Module, x: Tensor, target: Target, options: Omit<LossOptions, "asTuple">): Tensor {
   const objective = checkLoss(net, x, target, options);
-  const plan = runForward(net, x, 1, "summed");
-  seedLoss(plan, objective, 0, plan.N);
-  plan.backwardSummed();
-  return { shape: [plan.D], data: gradientVector(plan).slice() };
+  return summedGradient(net, x, (plan, first) => seedLoss(plan, objective, first, plan.N));
 }
 
 /**

@@ -10,8 +10,8 @@
 import type { Module, Step } from "./layers/module.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
-import { align, arena } from "./wasm.ts";
-import { ShapeError, UnsupportedError } from "./errors.ts";
+import { align, arena, formatBytes, MAX_BYTES } from "./wasm.ts";
+import { MemoryError, ShapeError, UnsupportedError } from "./errors.ts";
 import { explainInputMismatch } from "./expected_input.ts";
 
 /** A pointer decided after compilation (the shared workspace): steps read `.ptr` when they run. */
@@ -392,10 +392,65 @@ export class PlanCache {
     return plan;
   }
 
+  /** Samples per run by batch, remembered so that a repeated call sizes nothing. */
+  private readonly runSizes = new Map<string, number>();
+
+  /**
+   * How many samples of a batch of N run at a time: N when the batch's plan fits in `limit`
+   * bytes of WebAssembly memory (the plan is then the one `get` returns for N), else the most
+   * that fit, found from the plans of one and two samples and checked on the plan it picks;
+   * never fewer than one (a sample larger than the limit runs alone). Samples never mix in a
+   * plan (batch statistics are refused), so runs of a batch give the batch's results. A
+   * MemoryError when one sample alone does not fit in a WebAssembly memory at all.
+   */
+  samplesPerRun(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode, limit: number): number {
+    const key = `${N}x${sampleShape.join("x")}|${K}|${mode}|${limit}`;
+    const known = this.runSizes.get(key);
+    if (known !== undefined) return known;
+    let size = N;
+    const whole = this.get(net, sampleShape, N, K, mode);
+    if (whole.end > limit) {
+      this.plans.delete(whole.key); // never run: a batch that does not fit runs in smaller plans
+      size = this.largestFitting(net, sampleShape, N, K, mode, limit, whole.end);
+    }
+    if (this.runSizes.size >= 4 * this.capacity) this.runSizes.delete(this.runSizes.keys().next().value!);
+    this.runSizes.set(key, size);
+    return size;
+  }
+
+  private largestFitting(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode, limit: number, wholeEnd: number): number {
+    const one = this.get(net, sampleShape, 1, K, mode);
+    if (one.end > MAX_BYTES) {
+      throw new MemoryError(
+        `one sample of shape ${formatShape(sampleShape)} alone needs ${formatBytes(one.end)} of WebAssembly memory ` +
+          `(${K === 1 ? "" : `its ${K} rows of J are ${formatBytes(K * one.D * 4)}; `}the batch of ${N} would need ${formatBytes(wholeEnd)}), ` +
+          `more than the 4 GiB a 32-bit WebAssembly memory can hold`,
+      );
+    }
+    if (one.end >= limit) return 1;
+    // Everything but J's chunk grows in proportion to the samples (activations, caches,
+    // gradients): its growth from one sample to two, with the chunk taken out, bounds the
+    // rest; the chunk is a few rows of J, at most about 1 MiB.
+    const chunkBytes = (plan: Plan) => plan.chunkSamples * K * plan.D * 4;
+    const two = N >= 2 ? this.get(net, sampleShape, 2, K, mode) : one;
+    const perSample = Math.max(0, two.end - chunkBytes(two) - (one.end - chunkBytes(one)));
+    const fixed = one.end - perSample;
+    const chunkCap = CHUNK_BYTES + K * one.D * 4 + 64;
+    let size = perSample === 0 ? N : Math.max(1, Math.min(N, Math.floor((limit - fixed - chunkCap) / perSample)));
+    for (;;) {
+      if (size <= 2) return size === 2 && two.end > limit ? 1 : size;
+      const plan = this.get(net, sampleShape, size, K, mode);
+      if (plan.end <= limit) return size;
+      this.plans.delete(plan.key);
+      size = Math.floor(size * 0.9);
+    }
+  }
+
   /** Forgets every plan (after the network's structure changed). */
   clear(): void {
     this.plans.clear();
     this.outputShapes.clear();
+    this.runSizes.clear();
   }
 
   get size(): number {

@@ -11,7 +11,7 @@ import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
 import { streamRows, weightedRowSum } from "./jacobian.ts";
 import type { RowObjective } from "./jacobian.ts";
-import type { Plan } from "./plan.ts";
+import type { BatchRuns } from "./forward.ts";
 import type { Tensor } from "./tensor.ts";
 import { align, arena, kernels } from "./wasm.ts";
 
@@ -47,22 +47,22 @@ function objectiveOf(what: string, target: Target | undefined, options: Quantity
   return { target, loss: options.loss, reduction: options.reduction };
 }
 
-/** Refuses a plan with several rows per sample: the quantity is defined per sample. */
-function oneRowPerSample(what: string, plan: Plan): void {
-  if (plan.K !== 1) {
+/** Refuses a batch with several rows per sample: the quantity is defined per sample. */
+function oneRowPerSample(what: string, batch: BatchRuns): void {
+  if (batch.K !== 1) {
     throw new ShapeError(
       `${what}: needs one row of J per sample (a loss, or an output of one number per sample); ` +
-        `this network's output has ${plan.K} elements per sample (use ntk, or jacobian for [N, K, D])`,
+        `this network's output has ${batch.K} elements per sample (use ntk, or jacobian for [N, K, D])`,
     );
   }
 }
 
 /**
- * Memory above the plan for a quantity's accumulators: grows the WASM memory and hands out
- * 64-byte aligned ranges (nothing else runs while the quantity streams).
+ * Memory above the batch's plans for a quantity's accumulators: grows the WASM memory and
+ * hands out 64-byte aligned ranges (nothing else runs while the quantity streams).
  */
-function scratchAbove(plan: Plan): (bytes: number) => number {
-  let cursor = align(plan.end, 64);
+function scratchAbove(batch: BatchRuns): (bytes: number) => number {
+  let cursor = align(batch.end, 64);
   return (bytes) => {
     const ptr = cursor;
     cursor = align(cursor + bytes, 64);
@@ -76,45 +76,50 @@ function scratchAbove(plan: Plan): (bytes: number) => number {
  * Gram identity of each step that has one and prefers it (`Step.squaredNorms`: no gradient
  * formed), from the chunks of J for the others, whose columns alone are then written.
  */
-function tensorSquaredNorms(what: string, net: Module, x: Tensor, objective: RowObjective, ghost: GhostNorms = "auto"): { values: Float64Array; plan: Plan; ghostSteps: number } {
+function tensorSquaredNorms(what: string, net: Module, x: Tensor, objective: RowObjective, ghost: GhostNorms = "auto"): { values: Float64Array; N: number; ghostSteps: number } {
   let out = 0;
   let P = 0;
-  let ghostSteps: Step[] = [];
+  let ghostSteps: number[] = [];
   let starts: number[] = [];
-  const plan = streamRows(net, x, objective, (plan) => {
-    oneRowPerSample(what, plan);
-    starts = parameterStarts(net, plan);
+  const batch = streamRows(net, x, objective, (batch) => {
+    oneRowPerSample(what, batch);
+    starts = parameterStarts(net, batch);
     P = starts.length - 1;
     const slotOf = new Map(starts.slice(0, -1).map((column, p) => [column, p]));
-    ghostSteps = plan.trainableSteps.filter((step) => step.squaredNorms !== undefined && (ghost === "always" || (ghost === "auto" && step.squaredNorms.preferred)));
-    const taken = new Set(ghostSteps.flatMap((step) => step.squaredNorms!.columns.map((column) => slotOf.get(column)!)));
+    // Chosen on the first run's steps; every run's plan has the same steps in the same order.
+    const trainable = batch.firstPlan.trainableSteps;
+    const prefers = (step: Step) => step.squaredNorms !== undefined && (ghost === "always" || (ghost === "auto" && step.squaredNorms.preferred));
+    ghostSteps = trainable.flatMap((step, i) => (prefers(step) ? [i] : []));
+    const taken = new Set(ghostSteps.flatMap((i) => trainable[i].squaredNorms!.columns.map((column) => slotOf.get(column)!)));
     const segments: number[] = [];
     for (let p = 0; p < P; p++) if (!taken.has(p)) segments.push(starts[p], starts[p + 1], p);
-    const take = scratchAbove(plan);
+    const take = scratchAbove(batch);
     const segmentsPtr = take(segments.length * 4);
     arena.i32().set(segments, segmentsPtr >>> 2);
-    out = take(plan.N * P * 8);
+    out = take(batch.N * P * 8);
     const count = segments.length / 3;
     const k = kernels();
     return {
-      sink: (firstRow, rows, chunk) => k.rows_segment_sq_norms(chunk.byteOffset, rows, plan.D, segmentsPtr, count, out + firstRow * P * 8, P),
-      skip: new Set(ghostSteps),
+      sink: (firstRow, rows, chunk) => k.rows_segment_sq_norms(chunk.byteOffset, rows, batch.D, segmentsPtr, count, out + firstRow * P * 8, P),
+      skip: ghostSteps,
+      afterRun: (plan, firstSample) => {
+        for (const i of ghostSteps) {
+          const { columns, run } = plan.trainableSteps[i].squaredNorms!;
+          run(out + firstSample * P * 8, P, columns.map((column) => starts.indexOf(column)));
+        }
+      },
     };
   });
-  for (const step of ghostSteps) {
-    const { columns, run } = step.squaredNorms!;
-    run(out, P, columns.map((column) => starts.indexOf(column)));
-  }
-  const values = new Float64Array(kernels().memory.buffer, out, plan.N * P).slice();
-  return { values, plan, ghostSteps: ghostSteps.length };
+  const values = new Float64Array(kernels().memory.buffer, out, batch.N * P).slice();
+  return { values, N: batch.N, ghostSteps: ghostSteps.length };
 }
 
 /** Per-sample squared norms summed over the tensors, `[N]` in float64. */
 function totalSquaredNorms(what: string, net: Module, x: Tensor, objective: RowObjective, ghost?: GhostNorms): Float64Array {
-  const { values, plan } = tensorSquaredNorms(what, net, x, objective, ghost);
-  const P = values.length / plan.N;
-  const total = new Float64Array(plan.N);
-  for (let n = 0; n < plan.N; n++) for (let p = 0; p < P; p++) total[n] += values[n * P + p];
+  const { values, N } = tensorSquaredNorms(what, net, x, objective, ghost);
+  const P = values.length / N;
+  const total = new Float64Array(N);
+  for (let n = 0; n < N; n++) for (let p = 0; p < P; p++) total[n] += values[n * P + p];
   return total;
 }
 
@@ -126,10 +131,10 @@ function totalSquaredNorms(what: string, net: Module, x: Tensor, objective: RowO
 export type GhostNorms = "auto" | "always" | "never";
 
 /** The first column of each parameter tensor in J, then D. */
-function parameterStarts(net: Module, plan: Plan): number[] {
+function parameterStarts(net: Module, batch: BatchRuns): number[] {
   const starts = [0];
   for (const [, t] of net.parameters()) starts.push(starts[starts.length - 1] + t.data.length);
-  if (starts[starts.length - 1] !== plan.D) throw new Error("internal: parameters() and the plan disagree on D");
+  if (starts[starts.length - 1] !== batch.D) throw new Error("internal: parameters() and the plan disagree on D");
   return starts;
 }
 
@@ -146,9 +151,8 @@ function parameterStarts(net: Module, plan: Plan): number[] {
  * ```
  */
 export function batchL2(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
-  const { values, plan } = tensorSquaredNorms("batchL2", net, x, objectiveOf("batchL2", target, options), options?.ghostNorms);
-  const P = values.length / plan.N;
-  return { shape: [plan.N, P], data: Float32Array.from(values) };
+  const { values, N } = tensorSquaredNorms("batchL2", net, x, objectiveOf("batchL2", target, options), options?.ghostNorms);
+  return { shape: [N, values.length / N], data: Float32Array.from(values) };
 }
 
 /** The norm of each sample's whole gradient, `[N]` (Opacus's per-sample norms). */
@@ -161,19 +165,19 @@ export function perSampleNorms(net: Module, x: Tensor, target?: Target, options?
 function columnMoments(what: string, net: Module, x: Tensor, target: Target | undefined, options: QuantityOptions | undefined): { sum: Float64Array; squares: Float64Array; N: number } {
   let sumPtr = 0;
   let squaresPtr = 0;
-  const plan = streamRows(net, x, objectiveOf(what, target, options), (plan) => {
-    oneRowPerSample(what, plan);
-    const take = scratchAbove(plan);
-    sumPtr = take(plan.D * 8);
-    squaresPtr = take(plan.D * 8);
+  const batch = streamRows(net, x, objectiveOf(what, target, options), (batch) => {
+    oneRowPerSample(what, batch);
+    const take = scratchAbove(batch);
+    sumPtr = take(batch.D * 8);
+    squaresPtr = take(batch.D * 8);
     const f64 = new Float64Array(kernels().memory.buffer);
-    f64.fill(0, sumPtr >>> 3, (sumPtr >>> 3) + plan.D);
-    f64.fill(0, squaresPtr >>> 3, (squaresPtr >>> 3) + plan.D);
+    f64.fill(0, sumPtr >>> 3, (sumPtr >>> 3) + batch.D);
+    f64.fill(0, squaresPtr >>> 3, (squaresPtr >>> 3) + batch.D);
     const k = kernels();
-    return (_firstRow, rows, chunk) => k.column_moments(chunk.byteOffset, rows, plan.D, plan.D, sumPtr, squaresPtr);
+    return (_firstRow, rows, chunk) => k.column_moments(chunk.byteOffset, rows, batch.D, batch.D, sumPtr, squaresPtr);
   });
   const buffer = kernels().memory.buffer;
-  return { sum: new Float64Array(buffer, sumPtr, plan.D).slice(), squares: new Float64Array(buffer, squaresPtr, plan.D).slice(), N: plan.N };
+  return { sum: new Float64Array(buffer, sumPtr, batch.D).slice(), squares: new Float64Array(buffer, squaresPtr, batch.D).slice(), N: batch.N };
 }
 
 /** BackPACK's SumGradSquared: Σ_n J[n, i]², `[D]`. */
@@ -201,14 +205,14 @@ export function variance(net: Module, x: Tensor, target?: Target, options?: Quan
 export function ntk(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
   let J = 0;
   let gram = 0;
-  const plan = streamRows(net, x, objectiveOf("ntk", target, options), (plan) => {
-    const take = scratchAbove(plan);
-    J = take(plan.R * plan.D * 4);
-    gram = take(plan.R * plan.R * 4);
-    return (firstRow, _rows, chunk) => arena.f32().copyWithin((J >>> 2) + firstRow * plan.D, chunk.byteOffset >>> 2, (chunk.byteOffset >>> 2) + chunk.length);
+  const batch = streamRows(net, x, objectiveOf("ntk", target, options), (batch) => {
+    const take = scratchAbove(batch);
+    J = take(batch.R * batch.D * 4);
+    gram = take(batch.R * batch.R * 4);
+    return (firstRow, _rows, chunk) => arena.f32().copyWithin((J >>> 2) + firstRow * batch.D, chunk.byteOffset >>> 2, (chunk.byteOffset >>> 2) + chunk.length);
   });
-  const R = plan.R;
-  kernels().gemm_nt(R, R, plan.D, J, plan.D, J, plan.D, gram, R, 0);
+  const R = batch.R;
+  kernels().gemm_nt(R, R, batch.D, J, batch.D, J, batch.D, gram, R, 0);
   return { shape: [R, R], data: arena.f32().slice(gram >>> 2, (gram >>> 2) + R * R) };
 }
 

@@ -7,6 +7,7 @@
  * refuse to compile from bytes).
  */
 import { baselineWasmBase64, relaxedWasmBase64 } from "./wasm/kernels.generated.ts";
+import { MemoryError, ValueError } from "./errors.ts";
 
 /** The kernels' exports. Pointers are byte offsets into `memory`, sizes are element counts. */
 // deno-lint-ignore no-explicit-any
@@ -113,7 +114,38 @@ export function simdBuild(): SimdBuild {
 }
 
 const PAGE = 65536;
-const MAX_BYTES = 4 * 1024 * 1024 * 1024 - PAGE;
+/** The most a 32-bit WebAssembly memory can hold. */
+export const MAX_BYTES = 4 * 1024 * 1024 * 1024 - PAGE;
+const DEFAULT_LIMIT = 1024 ** 3;
+let limit = DEFAULT_LIMIT;
+
+/**
+ * Caps the WebAssembly memory a batch's plan may take (default 1 GiB; at most 4 GiB − 64 KiB).
+ * A batch whose activations, caches and gradients would need more runs in runs of as many
+ * samples as fit, one after the other, with the same results; a sample that alone needs more
+ * runs alone (up to the 4 GiB a WebAssembly memory can hold). `undefined` restores the
+ * default. The memory never shrinks, so the cap is also about what the process keeps
+ * resident for a large batch. Returns the cap in force.
+ *
+ * @example
+ * ```ts
+ * import { setMemoryLimit } from "jacobian-wasm";
+ * setMemoryLimit(256 * 1024 * 1024); // batches needing more run in runs that fit in 256 MiB
+ * setMemoryLimit(undefined); // back to 1 GiB
+ * ```
+ */
+export function setMemoryLimit(bytes: number | undefined): number {
+  if (bytes === undefined) return (limit = DEFAULT_LIMIT);
+  if (typeof bytes !== "number" || !Number.isFinite(bytes) || bytes < PAGE || bytes > MAX_BYTES) {
+    throw new ValueError(`setMemoryLimit: bytes must be between ${PAGE} (64 KiB) and ${MAX_BYTES} (4 GiB − 64 KiB), got ${bytes}`);
+  }
+  return (limit = Math.floor(bytes));
+}
+
+/** The cap on a plan's memory (see `setMemoryLimit`). */
+export function memoryLimit(): number {
+  return limit;
+}
 
 /**
  * The WASM memory above the module's static data. Plans lay out their buffers from
@@ -137,7 +169,7 @@ export const arena = {
   /** Grows the memory so that bytes [0, end) exist. */
   ensure(end: number): void {
     if (end > MAX_BYTES) {
-      throw new RangeError(
+      throw new MemoryError(
         `jacobian-wasm needs ${formatBytes(end)} of WebAssembly memory, more than the 4 GiB a ` +
           `32-bit WebAssembly memory can hold: use a smaller batch`,
       );

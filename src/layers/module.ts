@@ -11,7 +11,7 @@ import type { Tensor } from "../tensor.ts";
 import { formatShape, numel } from "../tensor.ts";
 import { ShapeError } from "../errors.ts";
 import type { PlanBuilder } from "../plan.ts";
-import { readOutput, runForward } from "../forward.ts";
+import { runOutput } from "../forward.ts";
 
 /** One layer's compiled form for a given (input shape, batch). Pointers are fixed at build. */
 export interface Step {
@@ -117,7 +117,7 @@ export abstract class Module {
    * ```
    */
   forward(x: Tensor): Tensor {
-    return readOutput(runForward(this, x, 1, "forward"));
+    return runOutput(this, x);
   }
 
   /**
