@@ -5,12 +5,16 @@
  * Runs under node (built to dist/cli.js), `deno run -A cli.ts` and `bun cli.ts`.
  * Bad input ends with one line on stderr and exit code 2, and never a half-written file.
  */
+import { writeSync } from "node:fs";
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { isUserError } from "./src/errors.ts";
 import { readFileBytes, writeFileAtomic } from "./src/io/files.ts";
 import { npyToFloat32, npyToIntegers, readNpy, writeNpy } from "./src/io/npy.ts";
 import { writeSafetensors } from "./src/io/safetensors.ts";
+import { ProgressBar } from "./src/io/progress.ts";
+import { createRowFile } from "./src/io/stream.ts";
+import type { ParameterShape } from "./src/io/stream.ts";
 import { loadModel } from "./src/io/spec.ts";
 import { jacobian, jacobianNaive, perSampleGradients } from "./src/jacobian.ts";
 import { batchL2, clippedGradientSum, ntk, sumGradSquared, variance } from "./src/quantities.ts";
@@ -32,6 +36,10 @@ const USAGE = `usage:
 jacobian   without --loss: the Jacobian of the model output per sample, [N, D] or [N, K, D];
            with --loss: per-sample gradients of the loss, [N, D] (reduction default: mean).
            .npy output: the matrix; .safetensors output: one tensor per parameter, [N, ...shape].
+           The rows are written to the file chunk by chunk as they are computed (J is never
+           held in memory whole), to a temporary file renamed over --out once complete.
+           When stderr is a terminal and the run takes over a second, a progress bar
+           (samples done, elapsed time, ETA) is drawn on stderr; otherwise nothing is.
            --quantity (default jacobian) computes, from the same rows of J without forming it:
              batch_l2          squared norm of each sample's gradient per parameter tensor, [N, P]
              sum_grad_squared  sum over samples of the squared rows, [D]
@@ -42,8 +50,10 @@ jacobian   without --loss: the Jacobian of the model output per sample, [N, D] o
            (a loss, or one output per sample). In .safetensors, [D] results are split into
            one tensor per parameter, batch_l2 into one [N] column per parameter, and ntk is
            one tensor "ntk".
-           --time R: after one warm-up, time R more runs and print
-           {"N", "D", "cold_ms", "median_ms"} as one JSON line on stderr.
+           --time R: time the first run (cold_ms) and R more (median_ms), and print
+           {"N", "D", "cold_ms", "median_ms"} as one JSON line on stderr. File I/O is
+           excluded: for --quantity jacobian the timed runs copy each chunk of rows into one
+           reused buffer, and one more, untimed run writes the file.
 demo       the seed's example (Conv3d network, N = 1000): one pass against a naive per-sample loop.`;
 
 /** A mistake in the command line itself. */
@@ -131,38 +141,89 @@ async function jacobianCommand(args: string[]): Promise<void> {
       : { shape: array.shape, data: npyToFloat32(array, targetPath) };
   }
 
-  const asTuple = format === "safetensors";
-  const compute = (): Tensor | Tensor[] => {
-    if (quantity !== "jacobian") return computeQuantity(quantity, net, x, target, { loss, reduction, maxNorm });
-    return target === undefined
-      ? jacobian(net, x, { asTuple })
-      : perSampleGradients(net, x, target, { loss: loss!, reduction, asTuple });
-  };
+  const N = x.shape[0];
+  const D = net.parameters().reduce((sum, [, p]) => sum + p.data.length, 0);
+  const printTiming = (cold: number, median: number) =>
+    console.error(JSON.stringify({ N, D, cold_ms: round(cold), median_ms: round(median) }));
+
+  if (quantity === "jacobian") {
+    const computeRows = (onChunk: RowCallback): void => {
+      if (target === undefined) jacobian(net, x, { onChunk });
+      else perSampleGradients(net, x, target, { loss: loss!, reduction, onChunk });
+    };
+    const parameters = net.parameters().map(([name, p]) => [name, p.shape] as const);
+    streamRowsToFile(out, format, N, parameters, computeRows, repeats, printTiming);
+    return;
+  }
+
+  const compute = () => computeQuantity(quantity, net, x, target, { loss, reduction, maxNorm });
   const start = performance.now();
   const result = compute();
   const coldMs = performance.now() - start;
-  if (repeats > 0) {
-    const times: number[] = [];
-    for (let i = 0; i < repeats; i++) {
-      const t = performance.now();
-      compute();
-      times.push(performance.now() - t);
-    }
-    times.sort((a, b) => a - b);
-    const D = net.parameters().reduce((sum, [, p]) => sum + p.data.length, 0);
-    console.error(JSON.stringify({
-      N: x.shape[0],
-      D,
-      cold_ms: round(coldMs),
-      median_ms: round(times[Math.floor(times.length / 2)]),
-    }));
-  }
-  const bytes = Array.isArray(result)
-    ? writeSafetensors(net.parameters().map(([name], i) => [name, result[i]] as [string, Tensor]))
-    : format === "safetensors"
-    ? writeSafetensors(quantityTensors(quantity, net, result))
-    : writeNpy(result.data, result.shape);
+  if (repeats > 0) printTiming(coldMs, medianMs(compute, repeats));
+  const bytes = format === "safetensors" ? writeSafetensors(quantityTensors(quantity, net, result)) : writeNpy(result.data, result.shape);
   await writeFileAtomic(out, bytes);
+}
+
+type RowCallback = (firstSample: number, rows: Tensor) => void;
+
+/**
+ * --quantity jacobian: the rows of J go to the output file chunk by chunk as `computeRows`
+ * delivers them, so N × D is never in memory; with a progress bar when stderr is a terminal.
+ * With `repeats`, the runs timed first copy the chunks into a reused buffer instead (see USAGE).
+ */
+function streamRowsToFile(
+  out: string,
+  format: "npy" | "safetensors",
+  N: number,
+  parameters: readonly ParameterShape[],
+  computeRows: (onChunk: RowCallback) => void,
+  repeats: number,
+  printTiming: (cold: number, median: number) => void,
+): void {
+  // Created first, so that an output that cannot be written fails before the computation.
+  const file = createRowFile(out, format, N, parameters);
+  let progress: ProgressBar | undefined;
+  try {
+    if (repeats > 0) {
+      const sink = reusedChunkCopy();
+      const coldMs = timeMs(() => computeRows(sink));
+      printTiming(coldMs, medianMs(() => computeRows(sink), repeats));
+    }
+    if (process.stderr.isTTY === true) {
+      // Written with writeSync: the computation blocks the event loop, so a stream's queued writes would only show at the end.
+      progress = new ProgressBar({ total: N, write: (text) => writeSync(2, text), start: performance.now(), columns: process.stderr.columns });
+    }
+    computeRows((firstSample, rows) => {
+      file.write(firstSample, rows);
+      progress?.update(firstSample + rows.shape[0], performance.now());
+    });
+    progress?.finish(performance.now());
+    file.commit();
+  } catch (error) {
+    progress?.interrupt();
+    throw error;
+  } finally {
+    file.discard();
+  }
+}
+
+/**
+ * A chunk sink for timing the streamed computation without file I/O: each chunk is copied
+ * into one buffer, reused (and grown only if a chunk is larger), as a writer would read it.
+ */
+function reusedChunkCopy(): RowCallback {
+  let buffer = new Float32Array(0);
+  return (_firstSample, rows) => {
+    if (buffer.length < rows.data.length) buffer = new Float32Array(rows.data.length);
+    buffer.set(rows.data);
+  };
+}
+
+function timeMs(fn: () => unknown): number {
+  const start = performance.now();
+  fn();
+  return performance.now() - start;
 }
 
 const QUANTITIES = ["jacobian", "batch_l2", "sum_grad_squared", "variance", "ntk", "clipped_sum"] as const;
@@ -251,6 +312,17 @@ function medianMs(fn: () => unknown, runs: number): number {
   }
   times.sort((a, b) => a - b);
   return times[Math.floor(runs / 2)];
+}
+
+// A file-size limit (ulimit -f) must end a write with EFBIG, reported like any write error and
+// with the temporary file removed, not kill the process: deno's default for SIGXFSZ (node and
+// bun ignore it already).
+if (process.platform !== "win32") {
+  try {
+    process.on("SIGXFSZ", () => {});
+  } catch {
+    // A runtime without this signal has no such default either.
+  }
 }
 
 try {

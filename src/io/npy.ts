@@ -227,6 +227,20 @@ export function writeNpy(
   if (descr === undefined) {
     throw new TypeError("writeNpy: data must be a Float32Array, Float64Array, Int32Array or BigInt64Array");
   }
+  const header = npyHeader(descr, shape);
+  const out = new Uint8Array(header.length + data.byteLength);
+  out.set(header, 0);
+  writeLittleEndian(data, out, new DataView(out.buffer), header.length);
+  return out;
+}
+
+/**
+ * The header of an `.npy` file of `shape` and dtype `descr` ("<f4", ...), as numpy writes it:
+ * format 1.0 (2.0 when the dict is too long for it), room to grow shape[0], the data 64-byte
+ * aligned. The data follows it, row-major, little-endian (a writer that streams rows writes
+ * this first).
+ */
+export function npyHeader(descr: string, shape: readonly number[]): Uint8Array<ArrayBuffer> {
   let dict = `{'descr': '${descr}', 'fortran_order': False, 'shape': ${formatShape(shape)}, }`;
   if (shape.length > 0) dict += " ".repeat(Math.max(0, GROWTH_AXIS_MAX_DIGITS - String(shape[0]).length));
 
@@ -240,7 +254,7 @@ export function writeNpy(
   }
   const headerLength = headerBytes.length + padding + 1;
   const dataOffset = 8 + lengthSize + headerLength;
-  const out = new Uint8Array(dataOffset + data.byteLength);
+  const out = new Uint8Array(dataOffset);
   const view = new DataView(out.buffer);
   out.set(MAGIC, 0);
   out[6] = lengthSize === 2 ? 1 : 2;
@@ -250,7 +264,6 @@ export function writeNpy(
   out.set(headerBytes, 8 + lengthSize);
   out.fill(0x20, 8 + lengthSize + headerBytes.length, dataOffset - 1);
   out[dataOffset - 1] = 0x0a;
-  writeLittleEndian(data, out, view, dataOffset);
   return out;
 }
 

@@ -110,18 +110,15 @@ export function writeSafetensors(
   tensors: Iterable<readonly [string, Tensor]>,
   metadata?: Record<string, string>,
 ): Uint8Array<ArrayBuffer> {
-  const fields: string[] = [];
   if (metadata !== undefined) {
     for (const [key, value] of Object.entries(metadata)) {
       if (typeof value !== "string") {
         throw new TypeError(`writeSafetensors: metadata "${key}" must be a string, got ${typeof value}`);
       }
     }
-    fields.push(`"__metadata__":${JSON.stringify(metadata)}`);
   }
   const list: (readonly [string, Tensor])[] = [];
   const seen = new Set<string>();
-  let offset = 0;
   for (const item of tensors) {
     const [tensorName, value] = item;
     if (tensorName === "__metadata__") {
@@ -146,23 +143,13 @@ export function writeSafetensors(
           `elements) but ${value.data.length} values`,
       );
     }
-    const end = offset + value.data.byteLength;
-    // Built by hand: a JS object would move integer-like names ("0", "1") to the front.
-    fields.push(
-      `${JSON.stringify(tensorName)}:{"dtype":"F32","shape":[${value.shape.join(",")}],` +
-        `"data_offsets":[${offset},${end}]}`,
-    );
     list.push(item);
-    offset = end;
   }
-  const json = new TextEncoder().encode(`{${fields.join(",")}}`);
-  const headerLength = Math.ceil(json.length / 8) * 8;
-  const out = new Uint8Array(8 + headerLength + offset);
+  const { header, dataBytes } = safetensorsHeader(list.map(([name, value]) => [name, value.shape]), metadata);
+  const out = new Uint8Array(header.length + dataBytes);
   const view = new DataView(out.buffer);
-  view.setBigUint64(0, BigInt(headerLength), true);
-  out.set(json, 8);
-  out.fill(0x20, 8 + json.length, 8 + headerLength);
-  let at = 8 + headerLength;
+  out.set(header, 0);
+  let at = header.length;
   for (const [, value] of list) {
     if (hostIsLittleEndian) {
       out.set(new Uint8Array(value.data.buffer, value.data.byteOffset, value.data.byteLength), at);
@@ -172,6 +159,34 @@ export function writeSafetensors(
     at += value.data.byteLength;
   }
   return out;
+}
+
+/**
+ * The header `writeSafetensors` writes for F32 tensors of these names and shapes, in this
+ * order (the data section follows it: each tensor at `offsets[i]` from its start,
+ * little-endian, `dataBytes` in all). A writer that streams tensors writes this first.
+ */
+export function safetensorsHeader(
+  tensors: readonly (readonly [string, readonly number[]])[],
+  metadata?: Record<string, string>,
+): { header: Uint8Array<ArrayBuffer>; offsets: number[]; dataBytes: number } {
+  const fields: string[] = metadata === undefined ? [] : [`"__metadata__":${JSON.stringify(metadata)}`];
+  const offsets: number[] = [];
+  let offset = 0;
+  for (const [name, shape] of tensors) {
+    const end = offset + numel(shape) * 4;
+    // Built by hand: a JS object would move integer-like names ("0", "1") to the front.
+    fields.push(`${JSON.stringify(name)}:{"dtype":"F32","shape":[${shape.join(",")}],"data_offsets":[${offset},${end}]}`);
+    offsets.push(offset);
+    offset = end;
+  }
+  const json = new TextEncoder().encode(`{${fields.join(",")}}`);
+  const headerLength = Math.ceil(json.length / 8) * 8;
+  const header = new Uint8Array(8 + headerLength);
+  new DataView(header.buffer).setBigUint64(0, BigInt(headerLength), true);
+  header.set(json, 8);
+  header.fill(0x20, 8 + json.length);
+  return { header, offsets, dataBytes: offset };
 }
 
 // ---------------------------------------------------------------------------------------------
