@@ -1,9 +1,9 @@
 /**
  * A batch larger than the memory limit runs in runs of as many samples as fit, with the
  * results of the batch run whole: over random networks, with a limit that forces runs of 1 to
- * N − 1 samples, the forward output, J and per-sample gradients (bitwise: a sample's rows do
- * not depend on the others), the summed gradient and every quantity (within float32 rounding)
- * equal the unchunked ones. A sample larger than the limit runs alone; one larger than a
+ * N − 1 samples, the forward output, J, per-sample gradients, the summed gradient and every
+ * quantity equal the unchunked ones within float32 rounding (not bit for bit: a kernel's
+ * blocking may follow the batch size). A sample larger than the limit runs alone; one larger than a
  * WebAssembly memory is a MemoryError naming the sizes; the limit is validated.
  */
 import { test } from "node:test";
@@ -87,8 +87,9 @@ test("a batch in runs gives the results of the batch whole, on random networks, 
         assert.ok(planCache(net).get(net, c.sampleShape, size, K, "per-sample").end <= rowsLimit, `${what}: the runs fit`);
         cases++;
         if (size < N) chunked++;
-        assert.deepEqual(inRuns.shape, whole.shape, what);
-        assert.deepEqual(inRuns.data, whole.data, `${what}: J bitwise`);
+        // Within float32 rounding, not bit for bit: a kernel's blocking may follow the batch size
+        // (seed 443857102, a Residual Conv1d block in runs of 1, differs in the last bits).
+        assertNear(inRuns, whole, `${what}: J`);
         if (K !== 1) continue;
         const [target, options] = o.loss ? [o.target, lossArgs(o)] : [undefined, undefined];
         const limit = limitFor(net, c.sampleShape, samples, 1, "per-sample");
@@ -112,7 +113,7 @@ test("a batch in runs gives the results of the batch whole, on random networks, 
         assertNear(inRuns, whole, `${describeCase({ ...c, N }, o)}: batchGradient in runs of ${samples}`, 1e-4);
       }
       const output = net.forward(x);
-      assert.deepEqual(withLimit(limitFor(net, c.sampleShape, samples, 1, "forward"), () => net.forward(x)), output, "forward in runs");
+      assertNear(withLimit(limitFor(net, c.sampleShape, samples, 1, "forward"), () => net.forward(x)), output, `${describeCase({ ...c, N }, {})}: forward in runs of ${samples}`);
     }),
     { numRuns: runs(30) },
   );
