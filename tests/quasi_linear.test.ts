@@ -522,15 +522,16 @@ function mostVisibleMutation(net: Module, x: Tensor, reference: Reference): { te
 /**
  * The forward bound is not so loose that it lets a wrong coefficient through: with one weight
  * or bias off by 1e-4 of its value (what a kernel reading a wrong coefficient would compute),
- * the check fails. The mutation moves some output by more than twice its tolerance, so the
- * float32 rounding (within one tolerance) cannot hide it.
+ * the check fails. Judged where the mutation moves some output by more than twice its
+ * tolerance, so that the float32 rounding (within one tolerance) cannot hide it; returns
+ * whether it could be judged. (An output summing many terms of similar size has a rounding
+ * scale that a 1e-4 change of one term cannot exceed: no sound bound can see that mutation.)
  */
-function assertMutationCaught(net: Module, x: Tensor, what: string): void {
+function assertMutationCaught(net: Module, x: Tensor, what: string): boolean {
   const reference = outputsOnly(net, x);
   checkForward(net, x, reference, what);
   const { tensor, index, visibility } = mostVisibleMutation(net, x, reference);
-  fc.pre(visibility > 0); // an output that no parameter reaches has nothing to catch
-  assert.ok(visibility > 2, `${what}: a 1e-4 mutation of any coefficient moves the output by at most ${visibility} of its tolerance`);
+  if (!(visibility > 2)) return false;
   const original = tensor.data[index];
   tensor.data[index] = Math.fround(original * (1 + 1e-4));
   try {
@@ -538,18 +539,25 @@ function assertMutationCaught(net: Module, x: Tensor, what: string): void {
   } finally {
     tensor.data[index] = original;
   }
+  return true;
 }
 
 test("the forward check fails when a coefficient is off by 1e-4 of its value, in the regression case and in random sparse networks", () => {
   const regression = sparseNetwork(285252696, 2, 1);
-  assertMutationCaught(regression.net, regression.x, regression.what);
+  assert.ok(assertMutationCaught(regression.net, regression.x, regression.what), "the regression case can be judged");
+  let cases = 0;
+  let judged = 0;
   fc.assert(
     fc.property(sparseCases, ([seed, where, N]) => {
       const { net, x, what } = sparseNetwork(seed, where, N);
-      assertMutationCaught(net, x, what);
+      cases++;
+      if (assertMutationCaught(net, x, what)) judged++;
     }),
     { numRuns: runs(60) },
   );
+  // A 3000-run sweep on bun judged all but a few in a thousand (seeds 291270188 and 426118613,
+  // placement 2, N 1: visibility 1.49 and 1.94 of the tolerance).
+  assert.ok(judged >= 0.9 * cases, `only ${judged} of ${cases} random networks could be judged`);
 });
 
 test("the probed pattern of a random sparse layer is exactly the pattern it was built from", () => {
