@@ -2,9 +2,12 @@
  * The one WebAssembly instance every computation runs in: its memory, its kernels, and an
  * arena that hands out byte ranges of that memory.
  *
- * Loading is asynchronous (browsers' main threads refuse synchronous compilation of large
- * modules) and can be given a precompiled `WebAssembly.Module` (edge runtimes such as workerd
- * refuse to compile from bytes).
+ * Nothing is compiled at import, so importing can never wait on a host: the first call that
+ * needs the kernels compiles the embedded bytes synchronously (about 120 KB, which every host
+ * that compiles WebAssembly at all compiles synchronously, browsers' main threads included).
+ * `await initialize()` does it ahead of time, asynchronously; `await initialize(module)` takes
+ * a precompiled `WebAssembly.Module`, for hosts that forbid compiling from bytes (workerd,
+ * Cloudflare Workers), where the first call otherwise fails with an error that says so.
  */
 import { baselineWasmBase64, relaxedWasmBase64 } from "./wasm/kernels.generated.ts";
 import { MemoryError, ValueError } from "./errors.ts";
@@ -22,9 +25,13 @@ export type SimdBuild = "relaxed" | "baseline";
 interface Loaded {
   kernels: Kernels;
   build: SimdBuild;
+  /** The module it was instantiated from when `initialize(module)` gave one. */
+  module?: WebAssembly.Module;
 }
 
 let loaded: Loaded | undefined;
+/** Set by the `jacobian-wasm/precompiled` entry: never compile (or validate) the embedded bytes. */
+let precompiledOnly = false;
 
 function decodeBase64(text: string): Uint8Array<ArrayBuffer> {
   const binary = atob(text);
@@ -38,6 +45,26 @@ export function preferredBuild(): SimdBuild {
   const forced = readForcedBuild();
   if (forced) return forced;
   return WebAssembly.validate(decodeBase64(relaxedWasmBase64)) ? "relaxed" : "baseline";
+}
+
+/** The imports the kernels take: an abort that names the kernel's source position. */
+const IMPORTS = {
+  env: {
+    abort(_message: number, _file: number, line: number, column: number) {
+      throw new Error(`jacobian-wasm kernel aborted at ${line}:${column}`);
+    },
+  },
+};
+
+/** `loaded`, read anew (after an await, another call may have set it). */
+function loadedNow(): Loaded | undefined {
+  return loaded;
+}
+
+function load(instance: WebAssembly.Instance, build: SimdBuild, module?: WebAssembly.Module): SimdBuild {
+  loaded = { kernels: instance.exports as unknown as Kernels, build, module };
+  arena.reset();
+  return build;
 }
 
 // JACOBIAN_WASM_SIMD=baseline|relaxed forces a build (tests use it to cover both).
@@ -63,48 +90,82 @@ export function wasmBytes(build: SimdBuild = preferredBuild()): Uint8Array<Array
 }
 
 /**
- * Instantiates the kernels. Called once at import with the embedded bytes; call it yourself
- * with a precompiled module where the host cannot compile from bytes (workerd).
+ * Loads the kernels ahead of the first call, asynchronously; idempotent. Without arguments it
+ * compiles the embedded build the host supports (`simdBuild()` says which). With a
+ * `WebAssembly.Module` (precompiled by the host's bundler, e.g. `import kernels from
+ * "jacobian-wasm/kernels.baseline.wasm"` in a worker) it instantiates that instead, and
+ * `build` says which build it is (default "baseline"). The same module again is a no-op;
+ * another module once the kernels are loaded is an error (the networks' plans live in the
+ * loaded kernels' memory).
  *
  * @example
  * ```ts
  * import { initialize } from "jacobian-wasm";
- * await initialize(); // a no-op when the import already did it
+ * await initialize(); // optional: the first call compiles the kernels itself
  * ```
  */
 export async function initialize(
   module?: WebAssembly.Module,
   build?: SimdBuild,
 ): Promise<SimdBuild> {
-  if (loaded && module === undefined) return loaded.build;
-  const chosen = build ?? preferredBuild();
-  const compiled = module ?? (await WebAssembly.compile(wasmBytes(chosen)));
-  const instance = await WebAssembly.instantiate(compiled, {
-    env: {
-      abort(_message: number, _file: number, line: number, column: number) {
-        throw new Error(`jacobian-wasm kernel aborted at ${line}:${column}`);
-      },
-    },
-  });
-  loaded = { kernels: instance.exports as unknown as Kernels, build: chosen };
-  arena.reset();
-  return chosen;
+  if (module === undefined) {
+    if (loaded) return loaded.build;
+    if (precompiledOnly) throw notLoaded("initialize() was called without a module");
+    const chosen = build ?? preferredBuild();
+    const instance = await WebAssembly.instantiate(await WebAssembly.compile(wasmBytes(chosen)), IMPORTS);
+    const meanwhile = loadedNow(); // two concurrent calls, or a computation while this compiled: the first wins
+    return meanwhile ? meanwhile.build : load(instance, chosen);
+  }
+  if (!(module instanceof WebAssembly.Module)) {
+    throw new TypeError(`initialize: expected a WebAssembly.Module, got ${module === null ? "null" : typeof module}`);
+  }
+  if (build !== undefined && build !== "baseline" && build !== "relaxed") {
+    throw new TypeError(`initialize: build must be "baseline" or "relaxed", got ${JSON.stringify(build)}`);
+  }
+  if (loaded) {
+    if (loaded.module === module) return loaded.build;
+    throw new Error(
+      `initialize: the kernels are already loaded (${loaded.build} build${loaded.module ? ", from another module" : ", compiled from the embedded bytes"}); ` +
+        "a precompiled module must be given before the first computation",
+    );
+  }
+  const instance = await WebAssembly.instantiate(module, IMPORTS);
+  return loadedNow() ? initialize(module, build) : load(instance, build ?? "baseline", module);
 }
 
-/** Whether the kernels are ready (false only where the import could not compile them). */
+/** Whether the kernels are loaded (by `initialize`, or by the first call that needed them). */
 export function isInitialized(): boolean {
   return loaded !== undefined;
 }
 
-/** The loaded kernels; a clear error if the host never initialised them. */
+function notLoaded(why: string): Error {
+  return new Error(
+    `jacobian-wasm: the WebAssembly kernels are not loaded (${why}). ` +
+      "Where the host forbids compiling WebAssembly from bytes (workerd, Cloudflare Workers), " +
+      "import the precompiled module and call `await initialize(module, build)` first: " +
+      '`import kernels from "jacobian-wasm/kernels.baseline.wasm"; await initialize(kernels, "baseline");`. ' +
+      "Elsewhere, `await initialize()` compiles them asynchronously.",
+  );
+}
+
+/** The kernels, compiled from the embedded bytes on first use when nothing loaded them before. */
 export function kernels(): Kernels {
-  if (!loaded) {
-    throw new Error(
-      "jacobian-wasm: the WebAssembly kernels are not loaded; this host could not compile " +
-        "them at import. Call `await initialize(module)` with a precompiled WebAssembly.Module.",
-    );
+  if (loaded) return loaded.kernels;
+  if (precompiledOnly) throw notLoaded("the jacobian-wasm/precompiled entry never compiles the embedded bytes");
+  const build = preferredBuild();
+  let instance: WebAssembly.Instance;
+  try {
+    instance = new WebAssembly.Instance(new WebAssembly.Module(wasmBytes(build)), IMPORTS);
+  } catch (error) {
+    throw notLoaded(`compiling them here failed: ${error instanceof Error ? error.message : String(error)}`);
   }
-  return loaded.kernels;
+  load(instance, build);
+  return loaded!.kernels;
+}
+
+/** For the `jacobian-wasm/precompiled` entry: the kernels come only from `initialize(module)`. */
+export function requirePrecompiled(): void {
+  precompiledOnly = true;
 }
 
 /** Which build is loaded. */
@@ -208,10 +269,3 @@ export function formatBytes(bytes: number): string {
   return `${bytes} bytes`;
 }
 
-// Compile at import. Hosts that refuse (workerd) leave the kernels unloaded until the user
-// calls initialize(module); the error then says so.
-try {
-  await initialize();
-} catch {
-  loaded = undefined;
-}

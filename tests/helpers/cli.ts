@@ -2,6 +2,7 @@
  * Runs cli.ts under the runtime the tests run on (node with the tsx loader, deno, or bun).
  */
 import { spawnSync } from "node:child_process";
+import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
 
@@ -24,7 +25,25 @@ export interface CliResult {
 
 /** Runs `jacobian-wasm <args>` in a child process of the current runtime. */
 export function runCli(args: string[], options: { env?: Record<string, string> } = {}): CliResult {
-  const cli = join(root, "cli.ts");
+  return runTypeScript(join(root, "cli.ts"), args, options);
+}
+
+/**
+ * Runs a TypeScript module's source in a child process of the current runtime (fresh module
+ * state: nothing loaded yet), from a file in build/ that is removed afterwards.
+ */
+export function runSource(source: string, options: { env?: Record<string, string> } = {}): CliResult {
+  mkdirSync(join(root, "build"), { recursive: true });
+  const file = join(root, "build", `child-${process.pid}-${Math.random().toString(36).slice(2)}.ts`);
+  writeFileSync(file, source);
+  try {
+    return runTypeScript(file, [], options);
+  } finally {
+    rmSync(file, { force: true });
+  }
+}
+
+function runTypeScript(cli: string, args: string[], options: { env?: Record<string, string> }): CliResult {
   const runtime = runtimeName();
   const command = process.execPath;
   const prefix = runtime === "deno" ? ["run", "-A", cli] : runtime === "bun" ? [cli] : ["--import", "tsx", cli];
