@@ -19,8 +19,19 @@ import { numel } from "./tensor.ts";
 import { arena } from "./wasm.ts";
 import { ShapeError } from "./errors.ts";
 
-/** Options of `perSampleGradients`. */
+/**
+ * Options of `perSampleGradients`.
+ *
+ * @example
+ * ```ts
+ * import { Linear, perSampleGradients, randn, tensor } from "jacobian-wasm";
+ * import type { LossOptions } from "jacobian-wasm";
+ * const options: LossOptions = { loss: "cross_entropy", reduction: "sum" };
+ * const G = perSampleGradients(new Linear(3, 4), randn([2, 3], 0), tensor([1, 3], [2]), options); // [2, 16]
+ * ```
+ */
 export interface LossOptions extends ResultOptions {
+  /** The loss: `"cross_entropy"` (PyTorch's `F.cross_entropy`, targets class indices or probabilities) or `"mse"` (`F.mse_loss`). */
   loss: LossName;
   /** PyTorch's reduction of the batch loss (default "mean", as PyTorch). */
   reduction?: Reduction;
@@ -40,8 +51,29 @@ export interface LossOptions extends ResultOptions {
  * ```
  */
 export function jacobian(net: Module, x: Tensor, options: StreamOptions): void;
+/**
+ * The Jacobian as one matrix, `[N, D]` or `[N, K, D]`, in a new array or in `options.out`.
+ *
+ * @example
+ * ```ts
+ * import { Linear, jacobian, randn } from "jacobian-wasm";
+ * const out = new Float32Array(4 * 2 * 8);
+ * const J = jacobian(new Linear(3, 2), randn([4, 3], 0), { out }); // J.data === out, shape [4, 2, 8]
+ * ```
+ */
 export function jacobian(net: Module, x: Tensor, options?: ResultOptions & { asTuple?: false }): Tensor;
+/**
+ * The Jacobian split by parameter, `asTuple: true`: one tensor `[N, K, ...param.shape]`
+ * (`[N, ...param.shape]` for K = 1) per parameter, in `parameters()` order.
+ *
+ * @example
+ * ```ts
+ * import { Linear, jacobian, randn } from "jacobian-wasm";
+ * const [dWeight, dBias] = jacobian(new Linear(3, 2), randn([4, 3], 0), { asTuple: true }); // [4, 2, 2, 3], [4, 2, 2]
+ * ```
+ */
 export function jacobian(net: Module, x: Tensor, options: ResultOptions & { asTuple: true }): Tensor[];
+/** The Jacobian, as a matrix or (with `asTuple`) one tensor per parameter. */
 export function jacobian(net: Module, x: Tensor, options?: ResultOptions): Tensor | Tensor[];
 export function jacobian(net: Module, x: Tensor, options: ResultOptions | StreamOptions = {}): Tensor | Tensor[] | void {
   return collectRows(net, x, {}, options);
@@ -61,8 +93,28 @@ export function jacobian(net: Module, x: Tensor, options: ResultOptions | Stream
  * ```
  */
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & StreamOptions): void;
+/**
+ * The per-sample gradients as one `[N, D]` matrix, in a new array or in `options.out`.
+ *
+ * @example
+ * ```ts
+ * import { Linear, perSampleGradients, randn } from "jacobian-wasm";
+ * const G = perSampleGradients(new Linear(3, 2), randn([4, 3], 0), randn([4, 2], 1), { loss: "mse" }); // [4, 8]
+ * ```
+ */
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & { asTuple?: false; onChunk?: undefined }): Tensor;
+/**
+ * The per-sample gradients split by parameter, `asTuple: true`: one tensor
+ * `[N, ...param.shape]` per parameter, in `parameters()` order (Opacus's `grad_sample`).
+ *
+ * @example
+ * ```ts
+ * import { Linear, perSampleGradients, randn } from "jacobian-wasm";
+ * const [gW, gb] = perSampleGradients(new Linear(3, 2), randn([4, 3], 0), randn([4, 2], 1), { loss: "mse", asTuple: true }); // [4, 2, 3], [4, 2]
+ * ```
+ */
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions & { asTuple: true }): Tensor[];
+/** The per-sample gradients, as a matrix or (with `asTuple`) one tensor per parameter. */
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions): Tensor | Tensor[];
 export function perSampleGradients(net: Module, x: Tensor, target: Target, options: LossOptions | (LossOptions & StreamOptions)): Tensor | Tensor[] | void {
   lossOptions(options);

@@ -7,14 +7,52 @@ import { ShapeError, ValueError } from "./errors.ts";
 import { formatShape, numel } from "./tensor.ts";
 import { sameShape } from "./layers/module.ts";
 
-/** The losses per-sample gradients can be taken of. */
+/**
+ * The losses per-sample gradients can be taken of.
+ *
+ * @example
+ * ```ts
+ * import { Linear, perSampleGradients, randn } from "jacobian-wasm";
+ * import type { LossName } from "jacobian-wasm";
+ * const loss: LossName = "mse";
+ * const G = perSampleGradients(new Linear(3, 1), randn([4, 3], 0), randn([4, 1], 1), { loss }); // [4, 4]
+ * ```
+ */
 export type LossName = "cross_entropy" | "mse";
-/** PyTorch's reductions: the batch loss is the sum or the mean of the per-element losses. */
+/**
+ * PyTorch's reductions: the batch loss is the sum or the mean of the per-element losses.
+ *
+ * @example
+ * ```ts
+ * import { Linear, perSampleGradients, randn } from "jacobian-wasm";
+ * import type { Reduction } from "jacobian-wasm";
+ * const reduction: Reduction = "sum"; // each row is the sample's own gradient ("mean": 1/N of it)
+ * const G = perSampleGradients(new Linear(3, 1), randn([4, 3], 0), randn([4, 1], 1), { loss: "mse", reduction });
+ * ```
+ */
 export type Reduction = "sum" | "mean";
 
-/** A target: class indices (any integer or integral float array) or values. */
+/**
+ * A target: class indices (any integer or integral float array) or values. A `Tensor` is one.
+ *
+ * @example
+ * ```ts
+ * import type { Target } from "jacobian-wasm";
+ * const classes: Target = { shape: [3], data: new Int32Array([2, 0, 1]) }; // cross_entropy on (3, C) outputs
+ * const values: Target = { shape: [3, 1], data: new Float32Array([0.5, -1, 2]) }; // mse on (3, 1) outputs
+ * ```
+ */
 export interface Target {
+  /**
+   * For cross_entropy with class indices, the output's shape without the class dim (`[N]` for
+   * (N, C) outputs, `[N, d1, …]` for (N, C, d1, …)); for class probabilities and for mse, the
+   * output's shape.
+   */
   readonly shape: readonly number[];
+  /**
+   * The values, row-major: class indices as integers in any of these arrays (-100, PyTorch's
+   * ignore_index, adds nothing), class probabilities (float arrays only) or mse targets.
+   */
   readonly data: Float32Array | Float64Array | Int32Array | BigInt64Array;
 }
 

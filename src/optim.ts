@@ -103,6 +103,13 @@ export class SGD {
   /** The momentum buffer of every parameter, flat; null until the first step (PyTorch's `None`). */
   private momentumBuffer: Float32Array | null = null;
 
+  /**
+   * An optimiser of every parameter of `net` (its `parameters()`, as they are now; they are
+   * updated in place).
+   *
+   * @param net The network; it must have parameters.
+   * @param options lr, momentum, dampening, weight_decay, nesterov, maximize; unknown keys are refused.
+   */
   constructor(net: Module, options: SGDOptions = {}) {
     checkKnownOptions("SGD", options, ["lr", "momentum", "dampening", "weight_decay", "nesterov", "maximize"]);
     this.learningRate = checkNonNegative("SGD", "lr", options.lr ?? 1e-3);
@@ -212,6 +219,13 @@ export class Adam {
   /** PyTorch's `state["step"]`, a float32 tensor: it stops counting at 2²⁴, as PyTorch's does. */
   private readonly steps = new Float32Array(1);
 
+  /**
+   * An optimiser of every parameter of `net` (its `parameters()`, as they are now; they are
+   * updated in place), its moments starting at zero.
+   *
+   * @param net The network; it must have parameters.
+   * @param options lr, betas, eps, weight_decay, amsgrad, maximize; unknown keys are refused.
+   */
   constructor(net: Module, options: AdamOptions = {}) {
     checkKnownOptions("Adam", options, ["lr", "betas", "eps", "weight_decay", "amsgrad", "maximize"]);
     this.learningRate = checkNonNegative("Adam", "lr", options.lr ?? 1e-3);

@@ -48,25 +48,47 @@ export type ProbeForward = (
  * A probed pattern, in the layout the WASM kernels read (docs/kernels.md, `PROBE_PATTERN`):
  * one i32 block holding a 6-int header [P, Q, I, O, nnz, nnzBias], then `weightStarts`
  * (P + 1), `weightPairs` (2·nnz: k, j), `biasStarts` (Q + 1), `biasOutputs` (nnzBias).
+ *
+ * @example
+ * ```ts
+ * import { quasiLinear } from "jacobian-wasm";
+ * import type { ProbedPattern } from "jacobian-wasm";
+ * const shift = quasiLinear({
+ *   name: "Shift", parameters: { weight: [1] }, outputShape: ([n]) => [n - 1],
+ *   forward: ({ weight }, x) => Array.from({ length: x.length - 1 }, (_, k) => weight[0] * x[k + 1]),
+ * });
+ * const pattern: ProbedPattern = shift.pattern([4]);
+ * pattern.weightPairs; // Int32Array [0, 1, 1, 2, 2, 3]: (output k, input j) pairs of weight 0
+ * ```
  */
 export interface ProbedPattern {
+  /** The per-sample input shape the pattern was probed for. */
   readonly inputShape: readonly number[];
+  /** The per-sample output shape at that input shape. */
   readonly outputShape: readonly number[];
-  /** Weights P, biases Q, inputs I and outputs O of one sample. */
+  /** P, the number of weights. */
   readonly weights: number;
+  /** Q, the number of biases (0 without a bias). */
   readonly biases: number;
+  /** I, the number of inputs of one sample. */
   readonly inputs: number;
+  /** O, the number of outputs of one sample. */
   readonly outputs: number;
   /** The whole block (header and arrays), copied into WASM memory by each plan. */
   readonly block: Int32Array;
   /** Views into `block`: weight i's pairs are weightPairs[2·weightStarts[i] .. 2·weightStarts[i+1]). */
   readonly weightStarts: Int32Array;
+  /** The (output k, input j) pairs of every weight, weight after weight: y_k gets weight_i · x_j. */
   readonly weightPairs: Int32Array;
+  /** Bias i's outputs are biasOutputs[biasStarts[i] .. biasStarts[i+1]). */
   readonly biasStarts: Int32Array;
+  /** The outputs each bias is added to, bias after bias. */
   readonly biasOutputs: Int32Array;
-  /** Calls of the user's forward function that probing took, colours used, and its time. */
+  /** The calls of the user's forward function that probing took. */
   readonly calls: number;
+  /** The number of colours (groups of weights probed together) that probing used. */
   readonly colors: number;
+  /** How long probing took, in milliseconds. */
   readonly milliseconds: number;
 }
 

@@ -15,8 +15,20 @@ import type { BatchRuns } from "./forward.ts";
 import type { Tensor } from "./tensor.ts";
 import { align, arena, kernels } from "./wasm.ts";
 
-/** Options of the quantities: without `loss`, the rows are the output's Jacobian. */
+/**
+ * Options of the quantities: without `loss`, the rows are the output's Jacobian.
+ *
+ * @example
+ * ```ts
+ * import { Linear, batchL2, randn } from "jacobian-wasm";
+ * import type { QuantityOptions } from "jacobian-wasm";
+ * const options: QuantityOptions = { loss: "mse", reduction: "sum", ghostNorms: "auto" };
+ * const l2 = batchL2(new Linear(3, 2), randn([8, 3], 0), randn([8, 2], 1), options); // [8, 2]
+ * const ofOutputs = batchL2(new Linear(3, 1), randn([8, 3], 0)); // no loss: the output's gradients
+ * ```
+ */
 export interface QuantityOptions {
+  /** The loss whose per-sample gradients are the rows; without it, the rows are the output's Jacobian (one row per output element). */
   loss?: LossName;
   /** PyTorch's reduction of the batch loss (default "mean", as PyTorch). */
   reduction?: Reduction;
@@ -24,13 +36,33 @@ export interface QuantityOptions {
   ghostNorms?: GhostNorms;
 }
 
-/** Options of `clippedGradientSum`. */
+/**
+ * Options of `clippedGradientSum`.
+ *
+ * @example
+ * ```ts
+ * import { Linear, clippedGradientSum, randn } from "jacobian-wasm";
+ * import type { ClipOptions } from "jacobian-wasm";
+ * const options: ClipOptions = { loss: "mse", reduction: "sum", maxNorm: 0.5 };
+ * const { gradient } = clippedGradientSum(new Linear(3, 2), randn([8, 3], 0), randn([8, 2], 1), options); // [8]
+ * ```
+ */
 export interface ClipOptions extends QuantityOptions {
   /** The bound C on each sample's gradient norm. */
   maxNorm: number;
 }
 
-/** The clipped sum and the per-sample norms it was clipped by. */
+/**
+ * The clipped sum and the per-sample norms it was clipped by.
+ *
+ * @example
+ * ```ts
+ * import { Linear, clippedGradientSum, randn } from "jacobian-wasm";
+ * import type { ClippedSum } from "jacobian-wasm";
+ * const result: ClippedSum = clippedGradientSum(new Linear(3, 2), randn([8, 3], 0), randn([8, 2], 1), { loss: "mse", reduction: "sum", maxNorm: 0.5 });
+ * const clipped = Array.from(result.norms.data).filter((norm) => norm > 0.5).length; // samples scaled down
+ * ```
+ */
 export interface ClippedSum {
   /** Σ_n J[n] · min(1, C / ‖J[n]‖), `[D]`. */
   gradient: Tensor;
@@ -127,6 +159,15 @@ function totalSquaredNorms(what: string, net: Module, x: Tensor, objective: RowO
  * Which per-layer norm path the norm quantities take: `"auto"` (default) the Gram identity
  * where it moves fewer bytes than the layer's per-sample gradients, `"always"` wherever a layer
  * has one, `"never"` the gradients themselves (tests use the last two to check both paths).
+ *
+ * @example
+ * ```ts
+ * import { Linear, perSampleNorms, randn } from "jacobian-wasm";
+ * import type { GhostNorms } from "jacobian-wasm";
+ * const net = new Linear(64, 64), x = randn([8, 64], 0), y = randn([8, 64], 1);
+ * const viaGram = perSampleNorms(net, x, y, { loss: "mse", ghostNorms: "always" satisfies GhostNorms });
+ * const viaGradients = perSampleNorms(net, x, y, { loss: "mse", ghostNorms: "never" }); // equal up to rounding
+ * ```
  */
 export type GhostNorms = "auto" | "always" | "never";
 
@@ -155,7 +196,17 @@ export function batchL2(net: Module, x: Tensor, target?: Target, options?: Quant
   return { shape: [N, values.length / N], data: Float32Array.from(values) };
 }
 
-/** The norm of each sample's whole gradient, `[N]` (Opacus's per-sample norms). */
+/**
+ * The norm of each sample's whole gradient, `[N]` (Opacus's per-sample norms).
+ *
+ * @example
+ * ```ts
+ * import { Sequential, Linear, ReLU, perSampleNorms, randn } from "jacobian-wasm";
+ * const net = new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 3));
+ * const labels = { shape: [16], data: new Int32Array(16).map((_, i) => i % 3) };
+ * const norms = perSampleNorms(net, randn([16, 4], 0), labels, { loss: "cross_entropy", reduction: "sum" }); // [16]
+ * ```
+ */
 export function perSampleNorms(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
   const total = totalSquaredNorms("perSampleNorms", net, x, objectiveOf("perSampleNorms", target, options), options?.ghostNorms);
   return { shape: [total.length], data: Float32Array.from(total, Math.sqrt) };
@@ -180,13 +231,29 @@ function columnMoments(what: string, net: Module, x: Tensor, target: Target | un
   return { sum: new Float64Array(buffer, sumPtr, batch.D).slice(), squares: new Float64Array(buffer, squaresPtr, batch.D).slice(), N: batch.N };
 }
 
-/** BackPACK's SumGradSquared: Σ_n J[n, i]², `[D]`. */
+/**
+ * BackPACK's SumGradSquared: Σ_n J[n, i]², `[D]`.
+ *
+ * @example
+ * ```ts
+ * import { Linear, sumGradSquared, randn } from "jacobian-wasm";
+ * const s = sumGradSquared(new Linear(3, 1), randn([8, 3], 0), randn([8, 1], 1), { loss: "mse", reduction: "sum" }); // [4]
+ * ```
+ */
 export function sumGradSquared(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
   const { squares } = columnMoments("sumGradSquared", net, x, target, options);
   return { shape: [squares.length], data: Float32Array.from(squares) };
 }
 
-/** BackPACK's Variance: (1/N) Σ_n (J[n, i] − mean_n J[n, i])², `[D]`. */
+/**
+ * BackPACK's Variance: (1/N) Σ_n (J[n, i] − mean_n J[n, i])², `[D]`.
+ *
+ * @example
+ * ```ts
+ * import { Linear, variance, randn } from "jacobian-wasm";
+ * const v = variance(new Linear(3, 1), randn([8, 3], 0), randn([8, 1], 1), { loss: "mse", reduction: "sum" }); // [4]
+ * ```
+ */
 export function variance(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
   const { sum, squares, N } = columnMoments("variance", net, x, target, options);
   const data = new Float32Array(sum.length);
@@ -201,6 +268,14 @@ export function variance(net: Module, x: Tensor, target?: Target, options?: Quan
  * The empirical neural tangent kernel J Jᵀ: `[N, N]` for one row per sample, `[N·K, N·K]` for
  * K outputs per sample (row n·K + k is sample n's output k). J is gathered in WebAssembly
  * memory (N·K × D floats, which must fit in it) and multiplied with the GEMM kernel.
+ *
+ * @example
+ * ```ts
+ * import { Sequential, Linear, Tanh, ntk, randn } from "jacobian-wasm";
+ * const net = new Sequential(new Linear(3, 16), new Tanh(), new Linear(16, 1));
+ * const K = ntk(net, randn([5, 3], 0)); // [5, 5]: K[i, j] = ⟨∂f(x_i)/∂θ, ∂f(x_j)/∂θ⟩
+ * const withTwoOutputs = ntk(new Linear(3, 2), randn([5, 3], 0)); // [10, 10]
+ * ```
  */
 export function ntk(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
   let J = 0;

@@ -8,7 +8,18 @@ import type { Module } from "./layers/module.ts";
 import type { RowSink } from "./plan.ts";
 import type { Tensor } from "./tensor.ts";
 
-/** Options shared by `jacobian` and `perSampleGradients`. */
+/**
+ * Options shared by `jacobian` and `perSampleGradients`.
+ *
+ * @example
+ * ```ts
+ * import { Linear, perSampleGradients, randn } from "jacobian-wasm";
+ * import type { ResultOptions } from "jacobian-wasm";
+ * const net = new Linear(3, 2), out = new Float32Array(4 * 8);
+ * const options: ResultOptions = { out }; // reused across steps: no new 4 × 8 array each time
+ * for (let step = 0; step < 3; step++) perSampleGradients(net, randn([4, 3], step), randn([4, 2], 9), { loss: "mse", ...options });
+ * ```
+ */
 export interface ResultOptions {
   /** One tensor per parameter, `[N, ...param.shape]` (or `[N, K, ...]`), instead of the flat matrix. */
   asTuple?: boolean;
@@ -24,8 +35,30 @@ export interface ResultOptions {
  * samples [firstSample, firstSample + rows.shape[0]) as `[samples, D]` (or `[samples, K, D]`),
  * in order. `rows.data` is a view of WebAssembly memory that the next chunk overwrites: copy
  * what you keep. Peak memory is one chunk (about 1 MiB), whatever N is.
+ *
+ * @example
+ * ```ts
+ * import { Linear, jacobian, randn } from "jacobian-wasm";
+ * import type { StreamOptions } from "jacobian-wasm";
+ * const norms = new Float64Array(1000);
+ * const options: StreamOptions = {
+ *   onChunk(firstSample, rows) {
+ *     const [samples, , D] = rows.shape; // [samples, K, D]: rows of K = 2 outputs
+ *     for (let s = 0; s < samples; s++) {
+ *       let sum = 0;
+ *       for (let i = 0; i < 2 * D; i++) sum += rows.data[s * 2 * D + i] ** 2;
+ *       norms[firstSample + s] = Math.sqrt(sum);
+ *     }
+ *   },
+ * };
+ * jacobian(new Linear(16, 2), randn([1000, 16], 0), options); // J is never held whole
+ * ```
  */
 export interface StreamOptions {
+  /**
+   * Called once per chunk, in order: `rows` holds the rows of samples [firstSample,
+   * firstSample + rows.shape[0]), a view that the next chunk overwrites.
+   */
   onChunk: (firstSample: number, rows: Tensor) => void;
 }
 

@@ -1,14 +1,37 @@
 /**
  * A tensor is a shape and a row-major Float32Array: nothing else.
  */
+import { ShapeError } from "./errors.ts";
 
-/** A row-major float32 tensor. `data.length` equals the product of `shape`. */
+/**
+ * A row-major float32 tensor. `data.length` equals the product of `shape`. Any object of
+ * this shape is a tensor: the library has no tensor class.
+ *
+ * @example
+ * ```ts
+ * import { Linear } from "jacobian-wasm";
+ * import type { Tensor } from "jacobian-wasm";
+ * const x: Tensor = { shape: [2, 3], data: new Float32Array([1, 2, 3, 4, 5, 6]) }; // x[1][0] = data[1 * 3 + 0] = 4
+ * const y: Tensor = new Linear(3, 1).forward(x); // shape [2, 1]
+ * ```
+ */
 export interface Tensor {
+  /** The sizes of the dims, outermost first; for a batch, `shape[0]` is N. */
   readonly shape: readonly number[];
+  /** The values, row-major (the last dim varies fastest). */
   readonly data: Float32Array;
 }
 
-/** Number of elements of a shape (1 for the empty shape). */
+/**
+ * Number of elements of a shape (1 for the empty shape).
+ *
+ * @example
+ * ```ts
+ * import { numel } from "jacobian-wasm";
+ * numel([2, 3, 4]); // 24
+ * numel([]); // 1: a scalar
+ * ```
+ */
 export function numel(shape: readonly number[]): number {
   let n = 1;
   for (const d of shape) n *= d;
@@ -32,19 +55,27 @@ export function formatShape(shape: readonly number[]): string {
 export function tensor(data: Float32Array | readonly number[], shape: readonly number[]): Tensor {
   for (const d of shape) {
     if (!Number.isInteger(d) || d < 0) {
-      throw new RangeError(`tensor: shape ${formatShape(shape)} must hold non-negative integers`);
+      throw new ShapeError(`tensor: shape ${formatShape(shape)} must hold non-negative integers`);
     }
   }
   const values = data instanceof Float32Array ? data : Float32Array.from(data);
   if (values.length !== numel(shape)) {
-    throw new RangeError(
+    throw new ShapeError(
       `tensor: shape ${formatShape(shape)} holds ${numel(shape)} elements, data has ${values.length}`,
     );
   }
   return { shape: [...shape], data: values };
 }
 
-/** A tensor of zeros. */
+/**
+ * A tensor of zeros.
+ *
+ * @example
+ * ```ts
+ * import { zeros } from "jacobian-wasm";
+ * const z = zeros([2, 3]); // data: Float32Array(6) of 0
+ * ```
+ */
 export function zeros(shape: readonly number[]): Tensor {
   return tensor(new Float32Array(numel(shape)), shape);
 }

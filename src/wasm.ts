@@ -19,7 +19,17 @@ export type Kernels = Record<string, any> & {
   heapBase(): number;
 };
 
-/** Which compiled build of the kernels is running. */
+/**
+ * Which compiled build of the kernels is running: `"relaxed"` (relaxed SIMD, where the host
+ * has it) or `"baseline"` (SIMD128 only). `JACOBIAN_WASM_SIMD` in the environment forces one.
+ *
+ * @example
+ * ```ts
+ * import { simdBuild } from "jacobian-wasm";
+ * import type { SimdBuild } from "jacobian-wasm";
+ * const build: SimdBuild = simdBuild();
+ * ```
+ */
 export type SimdBuild = "relaxed" | "baseline";
 
 interface Loaded {
@@ -84,14 +94,26 @@ function readForcedBuild(): SimdBuild | undefined {
   return value;
 }
 
-/** The bytes of one embedded build, for hosts that precompile modules themselves. */
+/**
+ * The bytes of one embedded build, for hosts that precompile modules themselves (default: the
+ * build this host supports).
+ *
+ * @example
+ * ```ts
+ * import { wasmBytes } from "jacobian-wasm";
+ * const bytes = wasmBytes("baseline"); // a WebAssembly binary, about 120 KB
+ * const module = await WebAssembly.compile(bytes); // what `initialize(module, "baseline")` takes
+ * ```
+ */
 export function wasmBytes(build: SimdBuild = preferredBuild()): Uint8Array<ArrayBuffer> {
   return decodeBase64(build === "relaxed" ? relaxedWasmBase64 : baselineWasmBase64);
 }
 
 /**
- * Loads the kernels ahead of the first call, asynchronously; idempotent. Without arguments it
- * compiles the embedded build the host supports (`simdBuild()` says which). With a
+ * Loads the kernels ahead of the first call; idempotent. Without a module it compiles the
+ * embedded build the host supports (`simdBuild()` says which; `build` forces one), synchronously
+ * (a few milliseconds): an asynchronous compile can stay pending forever on a host that forbids
+ * it (workerd at start-up), where this rejects at once with an error saying what to do. With a
  * `WebAssembly.Module` (precompiled by the host's bundler, e.g. `import kernels from
  * "jacobian-wasm/kernels.baseline.wasm"` in a worker) it instantiates that instead, and
  * `build` says which build it is (default "baseline"). The same module again is a no-op;
@@ -111,10 +133,10 @@ export async function initialize(
   if (module === undefined) {
     if (loaded) return loaded.build;
     if (precompiledOnly) throw notLoaded("initialize() was called without a module");
-    const chosen = build ?? preferredBuild();
-    const instance = await WebAssembly.instantiate(await WebAssembly.compile(wasmBytes(chosen)), IMPORTS);
-    const meanwhile = loadedNow(); // two concurrent calls, or a computation while this compiled: the first wins
-    return meanwhile ? meanwhile.build : load(instance, chosen);
+    if (build !== undefined && build !== "baseline" && build !== "relaxed") {
+      throw new TypeError(`initialize: build must be "baseline" or "relaxed", got ${JSON.stringify(build)}`);
+    }
+    return loadEmbedded(build ?? preferredBuild());
   }
   if (!(module instanceof WebAssembly.Module)) {
     throw new TypeError(`initialize: expected a WebAssembly.Module, got ${module === null ? "null" : typeof module}`);
@@ -133,7 +155,16 @@ export async function initialize(
   return loadedNow() ? initialize(module, build) : load(instance, build ?? "baseline", module);
 }
 
-/** Whether the kernels are loaded (by `initialize`, or by the first call that needed them). */
+/**
+ * Whether the kernels are loaded (by `initialize`, or by the first call that needed them).
+ *
+ * @example
+ * ```ts
+ * import { initialize, isInitialized } from "jacobian-wasm";
+ * if (!isInitialized()) await initialize();
+ * isInitialized(); // true
+ * ```
+ */
 export function isInitialized(): boolean {
   return loaded !== undefined;
 }
@@ -152,15 +183,19 @@ function notLoaded(why: string): Error {
 export function kernels(): Kernels {
   if (loaded) return loaded.kernels;
   if (precompiledOnly) throw notLoaded("the jacobian-wasm/precompiled entry never compiles the embedded bytes");
-  const build = preferredBuild();
+  loadEmbedded(preferredBuild());
+  return loaded!.kernels;
+}
+
+/** Compiles and instantiates an embedded build, synchronously: it never waits on the host. */
+function loadEmbedded(build: SimdBuild): SimdBuild {
   let instance: WebAssembly.Instance;
   try {
     instance = new WebAssembly.Instance(new WebAssembly.Module(wasmBytes(build)), IMPORTS);
   } catch (error) {
     throw notLoaded(`compiling them here failed: ${error instanceof Error ? error.message : String(error)}`);
   }
-  load(instance, build);
-  return loaded!.kernels;
+  return load(instance, build);
 }
 
 /** For the `jacobian-wasm/precompiled` entry: the kernels come only from `initialize(module)`. */
@@ -168,7 +203,15 @@ export function requirePrecompiled(): void {
   precompiledOnly = true;
 }
 
-/** Which build is loaded. */
+/**
+ * Which build is loaded (loading the kernels first if nothing did).
+ *
+ * @example
+ * ```ts
+ * import { simdBuild } from "jacobian-wasm";
+ * const build = simdBuild(); // "relaxed" where the host has relaxed SIMD, else "baseline"
+ * ```
+ */
 export function simdBuild(): SimdBuild {
   kernels();
   return loaded!.build;
@@ -203,7 +246,15 @@ export function setMemoryLimit(bytes: number | undefined): number {
   return (limit = Math.floor(bytes));
 }
 
-/** The cap on a plan's memory (see `setMemoryLimit`). */
+/**
+ * The cap on a plan's memory in bytes (see `setMemoryLimit`).
+ *
+ * @example
+ * ```ts
+ * import { memoryLimit } from "jacobian-wasm";
+ * memoryLimit(); // 1073741824 (1 GiB) unless setMemoryLimit changed it
+ * ```
+ */
 export function memoryLimit(): number {
   return limit;
 }
@@ -243,13 +294,14 @@ export const arena = {
   /** A Float32Array over the whole memory, renewed after growth detaches the old one. */
   f32(): Float32Array {
     const buffer = kernels().memory.buffer;
-    if (this.f32View.buffer !== buffer) this.f32View = new Float32Array(buffer);
+    // A WebAssembly.Memory that is not shared has an ArrayBuffer (Deno's libs type it wider).
+    if (this.f32View.buffer !== buffer) this.f32View = new Float32Array(buffer as ArrayBuffer);
     return this.f32View;
   },
 
   i32(): Int32Array {
     const buffer = kernels().memory.buffer;
-    if (this.i32View.buffer !== buffer) this.i32View = new Int32Array(buffer);
+    if (this.i32View.buffer !== buffer) this.i32View = new Int32Array(buffer as ArrayBuffer);
     return this.i32View;
   },
 

@@ -12,14 +12,33 @@ import { FormatError, ShapeError, ValueError } from "../errors.ts";
 import { formatShape, numel } from "../tensor.ts";
 import { float16BitsToNumber, formatIndex, hostIsLittleEndian } from "./binary.ts";
 
-/** An array read from a `.npy` file: its shape, element type and row-major elements. */
+/**
+ * An array read from a `.npy` file: its shape, element type and row-major elements.
+ *
+ * @example
+ * ```ts
+ * import { readNpy, writeNpy } from "jacobian-wasm";
+ * import type { NpyArray } from "jacobian-wasm";
+ * const array: NpyArray = readNpy(writeNpy(new Int32Array([1, 2, 3]), [3]));
+ * if (array.dtype === "int32") array.data; // Int32Array [1, 2, 3]: the dtype narrows data
+ * ```
+ */
 export type NpyArray =
   | { shape: number[]; dtype: "float32"; data: Float32Array }
   | { shape: number[]; dtype: "float64"; data: Float64Array }
   | { shape: number[]; dtype: "int64"; data: BigInt64Array }
   | { shape: number[]; dtype: "int32"; data: Int32Array };
 
-/** The element types an `NpyArray` holds. */
+/**
+ * The element types an `NpyArray` holds.
+ *
+ * @example
+ * ```ts
+ * import { readNpy, writeNpy } from "jacobian-wasm";
+ * import type { NpyDtype } from "jacobian-wasm";
+ * const dtype: NpyDtype = readNpy(writeNpy(new Float64Array(2), [2])).dtype; // "float64"
+ * ```
+ */
 export type NpyDtype = NpyArray["dtype"];
 
 const MAGIC = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59]; // \x93NUMPY

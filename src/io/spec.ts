@@ -42,15 +42,41 @@ import { formatShape } from "../tensor.ts";
 import { readSafetensors } from "./safetensors.ts";
 import { unravel } from "../forward.ts";
 
-/** The spec's top level. */
+/**
+ * The spec's top level: a `torch.nn.Sequential` of layers.
+ *
+ * @example
+ * ```ts
+ * import { modelFromSpec } from "jacobian-wasm";
+ * import type { ModelSpec } from "jacobian-wasm";
+ * const spec: ModelSpec = {
+ *   format: "torch.nn.Sequential",
+ *   layers: [{ type: "Linear", in_features: 4, out_features: 8 }, { type: "ReLU" }, { type: "Linear", in_features: 8, out_features: 2 }],
+ * };
+ * const net = modelFromSpec(spec); // parameters "0.weight", "0.bias", "2.weight", "2.bias"
+ * ```
+ */
 export interface ModelSpec {
+  /** Always `"torch.nn.Sequential"`. */
   format: "torch.nn.Sequential";
+  /** The layers, in order; a `{"type": "Sequential", "layers": [...]}` entry nests. */
   layers: LayerSpec[];
 }
 
-/** One layer: its PyTorch class name and constructor arguments. */
+/**
+ * One layer: its PyTorch class name and constructor arguments, with PyTorch's names and
+ * defaults (`in_features`, `kernel_size`, `padding`, ...). Unknown arguments are refused.
+ *
+ * @example
+ * ```ts
+ * import type { LayerSpec } from "jacobian-wasm";
+ * const conv: LayerSpec = { type: "Conv2d", in_channels: 3, out_channels: 16, kernel_size: 3, padding: 1 };
+ * ```
+ */
 export interface LayerSpec {
+  /** The PyTorch class name, one of `SUPPORTED_LAYERS`: `"Conv2d"`. */
   type: string;
+  /** The constructor's arguments by their PyTorch names, sizes as an int or a list. */
   [argument: string]: unknown;
 }
 
@@ -337,7 +363,15 @@ const BUILDERS: Record<string, (a: Arguments, spec: LayerSpec, path: string) => 
   Unflatten: (a) => new Unflatten(a.int("dim"), unflattenedSize(a)),
 };
 
-/** The layer types a spec may name. */
+/**
+ * The layer types a spec may name.
+ *
+ * @example
+ * ```ts
+ * import { SUPPORTED_LAYERS } from "jacobian-wasm";
+ * SUPPORTED_LAYERS.includes("Conv2d"); // true
+ * ```
+ */
 export const SUPPORTED_LAYERS: readonly string[] = Object.keys(BUILDERS);
 
 function layerList(layers: unknown, path: string, key = "layers"): Module[] {
@@ -430,7 +464,19 @@ export function loadModel(
   return net;
 }
 
-/** Checks a state dict against a network and loads it: every problem named, nothing half-loaded. */
+/**
+ * Checks a state dict against a network and loads it: every key present with the right shape,
+ * none unknown, every value finite; every problem named in one error, nothing half-loaded.
+ *
+ * @example
+ * ```ts
+ * import { Linear, loadWeights, readSafetensors, writeSafetensors } from "jacobian-wasm";
+ * const trained = new Linear(3, 2);
+ * const bytes = writeSafetensors(Object.entries(trained.stateDict())); // as a .safetensors file holds them
+ * const copy = new Linear(3, 2);
+ * loadWeights(copy, readSafetensors(bytes)); // copy now has trained's weights
+ * ```
+ */
 export function loadWeights(net: Module, tensors: Map<string, Tensor>, name = "weights"): void {
   const expected = net.stateDict();
   const problems: string[] = [];

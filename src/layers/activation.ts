@@ -20,16 +20,34 @@ const Kind = {
 } as const;
 type Kind = typeof Kind[keyof typeof Kind];
 
-/** The common body of every elementwise activation: shape in = shape out. */
-abstract class Elementwise extends Module {
+/**
+ * The common base of the elementwise activations (`ReLU`, `LeakyReLU`, `Sigmoid`, `Tanh`,
+ * `ELU`, `GELU`, `SiLU`, `Softplus`): no parameters, the output has the input's shape, and
+ * each pass is one WebAssembly call over the whole batch. `instanceof Elementwise` tells
+ * an activation from other layers.
+ *
+ * @example
+ * ```ts
+ * import { Elementwise, Linear, Sequential, Tanh } from "jacobian-wasm";
+ * const net = new Sequential(new Linear(3, 3), new Tanh());
+ * net.layers.filter((layer) => layer instanceof Elementwise).length; // 1
+ * new Tanh().outputShape([4, 5]); // [4, 5]
+ * ```
+ */
+export abstract class Elementwise extends Module {
+  /** @ignore The kernels' activation code. */
   protected abstract readonly kind: Kind;
+  /** @ignore The activation's first parameter, as the kernels take it. */
   protected p1 = 0;
+  /** @ignore The activation's second parameter, as the kernels take it. */
   protected p2 = 0;
 
+  /** The input's shape: an activation works element by element. */
   outputShape(inShape: readonly number[]): number[] {
     return [...inShape];
   }
 
+  /** @ignore */
   compile({ builder, path, input, inShape }: CompileContext): Compiled {
     const { N, K, R } = builder;
     const width = numel(inShape);
@@ -70,8 +88,10 @@ abstract class Elementwise extends Module {
  * ```
  */
 export class ReLU extends Elementwise {
+  /** PyTorch's class name, `"ReLU"`. */
   readonly typeName = "ReLU";
-  protected readonly kind = Kind.ReLU;
+  /** @ignore */
+  protected readonly kind: Kind = Kind.ReLU;
 }
 
 /**
@@ -84,8 +104,15 @@ export class ReLU extends Elementwise {
  * ```
  */
 export class LeakyReLU extends Elementwise {
+  /** PyTorch's class name, `"LeakyReLU"`. */
   readonly typeName = "LeakyReLU";
-  protected readonly kind = Kind.LeakyReLU;
+  /** @ignore */
+  protected readonly kind: Kind = Kind.LeakyReLU;
+  /**
+   * A leaky ReLU.
+   *
+   * @param negativeSlope negative_slope, the slope for x < 0 (default 0.01); finite.
+   */
   constructor(readonly negativeSlope = 0.01) {
     super();
     finite("LeakyReLU", "negative_slope", negativeSlope);
@@ -103,8 +130,10 @@ export class LeakyReLU extends Elementwise {
  * ```
  */
 export class Sigmoid extends Elementwise {
+  /** PyTorch's class name, `"Sigmoid"`. */
   readonly typeName = "Sigmoid";
-  protected readonly kind = Kind.Sigmoid;
+  /** @ignore */
+  protected readonly kind: Kind = Kind.Sigmoid;
 }
 
 /**
@@ -117,8 +146,10 @@ export class Sigmoid extends Elementwise {
  * ```
  */
 export class Tanh extends Elementwise {
+  /** PyTorch's class name, `"Tanh"`. */
   readonly typeName = "Tanh";
-  protected readonly kind = Kind.Tanh;
+  /** @ignore */
+  protected readonly kind: Kind = Kind.Tanh;
 }
 
 /**
@@ -131,8 +162,15 @@ export class Tanh extends Elementwise {
  * ```
  */
 export class ELU extends Elementwise {
+  /** PyTorch's class name, `"ELU"`. */
   readonly typeName = "ELU";
-  protected readonly kind = Kind.ELU;
+  /** @ignore */
+  protected readonly kind: Kind = Kind.ELU;
+  /**
+   * An ELU.
+   *
+   * @param alpha alpha: the output tends to −alpha as x → −∞ (default 1.0); finite.
+   */
   constructor(readonly alpha = 1.0) {
     super();
     finite("ELU", "alpha", alpha);
@@ -140,7 +178,17 @@ export class ELU extends Elementwise {
   }
 }
 
-/** GELU's two forms, PyTorch's `approximate` argument. */
+/**
+ * GELU's two forms, PyTorch's `approximate` argument.
+ *
+ * @example
+ * ```ts
+ * import { GELU } from "jacobian-wasm";
+ * import type { GELUApproximation } from "jacobian-wasm";
+ * const approximate: GELUApproximation = "tanh";
+ * new GELU({ approximate }).approximate; // "tanh"
+ * ```
+ */
 export type GELUApproximation = "none" | "tanh";
 
 /**
@@ -154,9 +202,18 @@ export type GELUApproximation = "none" | "tanh";
  * ```
  */
 export class GELU extends Elementwise {
+  /** PyTorch's class name, `"GELU"`. */
   readonly typeName = "GELU";
+  /** @ignore */
   protected readonly kind: Kind;
+  /** `"none"` (exact, with erf) or `"tanh"` (the tanh approximation), PyTorch's `approximate`. */
   readonly approximate: GELUApproximation;
+  /**
+   * A GELU, exact unless `approximate` is `"tanh"`.
+   *
+   * @param approximate `"none"` (default) or `"tanh"`, as a string or as PyTorch's keyword
+   *   `{ approximate }`.
+   */
   constructor(approximate: GELUApproximation | { approximate?: GELUApproximation } = "none") {
     super();
     const value = typeof approximate === "string" ? approximate : approximate.approximate ?? "none";
@@ -178,8 +235,10 @@ export class GELU extends Elementwise {
  * ```
  */
 export class SiLU extends Elementwise {
+  /** PyTorch's class name, `"SiLU"`. */
   readonly typeName = "SiLU";
-  protected readonly kind = Kind.SiLU;
+  /** @ignore */
+  protected readonly kind: Kind = Kind.SiLU;
 }
 
 /**
@@ -192,8 +251,16 @@ export class SiLU extends Elementwise {
  * ```
  */
 export class Softplus extends Elementwise {
+  /** PyTorch's class name, `"Softplus"`. */
   readonly typeName = "Softplus";
-  protected readonly kind = Kind.Softplus;
+  /** @ignore */
+  protected readonly kind: Kind = Kind.Softplus;
+  /**
+   * A softplus.
+   *
+   * @param beta beta, the sharpness (default 1.0); finite and not 0.
+   * @param threshold threshold: above it, β·x is returned as x (default 20.0); finite.
+   */
   constructor(readonly beta = 1.0, readonly threshold = 20.0) {
     super();
     finite("Softplus", "beta", beta);

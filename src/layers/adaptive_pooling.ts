@@ -9,18 +9,58 @@ import { kernels } from "../wasm.ts";
 import type { CompileContext, Compiled } from "./module.ts";
 import { layerLabel, Module, toThreeDims } from "./module.ts";
 
-/** An output size: one int for every spatial dim, or one per dim, null keeping the input's size. */
+/**
+ * An output size: one int for every spatial dim, or one per dim, null keeping the input's size.
+ *
+ * @example
+ * ```ts
+ * import { AdaptiveAvgPool2d } from "jacobian-wasm";
+ * import type { AdaptiveSize } from "jacobian-wasm";
+ * const size: AdaptiveSize = [1, null]; // pool every column to one row, keep the width
+ * new AdaptiveAvgPool2d(size).outputShape([3, 10, 7]); // [3, 1, 7]
+ * ```
+ */
 export type AdaptiveSize = number | readonly (number | null)[];
 
-/** Options of `AdaptiveMaxPool1d/2d/3d`. */
+/**
+ * Options of `AdaptiveMaxPool1d/2d/3d`.
+ *
+ * @example
+ * ```ts
+ * import { AdaptiveMaxPool2d } from "jacobian-wasm";
+ * import type { AdaptiveMaxPoolOptions } from "jacobian-wasm";
+ * const options: AdaptiveMaxPoolOptions = { returnIndices: false }; // true is refused
+ * const pool = new AdaptiveMaxPool2d(1, options);
+ * ```
+ */
 export interface AdaptiveMaxPoolOptions {
   /** Only false: the layer returns one tensor. */
   returnIndices?: boolean;
 }
 
-abstract class AdaptivePoolNd extends Module {
+/**
+ * The shared body of the adaptive poolings: the output size, one entry per spatial dim
+ * (null keeps the input's size). Inputs are `(C, *spatial)` per sample, or `(*spatial)`.
+ *
+ * @example
+ * ```ts
+ * import { AdaptiveAvgPool2d, AdaptivePoolNd } from "jacobian-wasm";
+ * const pool: AdaptivePoolNd = new AdaptiveAvgPool2d([1, null]);
+ * pool.outputSize; // [1, null]
+ * pool.outputShape([8, 5, 7]); // [8, 1, 7]
+ * ```
+ */
+export abstract class AdaptivePoolNd extends Module {
+  /** output_size, one entry per spatial dim; null keeps the input's size in that dim. */
   readonly outputSize: (number | null)[];
 
+  /**
+   * An adaptive pooling of `dims` spatial dims; the subclasses fix `dims` and `name`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param name The layer's name in messages (`"AdaptiveAvgPool2d"`).
+   * @param outputSize output_size: one int for every spatial dim, or one int or null per dim.
+   */
   constructor(readonly dims: 1 | 2 | 3, name: string, outputSize: AdaptiveSize) {
     super();
     const list = typeof outputSize === "number" ? new Array<number>(dims).fill(outputSize) : [...outputSize];
@@ -40,6 +80,7 @@ abstract class AdaptivePoolNd extends Module {
     throw new ShapeError(`${label}: expected input (N, C, ${layout}), got (N, ${inShape.join(", ")})`);
   }
 
+  /** `(C, *spatial)` → `(C, *output_size)`, a null entry keeping the input's size. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const label = layerLabel(path, this.typeName);
     const { spatial } = this.split(inShape, label);
@@ -48,7 +89,7 @@ abstract class AdaptivePoolNd extends Module {
     return [...inShape.slice(0, inShape.length - this.dims), ...out];
   }
 
-  /** The POOL_GEOM block (docs/kernels.md): the adaptive kernels read channels and sizes only. */
+  /** @ignore The POOL_GEOM block (docs/kernels.md): the adaptive kernels read channels and sizes only. */
   protected geometry(inShape: readonly number[], path: string): { block: number[]; outShape: number[]; width: number } {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);
@@ -64,12 +105,29 @@ abstract class AdaptivePoolNd extends Module {
   }
 }
 
-/** The shared body of AdaptiveAvgPool1d/2d/3d. */
+/**
+ * The shared body of AdaptiveAvgPool1d/2d/3d: each output is the mean of its window
+ * [⌊i·in/out⌋, ⌈(i+1)·in/out⌉), as in PyTorch.
+ *
+ * @example
+ * ```ts
+ * import { AdaptiveAvgPool1d, AdaptiveAvgPoolNd, tensor } from "jacobian-wasm";
+ * const pool: AdaptiveAvgPoolNd = new AdaptiveAvgPool1d(2);
+ * pool.forward(tensor([1, 2, 3, 4, 5], [1, 1, 5])).data; // [2, 4]: windows [0, 3) and [2, 5)
+ * ```
+ */
 export abstract class AdaptiveAvgPoolNd extends AdaptivePoolNd {
+  /**
+   * An adaptive average pooling of `dims` spatial dims; the subclasses fix `dims`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param outputSize output_size: one int for every spatial dim, or one int or null per dim.
+   */
   constructor(dims: 1 | 2 | 3, outputSize: AdaptiveSize) {
     super(dims, `AdaptiveAvgPool${dims}d`, outputSize);
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     return this.compileWith(context, false);
   }
@@ -78,11 +136,14 @@ export abstract class AdaptiveAvgPoolNd extends AdaptivePoolNd {
    * The ReLU before this pooling and the pooling as one step (Sequential fuses them): the
    * pooling sums max(x, 0), and its backward pass masks by x, so the ReLU's output and its
    * gradient are never written (a ResNet's last ReLU before global average pooling).
+   *
+   * @ignore
    */
   compileAfterReLU(context: CompileContext): Compiled {
     return this.compileWith(context, true);
   }
 
+  /** `compile`, with or without the ReLU before the pooling. */
   private compileWith({ builder, path, input, inShape }: CompileContext, relu: boolean): Compiled {
     const { block, outShape, width } = this.geometry(inShape, path);
     const geom = builder.constantBlock(block);
@@ -112,8 +173,25 @@ export abstract class AdaptiveAvgPoolNd extends AdaptivePoolNd {
   }
 }
 
-/** The shared body of AdaptiveMaxPool1d/2d/3d. */
+/**
+ * The shared body of AdaptiveMaxPool1d/2d/3d: each output is the maximum of its window
+ * [⌊i·in/out⌋, ⌈(i+1)·in/out⌉), as in PyTorch; its gradient goes to the maximum's position.
+ *
+ * @example
+ * ```ts
+ * import { AdaptiveMaxPool1d, AdaptiveMaxPoolNd, tensor } from "jacobian-wasm";
+ * const pool: AdaptiveMaxPoolNd = new AdaptiveMaxPool1d(2);
+ * pool.forward(tensor([1, 5, 3, 4, 2], [1, 1, 5])).data; // [5, 4]: windows [0, 3) and [2, 5)
+ * ```
+ */
 export abstract class AdaptiveMaxPoolNd extends AdaptivePoolNd {
+  /**
+   * An adaptive max pooling of `dims` spatial dims; the subclasses fix `dims`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param outputSize output_size: one int for every spatial dim, or one int or null per dim.
+   * @param options returnIndices: only false (the default).
+   */
   constructor(dims: 1 | 2 | 3, outputSize: AdaptiveSize, options: AdaptiveMaxPoolOptions = {}) {
     super(dims, `AdaptiveMaxPool${dims}d`, outputSize);
     if (options.returnIndices) {
@@ -121,6 +199,7 @@ export abstract class AdaptiveMaxPoolNd extends AdaptivePoolNd {
     }
   }
 
+  /** @ignore */
   compile({ builder, path, input, inShape }: CompileContext): Compiled {
     const { block, outShape, width } = this.geometry(inShape, path);
     const geom = builder.constantBlock(block);
@@ -161,7 +240,13 @@ export abstract class AdaptiveMaxPoolNd extends AdaptivePoolNd {
  * ```
  */
 export class AdaptiveAvgPool1d extends AdaptiveAvgPoolNd {
+  /** PyTorch's class name, `"AdaptiveAvgPool1d"`. */
   readonly typeName = "AdaptiveAvgPool1d";
+  /**
+   * A 1-d adaptive average pooling.
+   *
+   * @param outputSize output_size: the output length L_out (or [L_out], or [null] to keep L).
+   */
   constructor(outputSize: AdaptiveSize) {
     super(1, outputSize);
   }
@@ -177,7 +262,13 @@ export class AdaptiveAvgPool1d extends AdaptiveAvgPoolNd {
  * ```
  */
 export class AdaptiveAvgPool2d extends AdaptiveAvgPoolNd {
+  /** PyTorch's class name, `"AdaptiveAvgPool2d"`. */
   readonly typeName = "AdaptiveAvgPool2d";
+  /**
+   * A 2-d adaptive average pooling.
+   *
+   * @param outputSize output_size: one int for both dims, or [H_out, W_out], each int or null (keep the input's).
+   */
   constructor(outputSize: AdaptiveSize) {
     super(2, outputSize);
   }
@@ -193,7 +284,13 @@ export class AdaptiveAvgPool2d extends AdaptiveAvgPoolNd {
  * ```
  */
 export class AdaptiveAvgPool3d extends AdaptiveAvgPoolNd {
+  /** PyTorch's class name, `"AdaptiveAvgPool3d"`. */
   readonly typeName = "AdaptiveAvgPool3d";
+  /**
+   * A 3-d adaptive average pooling.
+   *
+   * @param outputSize output_size: one int for all three dims, or [D_out, H_out, W_out], each int or null (keep the input's).
+   */
   constructor(outputSize: AdaptiveSize) {
     super(3, outputSize);
   }
@@ -209,7 +306,14 @@ export class AdaptiveAvgPool3d extends AdaptiveAvgPoolNd {
  * ```
  */
 export class AdaptiveMaxPool1d extends AdaptiveMaxPoolNd {
+  /** PyTorch's class name, `"AdaptiveMaxPool1d"`. */
   readonly typeName = "AdaptiveMaxPool1d";
+  /**
+   * A 1-d adaptive max pooling.
+   *
+   * @param outputSize output_size: the output length L_out (or [L_out], or [null] to keep L).
+   * @param options returnIndices: only false (the default).
+   */
   constructor(outputSize: AdaptiveSize, options: AdaptiveMaxPoolOptions = {}) {
     super(1, outputSize, options);
   }
@@ -225,7 +329,14 @@ export class AdaptiveMaxPool1d extends AdaptiveMaxPoolNd {
  * ```
  */
 export class AdaptiveMaxPool2d extends AdaptiveMaxPoolNd {
+  /** PyTorch's class name, `"AdaptiveMaxPool2d"`. */
   readonly typeName = "AdaptiveMaxPool2d";
+  /**
+   * A 2-d adaptive max pooling.
+   *
+   * @param outputSize output_size: one int for both dims, or [H_out, W_out], each int or null (keep the input's).
+   * @param options returnIndices: only false (the default).
+   */
   constructor(outputSize: AdaptiveSize, options: AdaptiveMaxPoolOptions = {}) {
     super(2, outputSize, options);
   }
@@ -241,7 +352,14 @@ export class AdaptiveMaxPool2d extends AdaptiveMaxPoolNd {
  * ```
  */
 export class AdaptiveMaxPool3d extends AdaptiveMaxPoolNd {
+  /** PyTorch's class name, `"AdaptiveMaxPool3d"`. */
   readonly typeName = "AdaptiveMaxPool3d";
+  /**
+   * A 3-d adaptive max pooling.
+   *
+   * @param outputSize output_size: one int for all three dims, or [D_out, H_out, W_out], each int or null (keep the input's).
+   * @param options returnIndices: only false (the default).
+   */
   constructor(outputSize: AdaptiveSize, options: AdaptiveMaxPoolOptions = {}) {
     super(3, outputSize, options);
   }

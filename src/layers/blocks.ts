@@ -115,8 +115,15 @@ function sumInputGradients(builder: PlanBuilder, branches: Branch[], width: numb
  * ```
  */
 export class Residual extends Module {
+  /** The class name, `"Residual"` (PyTorch has no such class: torchvision writes the sum in `forward`). */
   readonly typeName = "Residual";
 
+  /**
+   * A residual block.
+   *
+   * @param block The residual branch, whose output must have the shortcut's shape.
+   * @param shortcut The shortcut branch (a projection), or null for the identity (default).
+   */
   constructor(readonly block: Module, readonly shortcut: Module | null = null) {
     super();
     for (const [what, m] of [["block", block], ["shortcut", shortcut]] as const) {
@@ -124,10 +131,12 @@ export class Residual extends Module {
     }
   }
 
+  /** `"block"`, then `"shortcut"` when there is one. */
   override children(): [string, Module][] {
     return this.shortcut ? [["block", this.block], ["shortcut", this.shortcut]] : [["block", this.block]];
   }
 
+  /** The block's output shape, which must equal the shortcut's. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const blockShape = this.block.outputShape(inShape, childPath(path, "block"));
     const shortcutShape = this.shortcut ? this.shortcut.outputShape(inShape, childPath(path, "shortcut")) : [...inShape];
@@ -141,6 +150,7 @@ export class Residual extends Module {
     return blockShape;
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     return this.compileWith(context, false);
   }
@@ -149,11 +159,14 @@ export class Residual extends Module {
    * This block and the ReLU after it as one step (Sequential fuses them, the ResNet pattern
    * relu(x + block(x))): the sum is written through max(·, 0), one pass instead of two, and the
    * backward pass masks the output gradient in place before the branches read it.
+   *
+   * @ignore
    */
   compileWithReLU(context: CompileContext): Compiled {
     return this.compileWith(context, true);
   }
 
+  /** `compile`, with or without the ReLU after the sum. */
   private compileWith(context: CompileContext, relu: boolean): Compiled {
     const { builder, path, input, inShape } = context;
     const outShape = this.outputShape(inShape, path);
@@ -193,7 +206,18 @@ export class Residual extends Module {
   }
 }
 
-/** How `Parallel` combines its branches' outputs. */
+/**
+ * How `Parallel` combines its branches' outputs.
+ *
+ * @example
+ * ```ts
+ * import { Parallel, Conv2d } from "jacobian-wasm";
+ * import type { ParallelOptions } from "jacobian-wasm";
+ * const options: ParallelOptions = { combine: "sum" };
+ * const block = new Parallel([new Conv2d(4, 4, 3, { padding: 1 }), new Conv2d(4, 4, 1)], options);
+ * block.outputShape([4, 8, 8]); // [4, 8, 8]
+ * ```
+ */
 export interface ParallelOptions {
   /** "concat" (default) joins the outputs along `dim`; "sum" adds them (equal shapes). */
   combine?: "concat" | "sum";
@@ -213,11 +237,21 @@ export interface ParallelOptions {
  * ```
  */
 export class Parallel extends Module {
+  /** The class name, `"Parallel"`. */
   readonly typeName = "Parallel";
+  /** The branches, each applied to the block's input. */
   readonly branches: readonly Module[];
+  /** How the branches' outputs are combined: `"concat"` along `dim`, or `"sum"`. */
   readonly combine: "concat" | "sum";
+  /** The concatenation dim as given, counting the batch as 0; negative counts from the end. */
   readonly dim: number;
 
+  /**
+   * A block of parallel branches.
+   *
+   * @param branches One or more layers, each applied to the same input.
+   * @param options combine (default "concat") and dim (default 1, the channels).
+   */
   constructor(branches: Module[], options: ParallelOptions = {}) {
     super();
     if (!Array.isArray(branches) || branches.length < 1) throw new TypeError("Parallel: give a list of one or more branches");
@@ -233,6 +267,7 @@ export class Parallel extends Module {
     if (!Number.isInteger(this.dim)) throw new RangeError(`Parallel: dim must be an integer, got ${this.dim}`);
   }
 
+  /** The branches named by their index: `"0"`, `"1"`, … */
   override children(): [string, Module][] {
     return this.branches.map((b, i) => [String(i), b]);
   }
@@ -247,6 +282,7 @@ export class Parallel extends Module {
     return dim - 1;
   }
 
+  /** The branches' output shapes joined along `dim` (equal on every other dim), or their common shape for "sum". */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const label = layerLabel(path, this.typeName);
     const shapes = this.branches.map((b, i) => b.outputShape(inShape, childPath(path, String(i))));
@@ -263,6 +299,7 @@ export class Parallel extends Module {
     return out;
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     const { builder, path, inShape } = context;
     const label = layerLabel(path, this.typeName);
@@ -315,6 +352,7 @@ export class Parallel extends Module {
     };
   }
 
+  /** Sums (or copies, for one branch) the branches' input gradients into gx. */
   private sumInto(builder: PlanBuilder, branches: Branch[], inWidth: number, gx: number): void {
     if (gx === 0) return;
     if (branches.length === 1) kernels().copy_blocks(1, builder.R * inWidth, branches[0].inputGradient, 0, gx, 0);

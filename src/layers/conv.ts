@@ -12,31 +12,85 @@ import type { PlanBuilder } from "../plan.ts";
 import type { CompileContext, Compiled, Named, Step } from "./module.ts";
 import { layerLabel, Module, ntuple, toThreeDims, weightBiasStep } from "./module.ts";
 
-/** A size argument: one int for every spatial dim, or one per dim. */
+/**
+ * A size argument: one int for every spatial dim, or one per dim.
+ *
+ * @example
+ * ```ts
+ * import { Conv2d } from "jacobian-wasm";
+ * import type { Size } from "jacobian-wasm";
+ * const square: Size = 3; // 3 × 3
+ * const wide: Size = [1, 5]; // 1 × 5
+ * new Conv2d(1, 1, wide).weight.shape; // [1, 1, 1, 5]
+ * ```
+ */
 export type Size = number | readonly number[];
 
-/** Options of `Conv1d/2d/3d`, as PyTorch's keyword arguments. */
+/**
+ * Options of `Conv1d/2d/3d`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { Conv2d } from "jacobian-wasm";
+ * import type { ConvOptions } from "jacobian-wasm";
+ * const options: ConvOptions = { stride: 2, padding: 1, bias: false };
+ * new Conv2d(3, 8, 3, options).outputShape([3, 32, 32]); // [8, 16, 16]
+ * const depthwise = new Conv2d(8, 8, 3, { groups: 8, padding: "same" });
+ * ```
+ */
 export interface ConvOptions {
+  /** The step between windows, per spatial dim (default 1). */
   stride?: Size;
-  /** Zero padding on both sides of each dim, or "valid" (none) / "same" (output size = input size, stride 1). */
+  /** Zero padding on both sides of each dim (default 0), or "valid" (none) / "same" (output size = input size, stride 1). */
   padding?: Size | "same" | "valid";
+  /** The spacing between kernel taps, per spatial dim (default 1). */
   dilation?: Size;
+  /** Channel groups: in_channels and out_channels must both be divisible by it (default 1; in_channels gives a depthwise convolution). */
   groups?: number;
+  /** Learn an additive per-channel bias (default true). */
   bias?: boolean;
   /** Only "zeros" is supported. */
   paddingMode?: "zeros";
 }
 
-/** The shared body of Conv1d/2d/3d. */
+/**
+ * The shared body of Conv1d/2d/3d (PyTorch's `_ConvNd`): the hyperparameters, as tuples of
+ * one entry per spatial dim, and the parameters. `instanceof ConvNd` matches every convolution.
+ *
+ * @example
+ * ```ts
+ * import { Conv2d, ConvNd } from "jacobian-wasm";
+ * const conv: ConvNd = new Conv2d(3, 8, [3, 5], { stride: 2 });
+ * conv.kernelSize; // [3, 5]
+ * conv.stride; // [2, 2]
+ * conv.weight.shape; // [8, 3, 3, 5]
+ * ```
+ */
 export abstract class ConvNd extends Module {
+  /** The weight, `(C_out, C_in/groups, *kernel_size)`, drawn from U(−1/√fan_in, 1/√fan_in) as PyTorch's default (fan_in = C_in/groups · kernel volume). */
   readonly weight: Tensor;
+  /** The bias, (C_out), drawn from the same distribution; null with `{ bias: false }`. */
   readonly bias: Tensor | null;
+  /** kernel_size, one entry per spatial dim. */
   readonly kernelSize: number[];
+  /** stride, one entry per spatial dim. */
   readonly stride: number[];
+  /** padding, one entry per spatial dim (`"valid"` is stored as zeros), or `"same"`. */
   readonly padding: number[] | "same";
+  /** dilation, one entry per spatial dim. */
   readonly dilation: number[];
+  /** groups. */
   readonly groups: number;
 
+  /**
+   * A convolution of `dims` spatial dims; the subclasses fix `dims`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param inChannels in_channels, C_in.
+   * @param outChannels out_channels, C_out.
+   * @param kernelSize kernel_size: one int for every spatial dim, or one per dim.
+   * @param options stride, padding, dilation, groups, bias, paddingMode, as PyTorch's keywords.
+   */
   constructor(
     readonly dims: 1 | 2 | 3,
     readonly inChannels: number,
@@ -87,6 +141,7 @@ export abstract class ConvNd extends Module {
     this.bias = (options.bias ?? true) ? { shape: [outChannels], data: uniformFanIn(outChannels, fanIn) } : null;
   }
 
+  /** `weight`, then `bias` when there is one. */
   override ownParameters(): Named[] {
     return this.bias ? [["weight", this.weight], ["bias", this.bias]] : [["weight", this.weight]];
   }
@@ -114,6 +169,10 @@ export abstract class ConvNd extends Module {
     return { front, out };
   }
 
+  /**
+   * `(C_in, *spatial)` → `(C_out, *out)`: per dim, out = ⌊(in + 2·padding − dilation·(k − 1) − 1) / stride⌋ + 1,
+   * as in PyTorch (out = in for `"same"`).
+   */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const label = layerLabel(path, this.typeName);
     const layout = ["D", "H", "W"].slice(3 - this.dims).join(", ");
@@ -125,6 +184,7 @@ export abstract class ConvNd extends Module {
     return [this.outChannels, ...this.geometry(inShape.slice(1), label).out];
   }
 
+  /** @ignore */
   compile({ builder, path, input, inShape }: CompileContext): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);
@@ -200,7 +260,16 @@ export abstract class ConvNd extends Module {
  * ```
  */
 export class Conv1d extends ConvNd {
+  /** PyTorch's class name, `"Conv1d"`. */
   readonly typeName = "Conv1d";
+  /**
+   * A 1-d convolution, initialised from the generator `manualSeed` seeds.
+   *
+   * @param inChannels in_channels, C_in.
+   * @param outChannels out_channels, C_out.
+   * @param kernelSize kernel_size: one int, or a list of one.
+   * @param options stride, padding, dilation, groups, bias (PyTorch's defaults: 1, 0, 1, 1, true).
+   */
   constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvOptions = {}) {
     super(1, inChannels, outChannels, kernelSize, options);
   }
@@ -216,7 +285,16 @@ export class Conv1d extends ConvNd {
  * ```
  */
 export class Conv2d extends ConvNd {
+  /** PyTorch's class name, `"Conv2d"`. */
   readonly typeName = "Conv2d";
+  /**
+   * A 2-d convolution, initialised from the generator `manualSeed` seeds.
+   *
+   * @param inChannels in_channels, C_in.
+   * @param outChannels out_channels, C_out.
+   * @param kernelSize kernel_size: one int for both dims, or [kH, kW].
+   * @param options stride, padding, dilation, groups, bias (PyTorch's defaults: 1, 0, 1, 1, true).
+   */
   constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvOptions = {}) {
     super(2, inChannels, outChannels, kernelSize, options);
   }
@@ -232,7 +310,16 @@ export class Conv2d extends ConvNd {
  * ```
  */
 export class Conv3d extends ConvNd {
+  /** PyTorch's class name, `"Conv3d"`. */
   readonly typeName = "Conv3d";
+  /**
+   * A 3-d convolution, initialised from the generator `manualSeed` seeds.
+   *
+   * @param inChannels in_channels, C_in.
+   * @param outChannels out_channels, C_out.
+   * @param kernelSize kernel_size: one int for all three dims, or [kD, kH, kW].
+   * @param options stride, padding, dilation, groups, bias (PyTorch's defaults: 1, 0, 1, 1, true).
+   */
   constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvOptions = {}) {
     super(3, inChannels, outChannels, kernelSize, options);
   }

@@ -16,31 +16,73 @@ import { uniformFanIn } from "./init.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
 import { layerLabel, Module, ntuple, toThreeDims, weightBiasStep } from "./module.ts";
 
-/** Options of `ConvTranspose1d/2d/3d`, as PyTorch's keyword arguments. */
+/**
+ * Options of `ConvTranspose1d/2d/3d`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { ConvTranspose2d } from "jacobian-wasm";
+ * import type { ConvTransposeOptions } from "jacobian-wasm";
+ * const options: ConvTransposeOptions = { stride: 2, padding: 1, outputPadding: 1 };
+ * new ConvTranspose2d(16, 8, 3, options).outputShape([16, 8, 8]); // [8, 16, 16]
+ * ```
+ */
 export interface ConvTransposeOptions {
+  /** The upsampling factor per spatial dim (default 1). */
   stride?: Size;
   /** Zero padding removed from both ends of each output dim: `dilation·(k−1) − padding` is padded around the input. */
   padding?: Size;
   /** Extra size added at the far end of each output dim; must be smaller than stride or dilation (as PyTorch). */
   outputPadding?: Size;
+  /** The spacing between kernel taps, per spatial dim (default 1). */
   dilation?: Size;
+  /** Channel groups: in_channels and out_channels must both be divisible by it (default 1). */
   groups?: number;
+  /** Learn an additive per-channel bias (default true). */
   bias?: boolean;
   /** Only "zeros" is supported (as in PyTorch). */
   paddingMode?: "zeros";
 }
 
-/** The shared body of ConvTranspose1d/2d/3d. */
+/**
+ * The shared body of ConvTranspose1d/2d/3d (PyTorch's `_ConvTransposeNd`): the
+ * hyperparameters, as tuples of one entry per spatial dim, and the parameters.
+ *
+ * @example
+ * ```ts
+ * import { ConvTranspose2d, ConvTransposeNd } from "jacobian-wasm";
+ * const up: ConvTransposeNd = new ConvTranspose2d(8, 4, 2, { stride: 2 });
+ * up.weight.shape; // [8, 4, 2, 2]: (C_in, C_out/groups, kH, kW)
+ * up.outputShape([8, 5, 5]); // [4, 10, 10]
+ * ```
+ */
 export abstract class ConvTransposeNd extends Module {
+  /** The weight, `(C_in, C_out/groups, *kernel_size)`, drawn from U(−1/√fan_in, 1/√fan_in) as PyTorch's default (fan_in = C_out/groups · kernel volume). */
   readonly weight: Tensor;
+  /** The bias, (C_out), drawn from the same distribution; null with `{ bias: false }`. */
   readonly bias: Tensor | null;
+  /** kernel_size, one entry per spatial dim. */
   readonly kernelSize: number[];
+  /** stride, one entry per spatial dim. */
   readonly stride: number[];
+  /** padding, one entry per spatial dim. */
   readonly padding: number[];
+  /** output_padding, one entry per spatial dim. */
   readonly outputPadding: number[];
+  /** dilation, one entry per spatial dim. */
   readonly dilation: number[];
+  /** groups. */
   readonly groups: number;
 
+  /**
+   * A transposed convolution of `dims` spatial dims; the subclasses fix `dims`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param inChannels in_channels, C_in.
+   * @param outChannels out_channels, C_out.
+   * @param kernelSize kernel_size: one int for every spatial dim, or one per dim.
+   * @param options stride, padding, outputPadding, dilation, groups, bias, paddingMode, as PyTorch's keywords.
+   */
   constructor(
     readonly dims: 1 | 2 | 3,
     readonly inChannels: number,
@@ -91,6 +133,7 @@ export abstract class ConvTransposeNd extends Module {
     this.bias = (options.bias ?? true) ? { shape: [outChannels], data: uniformFanIn(outChannels, fanIn) } : null;
   }
 
+  /** `weight`, then `bias` when there is one. */
   override ownParameters(): Named[] {
     return this.bias ? [["weight", this.weight], ["bias", this.bias]] : [["weight", this.weight]];
   }
@@ -112,6 +155,10 @@ export abstract class ConvTransposeNd extends Module {
     return out;
   }
 
+  /**
+   * `(C_in, *spatial)` → `(C_out, *out)`: per dim, out = (in − 1)·stride − 2·padding +
+   * dilation·(k − 1) + output_padding + 1, as in PyTorch.
+   */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const label = layerLabel(path, this.typeName);
     const layout = ["D", "H", "W"].slice(3 - this.dims).join(", ");
@@ -123,6 +170,7 @@ export abstract class ConvTransposeNd extends Module {
     return [this.outChannels, ...this.outputSpatial(inShape.slice(1), label)];
   }
 
+  /** @ignore */
   compile({ builder, path, input, inShape }: CompileContext): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);
@@ -174,7 +222,16 @@ export abstract class ConvTransposeNd extends Module {
  * ```
  */
 export class ConvTranspose1d extends ConvTransposeNd {
+  /** PyTorch's class name, `"ConvTranspose1d"`. */
   readonly typeName = "ConvTranspose1d";
+  /**
+   * A 1-d transposed convolution, initialised from the generator `manualSeed` seeds.
+   *
+   * @param inChannels in_channels, C_in.
+   * @param outChannels out_channels, C_out.
+   * @param kernelSize kernel_size: one int, or a list of one.
+   * @param options stride, padding, outputPadding, dilation, groups, bias (PyTorch's defaults: 1, 0, 0, 1, 1, true).
+   */
   constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvTransposeOptions = {}) {
     super(1, inChannels, outChannels, kernelSize, options);
   }
@@ -191,7 +248,16 @@ export class ConvTranspose1d extends ConvTransposeNd {
  * ```
  */
 export class ConvTranspose2d extends ConvTransposeNd {
+  /** PyTorch's class name, `"ConvTranspose2d"`. */
   readonly typeName = "ConvTranspose2d";
+  /**
+   * A 2-d transposed convolution, initialised from the generator `manualSeed` seeds.
+   *
+   * @param inChannels in_channels, C_in.
+   * @param outChannels out_channels, C_out.
+   * @param kernelSize kernel_size: one int for both dims, or [kH, kW].
+   * @param options stride, padding, outputPadding, dilation, groups, bias (PyTorch's defaults: 1, 0, 0, 1, 1, true).
+   */
   constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvTransposeOptions = {}) {
     super(2, inChannels, outChannels, kernelSize, options);
   }
@@ -208,7 +274,16 @@ export class ConvTranspose2d extends ConvTransposeNd {
  * ```
  */
 export class ConvTranspose3d extends ConvTransposeNd {
+  /** PyTorch's class name, `"ConvTranspose3d"`. */
   readonly typeName = "ConvTranspose3d";
+  /**
+   * A 3-d transposed convolution, initialised from the generator `manualSeed` seeds.
+   *
+   * @param inChannels in_channels, C_in.
+   * @param outChannels out_channels, C_out.
+   * @param kernelSize kernel_size: one int for all three dims, or [kD, kH, kW].
+   * @param options stride, padding, outputPadding, dilation, groups, bias (PyTorch's defaults: 1, 0, 0, 1, 1, true).
+   */
   constructor(inChannels: number, outChannels: number, kernelSize: Size, options: ConvTransposeOptions = {}) {
     super(3, inChannels, outChannels, kernelSize, options);
   }

@@ -14,7 +14,17 @@ import { standardNormal } from "./init.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
 import { layerLabel, Module, weightBiasStep } from "./module.ts";
 
-/** Options of `Embedding`, as PyTorch's keyword arguments. */
+/**
+ * Options of `Embedding`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { Embedding } from "jacobian-wasm";
+ * import type { EmbeddingOptions } from "jacobian-wasm";
+ * const options: EmbeddingOptions = { paddingIdx: -1 }; // the last row: 9 of 10
+ * new Embedding(10, 4, options).paddingIdx; // 9
+ * ```
+ */
 export interface EmbeddingOptions {
   /** A row that gets no gradient and starts at zero; negative counts from the end (default none). */
   paddingIdx?: number | null;
@@ -29,8 +39,8 @@ export interface EmbeddingOptions {
 }
 
 /**
- * PyTorch's `nn.Embedding(num_embeddings, embedding_dim, padding_idx=None)`: input (N, *) of
- * integer indices (float-coded), output (N, *, embedding_dim). Weights start as N(0, 1), the
+ * PyTorch's `nn.Embedding(num_embeddings, embedding_dim, padding_idx=None)`: input `(N, *)` of
+ * integer indices (float-coded), output `(N, *, embedding_dim)`. Weights start as N(0, 1), the
  * padding row at zero.
  *
  * @example
@@ -41,11 +51,21 @@ export interface EmbeddingOptions {
  * ```
  */
 export class Embedding extends Module {
+  /** PyTorch's class name, `"Embedding"`. */
   readonly typeName = "Embedding";
+  /** The table, (num_embeddings, embedding_dim): row i is index i's vector. */
   readonly weight: Tensor;
   /** Non-negative (PyTorch's normalised form), or null. */
   readonly paddingIdx: number | null;
 
+  /**
+   * An embedding table drawn from N(0, 1) (the generator `manualSeed` seeds), its padding row zero.
+   *
+   * @param numEmbeddings num_embeddings: the number of rows, indices being 0 … num_embeddings − 1.
+   * @param embeddingDim embedding_dim: the size of each row.
+   * @param options paddingIdx (default none); maxNorm and scaleGradByFreq are refused (they mix
+   *   samples or change weights in place), normType and sparse are accepted.
+   */
   constructor(readonly numEmbeddings: number, readonly embeddingDim: number, options: EmbeddingOptions = {}) {
     super();
     for (const [what, v] of [["num_embeddings", numEmbeddings], ["embedding_dim", embeddingDim]] as const) {
@@ -74,14 +94,17 @@ export class Embedding extends Module {
     if (this.paddingIdx !== null) this.weight.data.fill(0, this.paddingIdx * embeddingDim, (this.paddingIdx + 1) * embeddingDim);
   }
 
+  /** `weight`. */
   override ownParameters(): Named[] {
     return [["weight", this.weight]];
   }
 
+  /** `(*)` → `(*, embedding_dim)`: each index becomes a row. */
   outputShape(inShape: readonly number[]): number[] {
     return [...inShape, this.embeddingDim];
   }
 
+  /** @ignore */
   compile({ builder, path, input, inShape }: CompileContext): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape);

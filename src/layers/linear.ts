@@ -10,7 +10,17 @@ import { uniformFanIn } from "./init.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
 import { layerLabel, Module, weightBiasStep } from "./module.ts";
 
-/** Options of `Linear`, as PyTorch's keyword arguments. */
+/**
+ * Options of `Linear`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { Linear } from "jacobian-wasm";
+ * import type { LinearOptions } from "jacobian-wasm";
+ * const options: LinearOptions = { bias: false };
+ * new Linear(4, 2, options).parameters().map(([name]) => name); // ["weight"]
+ * ```
+ */
 export interface LinearOptions {
   /** Learn an additive bias (default true). */
   bias?: boolean;
@@ -26,10 +36,20 @@ export interface LinearOptions {
  * ```
  */
 export class Linear extends Module {
+  /** PyTorch's class name, `"Linear"`. */
   readonly typeName = "Linear";
+  /** The weight, shape (out_features, in_features), drawn from U(−1/√in_features, 1/√in_features) as PyTorch's default. */
   readonly weight: Tensor;
+  /** The bias, shape (out_features), drawn from the same distribution; null with `{ bias: false }`. */
   readonly bias: Tensor | null;
 
+  /**
+   * A linear layer, initialised from the generator `manualSeed` seeds.
+   *
+   * @param inFeatures in_features: the size of each input sample's last dimension.
+   * @param outFeatures out_features: the size of each output sample's last dimension.
+   * @param options `bias` (default true).
+   */
   constructor(readonly inFeatures: number, readonly outFeatures: number, options: LinearOptions = {}) {
     super();
     for (const [what, v] of [["in_features", inFeatures], ["out_features", outFeatures]] as const) {
@@ -39,10 +59,12 @@ export class Linear extends Module {
     this.bias = (options.bias ?? true) ? { shape: [outFeatures], data: uniformFanIn(outFeatures, inFeatures) } : null;
   }
 
+  /** `weight`, then `bias` when there is one. */
   override ownParameters(): Named[] {
     return this.bias ? [["weight", this.weight], ["bias", this.bias]] : [["weight", this.weight]];
   }
 
+  /** `(*, in_features)` → `(*, out_features)`: any leading dims pass through. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     if (inShape.length === 0 || inShape[inShape.length - 1] !== this.inFeatures) {
       throw new ShapeError(
@@ -54,6 +76,7 @@ export class Linear extends Module {
     return [...inShape.slice(0, -1), this.outFeatures];
   }
 
+  /** @ignore */
   compile({ builder, path, input, inShape }: CompileContext): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);

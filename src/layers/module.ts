@@ -73,12 +73,36 @@ export interface Compiled {
   readonly outShape: readonly number[];
 }
 
-/** A parameter or buffer slot of a module: name and tensor. */
+/**
+ * A parameter or buffer slot of a module: name and tensor.
+ *
+ * @example
+ * ```ts
+ * import { Linear } from "jacobian-wasm";
+ * import type { Named } from "jacobian-wasm";
+ * const [name, weight]: Named = new Linear(3, 2).parameters()[0];
+ * name; // "weight"
+ * weight.shape; // [2, 3]
+ * ```
+ */
 export type Named = [string, Tensor];
 
 /**
- * The base of every layer. A subclass lists its own parameters (and buffers) and children,
- * checks and computes its output shape, and compiles to steps.
+ * The base of every layer, PyTorch's `nn.Module`: named parameters and buffers, children,
+ * `forward`, `parameters()`, `stateDict()` / `loadStateDict()`, `train()` / `eval()`.
+ * Shapes are per sample: `outputShape([C, H, W])` is the output of one sample, the batch
+ * dimension N is never part of it. A subclass lists its own parameters (and buffers) and
+ * children, checks and computes its output shape, and compiles to the library's internal
+ * steps; layers of your own are made with `quasiLinear`, not by subclassing `Module`.
+ *
+ * @example
+ * ```ts
+ * import { Module, Sequential, Linear, ReLU } from "jacobian-wasm";
+ * const net: Module = new Sequential(new Linear(4, 8), new ReLU(), new Linear(8, 2));
+ * net.outputShape([4]); // [2]: one sample of 4 features gives 2 outputs
+ * net.parameters().length; // 4 tensors: 0.weight, 0.bias, 2.weight, 2.bias
+ * net instanceof Module; // true, as is every layer
+ * ```
  */
 export abstract class Module {
   /** PyTorch's class name: `"Conv2d"`. */
@@ -101,10 +125,19 @@ export abstract class Module {
     return [];
   }
 
-  /** The per-sample output shape for a per-sample input shape; a ShapeError naming the layer if it does not fit. */
+  /**
+   * The per-sample output shape for a per-sample input shape (no batch dimension): a
+   * `ShapeError` naming the layer (by `path`, its dotted position in the network) if the
+   * input does not fit.
+   */
   abstract outputShape(inShape: readonly number[], path?: string): number[];
 
-  /** Compiles this module for one input shape into steps with fixed buffers. */
+  /**
+   * Compiles this module for one per-sample input shape into steps with fixed buffers in the
+   * WebAssembly memory: the library's internal machinery, called by the plans.
+   *
+   * @ignore
+   */
   abstract compile(context: CompileContext): Compiled;
 
   /**

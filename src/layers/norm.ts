@@ -14,7 +14,17 @@ import { arena, kernels } from "../wasm.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
 import { layerLabel, Module } from "./module.ts";
 
-/** Options of `BatchNorm1d/2d/3d` and `InstanceNorm1d/2d/3d`, as PyTorch's keyword arguments. */
+/**
+ * Options of `BatchNorm1d/2d/3d` and `InstanceNorm1d/2d/3d`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { BatchNorm2d } from "jacobian-wasm";
+ * import type { BatchNormOptions } from "jacobian-wasm";
+ * const options: BatchNormOptions = { eps: 1e-3, momentum: 0.01 };
+ * const norm = new BatchNorm2d(16, options);
+ * ```
+ */
 export interface BatchNormOptions {
   /** Added to the variance (default 1e-5). */
   eps?: number;
@@ -26,11 +36,32 @@ export interface BatchNormOptions {
   trackRunningStats?: boolean;
 }
 
-/** Options of `InstanceNorm1d/2d/3d` (PyTorch's defaults: affine and track_running_stats false). */
+/**
+ * Options of `InstanceNorm1d/2d/3d` (PyTorch's defaults: affine and track_running_stats false).
+ *
+ * @example
+ * ```ts
+ * import { InstanceNorm2d } from "jacobian-wasm";
+ * import type { InstanceNormOptions } from "jacobian-wasm";
+ * const options: InstanceNormOptions = { affine: true }; // learn γ and β; no running statistics
+ * new InstanceNorm2d(3, options).parameters().length; // 2
+ * ```
+ */
 export type InstanceNormOptions = BatchNormOptions;
 
-/** Options of `LayerNorm`, as PyTorch's keyword arguments. */
+/**
+ * Options of `LayerNorm`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { LayerNorm } from "jacobian-wasm";
+ * import type { LayerNormOptions } from "jacobian-wasm";
+ * const options: LayerNormOptions = { eps: 1e-6, bias: false };
+ * new LayerNorm(8, options).parameters().length; // 1: weight only
+ * ```
+ */
 export interface LayerNormOptions {
+  /** Added to the variance (default 1e-5). */
   eps?: number;
   /** Learn γ and β of the normalized_shape (default true). */
   elementwiseAffine?: boolean;
@@ -38,8 +69,19 @@ export interface LayerNormOptions {
   bias?: boolean;
 }
 
-/** Options of `GroupNorm`, as PyTorch's keyword arguments. */
+/**
+ * Options of `GroupNorm`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { GroupNorm } from "jacobian-wasm";
+ * import type { GroupNormOptions } from "jacobian-wasm";
+ * const options: GroupNormOptions = { eps: 1e-6, affine: false };
+ * new GroupNorm(4, 16, options).parameters().length; // 0
+ * ```
+ */
 export interface GroupNormOptions {
+  /** Added to the variance (default 1e-5). */
   eps?: number;
   /** Learn per-channel γ and β (default true). */
   affine?: boolean;
@@ -170,19 +212,44 @@ function compileNormalisation(p: NormalisationPlan): Compiled {
 /**
  * The shared body of BatchNorm and InstanceNorm (PyTorch's `_NormBase`): γ, β of num_features
  * and the running_mean, running_var, num_batches_tracked buffers.
+ *
+ * @example
+ * ```ts
+ * import { BatchNorm2d, ChannelNorm } from "jacobian-wasm";
+ * const norm: ChannelNorm = new BatchNorm2d(8);
+ * norm.numFeatures; // 8
+ * Object.keys(norm.stateDict()); // ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+ * ```
  */
-abstract class ChannelNorm extends Module {
+export abstract class ChannelNorm extends Module {
+  /** eps, added to the variance. */
   readonly eps: number;
+  /** momentum, kept for the state dict and specs: the running statistics are never updated here. */
   readonly momentum: number | null;
+  /** affine: whether γ (`weight`) and β (`bias`) are learnt. */
   readonly affine: boolean;
+  /** track_running_stats: whether the running_mean / running_var buffers exist. */
   readonly trackRunningStats: boolean;
+  /** γ, (num_features), starting at 1; null unless affine. */
   readonly weight: Tensor | null;
+  /** β, (num_features), starting at 0; null unless affine. */
   readonly bias: Tensor | null;
+  /** The running_mean buffer, (num_features), starting at 0; null unless track_running_stats. */
   readonly runningMean: Tensor | null;
+  /** The running_var buffer, (num_features), starting at 1; null unless track_running_stats. */
   readonly runningVar: Tensor | null;
   /** PyTorch keeps an int64 count; float here (the state dict holds numbers as float32). */
   readonly numBatchesTracked: Tensor | null;
 
+  /**
+   * A channel normalisation of `dims` spatial dims; the subclasses fix `dims`, `name` and the defaults.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param name The layer's name in messages (`"BatchNorm2d"`).
+   * @param numFeatures num_features, C: the channels.
+   * @param options eps, momentum, affine, trackRunningStats.
+   * @param defaults affine and trackRunningStats when the options leave them out.
+   */
   constructor(
     readonly dims: 1 | 2 | 3,
     name: string,
@@ -207,23 +274,26 @@ abstract class ChannelNorm extends Module {
     this.numBatchesTracked = this.trackRunningStats ? { shape: [], data: filled(1, 0) } : null;
   }
 
+  /** `weight` and `bias` when affine, else none. */
   override ownParameters(): Named[] {
     return this.weight && this.bias ? [["weight", this.weight], ["bias", this.bias]] : [];
   }
 
+  /** `running_mean`, `running_var`, `num_batches_tracked` when track_running_stats, else none. */
   override ownBuffers(): Named[] {
     if (!this.runningMean || !this.runningVar || !this.numBatchesTracked) return [];
     return [["running_mean", this.runningMean], ["running_var", this.runningVar], ["num_batches_tracked", this.numBatchesTracked]];
   }
 
-  /** The per-sample layouts accepted, spatial dims named: BatchNorm1d takes (C) and (C, L). */
+  /** @ignore The per-sample layouts accepted, spatial dims named: BatchNorm1d takes (C) and (C, L). */
   protected abstract layouts(): string[][];
 
-  /** Whether the channel count must equal num_features. */
+  /** @ignore Whether the channel count must equal num_features. */
   protected channelsMustMatch(): boolean {
     return true;
   }
 
+  /** The input's shape, `(C, *spatial)` with C = num_features. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const layouts = this.layouts();
     if (!layouts.some((l) => l.length + 1 === inShape.length) || (this.channelsMustMatch() && inShape[0] !== this.numFeatures)) {
@@ -236,25 +306,50 @@ abstract class ChannelNorm extends Module {
 
 const SPATIAL: Record<number, string[]> = { 1: ["L"], 2: ["H", "W"], 3: ["D", "H", "W"] };
 
-/** The shared body of BatchNorm1d/2d/3d: eval mode, running statistics. */
+/**
+ * The shared body of BatchNorm1d/2d/3d: eval mode, running statistics. Training mode and
+ * track_running_stats=False (batch statistics, which mix samples) are refused when computing.
+ *
+ * @example
+ * ```ts
+ * import { BatchNorm1d, BatchNormNd, tensor } from "jacobian-wasm";
+ * const norm: BatchNormNd = new BatchNorm1d(2);
+ * norm.runningMean!.data.set([1, 2]);
+ * norm.forward(tensor([3, 2], [1, 2])).data; // ≈ [2, 0]: (x − running_mean) / √(running_var + eps)
+ * ```
+ */
 export abstract class BatchNormNd extends ChannelNorm {
+  /**
+   * A batch normalisation of `dims` spatial dims; the subclasses fix `dims`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param numFeatures num_features, C.
+   * @param options eps (1e-5), momentum (0.1), affine (true), trackRunningStats (true).
+   */
   constructor(dims: 1 | 2 | 3, numFeatures: number, options: BatchNormOptions = {}) {
     super(dims, `BatchNorm${dims}d`, numFeatures, options, { affine: true, trackRunningStats: true });
   }
 
+  /** @ignore */
   protected layouts(): string[][] {
     return this.dims === 1 ? [[], SPATIAL[1]] : [SPATIAL[this.dims]];
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     return this.compileWith(context, false);
   }
 
-  /** This layer and the ReLU after it as one step (Sequential fuses them): one pass each way instead of two. */
+  /**
+   * This layer and the ReLU after it as one step (Sequential fuses them): one pass each way instead of two.
+   *
+   * @ignore
+   */
   compileWithReLU(context: CompileContext): Compiled {
     return this.compileWith(context, true);
   }
 
+  /** `compile`, with or without the ReLU after the normalisation. */
   private compileWith(context: CompileContext, relu: boolean): Compiled {
     const { path, inShape } = context;
     const label = layerLabel(path, this.typeName);
@@ -305,7 +400,14 @@ export abstract class BatchNormNd extends ChannelNorm {
  * ```
  */
 export class BatchNorm1d extends BatchNormNd {
+  /** PyTorch's class name, `"BatchNorm1d"`. */
   readonly typeName = "BatchNorm1d";
+  /**
+   * A 1-d batch normalisation.
+   *
+   * @param numFeatures num_features, C: the channels.
+   * @param options eps (1e-5), momentum (0.1), affine (true), trackRunningStats (true).
+   */
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     super(1, numFeatures, options);
   }
@@ -321,7 +423,14 @@ export class BatchNorm1d extends BatchNormNd {
  * ```
  */
 export class BatchNorm2d extends BatchNormNd {
+  /** PyTorch's class name, `"BatchNorm2d"`. */
   readonly typeName = "BatchNorm2d";
+  /**
+   * A 2-d batch normalisation.
+   *
+   * @param numFeatures num_features, C: the channels.
+   * @param options eps (1e-5), momentum (0.1), affine (true), trackRunningStats (true).
+   */
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     super(2, numFeatures, options);
   }
@@ -337,7 +446,14 @@ export class BatchNorm2d extends BatchNormNd {
  * ```
  */
 export class BatchNorm3d extends BatchNormNd {
+  /** PyTorch's class name, `"BatchNorm3d"`. */
   readonly typeName = "BatchNorm3d";
+  /**
+   * A 3-d batch normalisation.
+   *
+   * @param numFeatures num_features, C: the channels.
+   * @param options eps (1e-5), momentum (0.1), affine (true), trackRunningStats (true).
+   */
   constructor(numFeatures: number, options: BatchNormOptions = {}) {
     super(3, numFeatures, options);
   }
@@ -347,30 +463,51 @@ export class BatchNorm3d extends BatchNormNd {
  * The shared body of InstanceNorm1d/2d/3d: each sample's channels normalised over their own
  * positions (so samples never mix, in training mode too); with track_running_stats in eval
  * mode, the running statistics instead, as PyTorch. Running statistics are never updated here.
+ *
+ * @example
+ * ```ts
+ * import { InstanceNorm1d, InstanceNormNd, tensor } from "jacobian-wasm";
+ * const norm: InstanceNormNd = new InstanceNorm1d(1);
+ * norm.forward(tensor([1, 3], [1, 1, 2])).data; // ≈ [-1, 1]: each channel of each sample on its own
+ * ```
  */
 export abstract class InstanceNormNd extends ChannelNorm {
+  /**
+   * An instance normalisation of `dims` spatial dims; the subclasses fix `dims`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param numFeatures num_features, C.
+   * @param options eps (1e-5), momentum (0.1), affine (false), trackRunningStats (false).
+   */
   constructor(dims: 1 | 2 | 3, numFeatures: number, options: InstanceNormOptions = {}) {
     super(dims, `InstanceNorm${dims}d`, numFeatures, options, { affine: false, trackRunningStats: false });
   }
 
+  /** @ignore */
   protected layouts(): string[][] {
     return [SPATIAL[this.dims]];
   }
 
-  // PyTorch only warns about a channel count other than num_features when nothing is per channel.
+  /** @ignore PyTorch only warns about a channel count other than num_features when nothing is per channel. */
   protected override channelsMustMatch(): boolean {
     return this.affine || this.trackRunningStats;
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     return this.compileWith(context, false);
   }
 
-  /** This layer and the ReLU after it as one step (Sequential fuses them): one pass each way instead of two. */
+  /**
+   * This layer and the ReLU after it as one step (Sequential fuses them): one pass each way instead of two.
+   *
+   * @ignore
+   */
   compileWithReLU(context: CompileContext): Compiled {
     return this.compileWith(context, true);
   }
 
+  /** `compile`, with or without the ReLU after the normalisation. */
   private compileWith(context: CompileContext, relu: boolean): Compiled {
     const { path, inShape } = context;
     const label = layerLabel(path, this.typeName);
@@ -416,7 +553,14 @@ export abstract class InstanceNormNd extends ChannelNorm {
  * ```
  */
 export class InstanceNorm1d extends InstanceNormNd {
+  /** PyTorch's class name, `"InstanceNorm1d"`. */
   readonly typeName = "InstanceNorm1d";
+  /**
+   * A 1-d instance normalisation.
+   *
+   * @param numFeatures num_features, C: the channels.
+   * @param options eps (1e-5), momentum (0.1), affine (false), trackRunningStats (false).
+   */
   constructor(numFeatures: number, options: InstanceNormOptions = {}) {
     super(1, numFeatures, options);
   }
@@ -432,7 +576,14 @@ export class InstanceNorm1d extends InstanceNormNd {
  * ```
  */
 export class InstanceNorm2d extends InstanceNormNd {
+  /** PyTorch's class name, `"InstanceNorm2d"`. */
   readonly typeName = "InstanceNorm2d";
+  /**
+   * A 2-d instance normalisation.
+   *
+   * @param numFeatures num_features, C: the channels.
+   * @param options eps (1e-5), momentum (0.1), affine (false), trackRunningStats (false).
+   */
   constructor(numFeatures: number, options: InstanceNormOptions = {}) {
     super(2, numFeatures, options);
   }
@@ -448,7 +599,14 @@ export class InstanceNorm2d extends InstanceNormNd {
  * ```
  */
 export class InstanceNorm3d extends InstanceNormNd {
+  /** PyTorch's class name, `"InstanceNorm3d"`. */
   readonly typeName = "InstanceNorm3d";
+  /**
+   * A 3-d instance normalisation.
+   *
+   * @param numFeatures num_features, C: the channels.
+   * @param options eps (1e-5), momentum (0.1), affine (false), trackRunningStats (false).
+   */
   constructor(numFeatures: number, options: InstanceNormOptions = {}) {
     super(3, numFeatures, options);
   }
@@ -466,13 +624,25 @@ export class InstanceNorm3d extends InstanceNormNd {
  * ```
  */
 export class LayerNorm extends Module {
+  /** PyTorch's class name, `"LayerNorm"`. */
   readonly typeName = "LayerNorm";
+  /** normalized_shape: the last dims each sample is normalised over. */
   readonly normalizedShape: number[];
+  /** eps, added to the variance. */
   readonly eps: number;
+  /** elementwise_affine: whether γ (and β) are learnt. */
   readonly elementwiseAffine: boolean;
+  /** γ, of normalized_shape, starting at 1; null unless elementwise_affine. */
   readonly weight: Tensor | null;
+  /** β, of normalized_shape, starting at 0; null unless elementwise_affine and bias. */
   readonly bias: Tensor | null;
 
+  /**
+   * A layer normalisation.
+   *
+   * @param normalizedShape normalized_shape: one int (the last dim) or the sizes of the last dims.
+   * @param options eps (1e-5), elementwiseAffine (true), bias (true).
+   */
   constructor(normalizedShape: number | readonly number[], options: LayerNormOptions = {}) {
     super();
     this.normalizedShape = typeof normalizedShape === "number" ? [normalizedShape] : [...normalizedShape];
@@ -487,6 +657,7 @@ export class LayerNorm extends Module {
     this.bias = this.elementwiseAffine && (options.bias ?? true) ? { shape: [...this.normalizedShape], data: filled(M, 0) } : null;
   }
 
+  /** `weight` and `bias`, those that exist. */
   override ownParameters(): Named[] {
     const out: Named[] = [];
     if (this.weight) out.push(["weight", this.weight]);
@@ -494,6 +665,7 @@ export class LayerNorm extends Module {
     return out;
   }
 
+  /** The input's shape, `(*, *normalized_shape)`. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const k = this.normalizedShape.length;
     const tail = inShape.slice(inShape.length - k);
@@ -506,6 +678,7 @@ export class LayerNorm extends Module {
     return [...inShape];
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     const { path, inShape } = context;
     const outShape = this.outputShape(inShape, path);
@@ -528,7 +701,7 @@ export class LayerNorm extends Module {
 }
 
 /**
- * PyTorch's `nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True)` on (N, C, *): each
+ * PyTorch's `nn.GroupNorm(num_groups, num_channels, eps=1e-5, affine=True)` on `(N, C, *)`: each
  * sample's channels are split into num_groups groups, each normalised over its channels and
  * positions; γ and β are per channel.
  *
@@ -539,12 +712,24 @@ export class LayerNorm extends Module {
  * ```
  */
 export class GroupNorm extends Module {
+  /** PyTorch's class name, `"GroupNorm"`. */
   readonly typeName = "GroupNorm";
+  /** eps, added to the variance. */
   readonly eps: number;
+  /** affine: whether the per-channel γ and β are learnt. */
   readonly affine: boolean;
+  /** γ, (num_channels), starting at 1; null unless affine. */
   readonly weight: Tensor | null;
+  /** β, (num_channels), starting at 0; null unless affine. */
   readonly bias: Tensor | null;
 
+  /**
+   * A group normalisation.
+   *
+   * @param numGroups num_groups: how many groups the channels are split into.
+   * @param numChannels num_channels, C: a multiple of num_groups.
+   * @param options eps (1e-5), affine (true).
+   */
   constructor(readonly numGroups: number, readonly numChannels: number, options: GroupNormOptions = {}) {
     super();
     positiveInteger("GroupNorm", "num_groups", numGroups);
@@ -559,10 +744,12 @@ export class GroupNorm extends Module {
     this.bias = this.affine ? { shape: [numChannels], data: filled(numChannels, 0) } : null;
   }
 
+  /** `weight` and `bias` when affine, else none. */
   override ownParameters(): Named[] {
     return this.weight && this.bias ? [["weight", this.weight], ["bias", this.bias]] : [];
   }
 
+  /** The input's shape, `(C, *)` with C = num_channels. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     if (inShape.length < 1 || inShape[0] !== this.numChannels) {
       throw new ShapeError(
@@ -572,6 +759,7 @@ export class GroupNorm extends Module {
     return [...inShape];
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     const { path, inShape } = context;
     const outShape = this.outputShape(inShape, path);

@@ -10,21 +10,47 @@ import type { CompileContext, Compiled } from "./module.ts";
 import { layerLabel, Module, ntuple, toThreeDims } from "./module.ts";
 import type { Size } from "./conv.ts";
 
-/** Options of `MaxPool1d/2d/3d`, as PyTorch's keyword arguments. */
+/**
+ * Options of `MaxPool1d/2d/3d`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { MaxPool2d } from "jacobian-wasm";
+ * import type { MaxPoolOptions } from "jacobian-wasm";
+ * const options: MaxPoolOptions = { stride: 2, padding: 1, ceilMode: true };
+ * new MaxPool2d(3, options).outputShape([8, 10, 10]); // [8, 6, 6]
+ * ```
+ */
 export interface MaxPoolOptions {
-  /** Default: kernel_size. */
+  /** The step between windows, per spatial dim (default: kernel_size). */
   stride?: Size;
+  /** Implicit −∞ padding on both sides, at most half the effective kernel size (default 0). */
   padding?: Size;
+  /** The spacing between window elements (default 1). */
   dilation?: Size;
+  /** Round the output size up instead of down, PyTorch's ceil_mode (default false). */
   ceilMode?: boolean;
 }
 
-/** Options of `AvgPool1d/2d/3d`, as PyTorch's keyword arguments. */
+/**
+ * Options of `AvgPool1d/2d/3d`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { AvgPool2d } from "jacobian-wasm";
+ * import type { AvgPoolOptions } from "jacobian-wasm";
+ * const options: AvgPoolOptions = { stride: 1, padding: 1, countIncludePad: false };
+ * new AvgPool2d(3, options).outputShape([4, 8, 8]); // [4, 8, 8]
+ * ```
+ */
 export interface AvgPoolOptions {
-  /** Default: kernel_size. */
+  /** The step between windows, per spatial dim (default: kernel_size). */
   stride?: Size;
+  /** Implicit zero padding on both sides, at most half of kernel_size (default 0). */
   padding?: Size;
+  /** Round the output size up instead of down, PyTorch's ceil_mode (default false). */
   ceilMode?: boolean;
+  /** Count the zero padding in each window's divisor, PyTorch's count_include_pad (default true). */
   countIncludePad?: boolean;
   /** Divide every window by this instead of its size (AvgPool2d/3d in PyTorch). */
   divisorOverride?: number | null;
@@ -39,13 +65,38 @@ function pooledSize(size: number, k: number, pad: number, stride: number, dilati
   return out;
 }
 
-abstract class PoolNd extends Module {
+/**
+ * The shared body of the max and average poolings: their geometry, as tuples of one entry
+ * per spatial dim. Inputs are `(C, *spatial)` per sample, or `(*spatial)` as PyTorch allows.
+ *
+ * @example
+ * ```ts
+ * import { MaxPool2d, PoolNd } from "jacobian-wasm";
+ * const pool: PoolNd = new MaxPool2d(3, { stride: 2, padding: 1 });
+ * pool.kernelSize; // [3, 3]
+ * pool.outputShape([16, 32, 32]); // [16, 16, 16]
+ * ```
+ */
+export abstract class PoolNd extends Module {
+  /** kernel_size, one entry per spatial dim. */
   readonly kernelSize: number[];
+  /** stride, one entry per spatial dim (kernel_size unless given). */
   readonly stride: number[];
+  /** padding, one entry per spatial dim. */
   readonly padding: number[];
+  /** dilation, one entry per spatial dim (always 1 for average pooling). */
   readonly dilation: number[];
+  /** ceil_mode: whether the output size is rounded up. */
   readonly ceilMode: boolean;
 
+  /**
+   * A pooling of `dims` spatial dims; the subclasses fix `dims` and `name`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param name The layer's name in messages (`"MaxPool2d"`).
+   * @param kernelSize kernel_size: one int for every spatial dim, or one per dim.
+   * @param options stride, padding, dilation, ceilMode.
+   */
   constructor(readonly dims: 1 | 2 | 3, name: string, kernelSize: Size, options: MaxPoolOptions) {
     super();
     this.kernelSize = ntuple(kernelSize, dims, "kernel_size", name);
@@ -58,7 +109,11 @@ abstract class PoolNd extends Module {
     }
   }
 
-  /** Channels and spatial size of a per-sample input: (C, spatial...) or, as PyTorch allows, (spatial...). */
+  /**
+   * Channels and spatial size of a per-sample input: (C, spatial...) or, as PyTorch allows, (spatial...).
+   *
+   * @ignore
+   */
   protected split(inShape: readonly number[], label: string): { channels: number; spatial: number[] } {
     if (inShape.length === this.dims + 1) return { channels: inShape[0], spatial: inShape.slice(1) };
     if (inShape.length === this.dims) return { channels: 1, spatial: [...inShape] };
@@ -66,6 +121,7 @@ abstract class PoolNd extends Module {
     throw new ShapeError(`${label}: expected input (N, C, ${layout}), got (N, ${inShape.join(", ")})`);
   }
 
+  /** @ignore The output's spatial size, checked to be at least 1 in every dim. */
   protected outSpatial(spatial: readonly number[], label: string): number[] {
     const out = spatial.map((size, i) =>
       pooledSize(size, this.kernelSize[i], this.padding[i], this.stride[i], this.dilation[i], this.ceilMode)
@@ -79,12 +135,17 @@ abstract class PoolNd extends Module {
     return out;
   }
 
+  /**
+   * `(C, *spatial)` → `(C, *out)`: per dim, out = ⌊(in + 2·padding − dilation·(k − 1) − 1) / stride⌋ + 1
+   * (⌈…⌉ with ceil_mode, the last window starting inside the input), as in PyTorch.
+   */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const label = layerLabel(path, this.typeName);
     const { spatial } = this.split(inShape, label);
     return [...inShape.slice(0, inShape.length - this.dims), ...this.outSpatial(spatial, label)];
   }
 
+  /** @ignore The kernels' POOL_GEOM block for one input shape. */
   protected geometryBlock(inShape: readonly number[], label: string, countIncludePad: boolean, divisor: number): {
     block: number[];
     channels: number;
@@ -112,8 +173,25 @@ abstract class PoolNd extends Module {
   }
 }
 
-/** The shared body of MaxPool1d/2d/3d. */
+/**
+ * The shared body of MaxPool1d/2d/3d. The backward pass sends each window's gradient to the
+ * position of its maximum (the first one, on ties), as PyTorch's.
+ *
+ * @example
+ * ```ts
+ * import { MaxPool1d, MaxPoolNd, tensor } from "jacobian-wasm";
+ * const pool: MaxPoolNd = new MaxPool1d(2);
+ * pool.forward(tensor([1, 5, 3, 2], [1, 1, 4])).data; // [5, 3]
+ * ```
+ */
 export abstract class MaxPoolNd extends PoolNd {
+  /**
+   * A max pooling of `dims` spatial dims; the subclasses fix `dims`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param kernelSize kernel_size: one int for every spatial dim, or one per dim.
+   * @param options stride, padding, dilation, ceilMode.
+   */
   constructor(dims: 1 | 2 | 3, kernelSize: Size, options: MaxPoolOptions = {}) {
     super(dims, `MaxPool${dims}d`, kernelSize, options);
     this.padding.forEach((pad, i) => {
@@ -126,6 +204,7 @@ export abstract class MaxPoolNd extends PoolNd {
     });
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     return this.compileWith(context, false);
   }
@@ -135,11 +214,14 @@ export abstract class MaxPoolNd extends PoolNd {
    * orders agree in value and gradient (ReLU is monotone, and a window whose maximum is not
    * positive passes no gradient either way), and the pooled tensor is the smaller one, so the
    * ReLU costs no pass of its own. `Sequential` compiles the pair this way.
+   *
+   * @ignore
    */
   compileAfterReLU(context: CompileContext): Compiled {
     return this.compileWith(context, true);
   }
 
+  /** `compile`, with or without the ReLU before the pooling. */
   private compileWith({ builder, path, input, inShape }: CompileContext, relu: boolean): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);
@@ -173,11 +255,30 @@ export abstract class MaxPoolNd extends PoolNd {
   }
 }
 
-/** The shared body of AvgPool1d/2d/3d. */
+/**
+ * The shared body of AvgPool1d/2d/3d: each window's mean, divided by the window's size with
+ * or without its padding (count_include_pad), or by divisor_override.
+ *
+ * @example
+ * ```ts
+ * import { AvgPool1d, AvgPoolNd, tensor } from "jacobian-wasm";
+ * const pool: AvgPoolNd = new AvgPool1d(2);
+ * pool.forward(tensor([1, 5, 3, 2], [1, 1, 4])).data; // [3, 2.5]
+ * ```
+ */
 export abstract class AvgPoolNd extends PoolNd {
+  /** count_include_pad: whether zero padding counts in a window's divisor (default true). */
   readonly countIncludePad: boolean;
+  /** divisor_override: the divisor of every window instead of its size, or null (default). */
   readonly divisorOverride: number | null;
 
+  /**
+   * An average pooling of `dims` spatial dims; the subclasses fix `dims`.
+   *
+   * @param dims The number of spatial dims: 1, 2 or 3.
+   * @param kernelSize kernel_size: one int for every spatial dim, or one per dim.
+   * @param options stride, padding, ceilMode, countIncludePad, divisorOverride.
+   */
   constructor(dims: 1 | 2 | 3, kernelSize: Size, options: AvgPoolOptions = {}) {
     super(dims, `AvgPool${dims}d`, kernelSize, { ...options, dilation: 1 });
     this.countIncludePad = options.countIncludePad ?? true;
@@ -194,6 +295,7 @@ export abstract class AvgPoolNd extends PoolNd {
     });
   }
 
+  /** @ignore */
   compile({ builder, path, input, inShape }: CompileContext): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);
@@ -235,7 +337,14 @@ export abstract class AvgPoolNd extends PoolNd {
  * ```
  */
 export class MaxPool1d extends MaxPoolNd {
+  /** PyTorch's class name, `"MaxPool1d"`. */
   readonly typeName = "MaxPool1d";
+  /**
+   * A 1-d max pooling.
+   *
+   * @param kernelSize kernel_size: one int, or a list of one.
+   * @param options stride (default kernel_size), padding (0), dilation (1), ceilMode (false).
+   */
   constructor(kernelSize: Size, options: MaxPoolOptions = {}) {
     super(1, kernelSize, options);
   }
@@ -251,7 +360,14 @@ export class MaxPool1d extends MaxPoolNd {
  * ```
  */
 export class MaxPool2d extends MaxPoolNd {
+  /** PyTorch's class name, `"MaxPool2d"`. */
   readonly typeName = "MaxPool2d";
+  /**
+   * A 2-d max pooling.
+   *
+   * @param kernelSize kernel_size: one int for both dims, or [kH, kW].
+   * @param options stride (default kernel_size), padding (0), dilation (1), ceilMode (false).
+   */
   constructor(kernelSize: Size, options: MaxPoolOptions = {}) {
     super(2, kernelSize, options);
   }
@@ -267,7 +383,14 @@ export class MaxPool2d extends MaxPoolNd {
  * ```
  */
 export class MaxPool3d extends MaxPoolNd {
+  /** PyTorch's class name, `"MaxPool3d"`. */
   readonly typeName = "MaxPool3d";
+  /**
+   * A 3-d max pooling.
+   *
+   * @param kernelSize kernel_size: one int for all three dims, or [kD, kH, kW].
+   * @param options stride (default kernel_size), padding (0), dilation (1), ceilMode (false).
+   */
   constructor(kernelSize: Size, options: MaxPoolOptions = {}) {
     super(3, kernelSize, options);
   }
@@ -283,7 +406,14 @@ export class MaxPool3d extends MaxPoolNd {
  * ```
  */
 export class AvgPool1d extends AvgPoolNd {
+  /** PyTorch's class name, `"AvgPool1d"`. */
   readonly typeName = "AvgPool1d";
+  /**
+   * A 1-d average pooling.
+   *
+   * @param kernelSize kernel_size: one int, or a list of one.
+   * @param options stride (default kernel_size), padding (0), ceilMode (false), countIncludePad (true), divisorOverride (none).
+   */
   constructor(kernelSize: Size, options: AvgPoolOptions = {}) {
     super(1, kernelSize, options);
   }
@@ -299,7 +429,14 @@ export class AvgPool1d extends AvgPoolNd {
  * ```
  */
 export class AvgPool2d extends AvgPoolNd {
+  /** PyTorch's class name, `"AvgPool2d"`. */
   readonly typeName = "AvgPool2d";
+  /**
+   * A 2-d average pooling.
+   *
+   * @param kernelSize kernel_size: one int for both dims, or [kH, kW].
+   * @param options stride (default kernel_size), padding (0), ceilMode (false), countIncludePad (true), divisorOverride (none).
+   */
   constructor(kernelSize: Size, options: AvgPoolOptions = {}) {
     super(2, kernelSize, options);
   }
@@ -315,7 +452,14 @@ export class AvgPool2d extends AvgPoolNd {
  * ```
  */
 export class AvgPool3d extends AvgPoolNd {
+  /** PyTorch's class name, `"AvgPool3d"`. */
   readonly typeName = "AvgPool3d";
+  /**
+   * A 3-d average pooling.
+   *
+   * @param kernelSize kernel_size: one int for all three dims, or [kD, kH, kW].
+   * @param options stride (default kernel_size), padding (0), ceilMode (false), countIncludePad (true), divisorOverride (none).
+   */
   constructor(kernelSize: Size, options: AvgPoolOptions = {}) {
     super(3, kernelSize, options);
   }

@@ -14,24 +14,69 @@ import { kernels } from "../wasm.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
 import { layerLabel, Module, weightBiasStep } from "./module.ts";
 
-/** Parameter values as given by the user. */
+/**
+ * Parameter values as given by the user.
+ *
+ * @example
+ * ```ts
+ * import type { ParameterValues } from "jacobian-wasm";
+ * const fromList: ParameterValues = [0.5, -1, 2];
+ * const fromArray: ParameterValues = new Float64Array(3).fill(0.1);
+ * ```
+ */
 export type ParameterValues = readonly number[] | Float32Array | Float64Array;
 
-/** The initial values of a user layer's parameters; their lengths fix the parameters' sizes. */
+/**
+ * The initial values of a user layer's parameters; their lengths fix the parameters' sizes.
+ *
+ * @example
+ * ```ts
+ * import type { QuasiLinearParameters } from "jacobian-wasm";
+ * const parameters: QuasiLinearParameters = { weight: new Float32Array(12).fill(0.1), bias: [0, 0, 0] }; // 12 weights, 3 biases
+ * ```
+ */
 export interface QuasiLinearParameters {
+  /** The weight's initial values: its length is the number of weights. */
   weight: ParameterValues;
+  /** The bias's initial values, for a layer with a bias. */
   bias?: ParameterValues;
 }
 
-/** What `forward` receives: float64 copies of the parameters (`bias` when the layer has one). */
+/**
+ * What `forward` receives: float64 copies of the parameters (`bias` when the layer has one).
+ *
+ * @example
+ * ```ts
+ * import type { ForwardParameters } from "jacobian-wasm";
+ * type WithBias = { weight: number[]; bias: number[] };
+ * const forward = ({ weight, bias }: ForwardParameters<WithBias>, x: Float64Array) => [weight[0] * x[0] + bias[0]]; // bias is a Float64Array here
+ * ```
+ */
 export type ForwardParameters<P extends QuasiLinearParameters> = P extends { bias: ParameterValues }
   ? { weight: Float64Array; bias: Float64Array }
   : { weight: Float64Array; bias?: Float64Array };
 
-/** A user layer: its name, parameters, output shape and single-sample forward function. */
+/**
+ * A user layer: its name, parameters, output shape and single-sample forward function.
+ *
+ * @example
+ * ```ts
+ * import { quasiLinear, randn } from "jacobian-wasm";
+ * import type { QuasiLinearDefinition } from "jacobian-wasm";
+ * // A 1-d locally connected layer: output i = w[2i] x[i] + w[2i+1] x[i+1] + b[i], no weight sharing.
+ * const definition: QuasiLinearDefinition<{ weight: number[]; bias: number[] }> = {
+ *   name: "LocallyConnected1d",
+ *   parameters: { weight: new Array(8).fill(0.5), bias: new Array(4).fill(0) },
+ *   outputShape: ([length]) => [length - 1],
+ *   forward: ({ weight, bias }, x) => Array.from({ length: x.length - 1 }, (_, i) => weight[2 * i] * x[i] + weight[2 * i + 1] * x[i + 1] + bias[i]),
+ * };
+ * const y = quasiLinear(definition).forward(randn([2, 5], 0)); // [2, 4]
+ * ```
+ */
 export interface QuasiLinearDefinition<P extends QuasiLinearParameters = QuasiLinearParameters> {
   /** The layer's type name, in messages and labels (`"2 (LocallyConnected1d)"`). */
   name: string;
+  /** The parameters' initial values: `weight`, and `bias` for a layer with one. */
   parameters: P;
   /** One sample's output shape for one sample's input shape (throw if the input does not fit). */
   outputShape(inputShape: readonly number[]): readonly number[];
@@ -48,10 +93,24 @@ const PATTERN_CACHE = 8;
 /**
  * A user-defined quasi-linear layer, made by `quasiLinear`. Parameters `weight` and `bias`
  * are flat (shape `[length]`); the pattern is probed once per input shape and cached.
+ *
+ * @example
+ * ```ts
+ * import { QuasiLinear, quasiLinear } from "jacobian-wasm";
+ * const scale: QuasiLinear = quasiLinear({
+ *   name: "Scale", parameters: { weight: [2] }, outputShape: (shape) => [...shape],
+ *   forward: ({ weight }, x) => x.map((v) => weight[0] * v),
+ * });
+ * scale.weight.shape; // [1]
+ * scale.outputShape([3]); // [3]
+ * ```
  */
 export class QuasiLinear extends Module {
+  /** The definition's `name`, in messages and labels. */
   readonly typeName: string;
+  /** The weight, flat: shape `[weight.length]` of the definition, float32. */
   readonly weight: Tensor;
+  /** The bias, flat, or null when the definition has none. */
   readonly bias: Tensor | null;
   /** How many times this layer was probed (tests and benchmarks read it). */
   probes = 0;
@@ -59,6 +118,12 @@ export class QuasiLinear extends Module {
   private readonly userForward: ProbeForward;
   private readonly userOutputShape: (inputShape: readonly number[]) => readonly number[];
 
+  /**
+   * The layer of a definition; `quasiLinear(definition)` is the same, with the definition's
+   * parameter types checked.
+   *
+   * @param definition name, parameters, outputShape and forward.
+   */
   constructor(definition: QuasiLinearDefinition) {
     super();
     if (!definition || typeof definition !== "object") throw new TypeError("quasiLinear: expected a definition object");
@@ -74,10 +139,12 @@ export class QuasiLinear extends Module {
     this.userOutputShape = outputShape;
   }
 
+  /** `weight`, then `bias` when there is one. */
   override ownParameters(): Named[] {
     return this.bias ? [["weight", this.weight], ["bias", this.bias]] : [["weight", this.weight]];
   }
 
+  /** The definition's `outputShape`, checked: a list of positive integers. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const label = layerLabel(path, this.typeName);
     let shape: readonly number[];
@@ -128,6 +195,7 @@ export class QuasiLinear extends Module {
     return [...this.patterns.values()].map((p) => [...p.inputShape]);
   }
 
+  /** @ignore */
   compile({ builder, path, input, inShape }: CompileContext): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = this.outputShape(inShape, path);

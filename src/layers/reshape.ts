@@ -16,19 +16,32 @@ import { aliasStep, layerLabel, Module } from "./module.ts";
  * ```
  */
 export class Identity extends Module {
+  /** PyTorch's class name, `"Identity"`. */
   readonly typeName = "Identity";
 
+  /** The input's shape. */
   outputShape(inShape: readonly number[]): number[] {
     return [...inShape];
   }
 
+  /** @ignore */
   compile({ path, input, inShape }: CompileContext): Compiled {
     const outShape = [...inShape];
     return { steps: [aliasStep(layerLabel(path, this.typeName), outShape)], output: input, outShape };
   }
 }
 
-/** Options of `Flatten`, as PyTorch's keyword arguments. */
+/**
+ * Options of `Flatten`, as PyTorch's keyword arguments.
+ *
+ * @example
+ * ```ts
+ * import { Flatten } from "jacobian-wasm";
+ * import type { FlattenOptions } from "jacobian-wasm";
+ * const options: FlattenOptions = { startDim: 2 }; // keep the channels: (N, C, H, W) -> (N, C, H·W)
+ * new Flatten(options).outputShape([3, 4, 5]); // [3, 20]
+ * ```
+ */
 export interface FlattenOptions {
   /** First dim to flatten, counting the batch as dim 0 (default 1). */
   startDim?: number;
@@ -46,10 +59,19 @@ export interface FlattenOptions {
  * ```
  */
 export class Flatten extends Module {
+  /** PyTorch's class name, `"Flatten"`. */
   readonly typeName = "Flatten";
+  /** start_dim, counting the batch as dim 0 (default 1). */
   readonly startDim: number;
+  /** end_dim, counting the batch as dim 0; negative counts from the end (default -1). */
   readonly endDim: number;
 
+  /**
+   * A flatten of dims start_dim … end_dim into one.
+   *
+   * @param options startDim (default 1) and endDim (default -1); start_dim 0 (merging
+   *   samples) is refused.
+   */
   constructor(options: FlattenOptions = {}) {
     super();
     this.startDim = options.startDim ?? 1;
@@ -59,6 +81,7 @@ export class Flatten extends Module {
     }
   }
 
+  /** The dims start_dim … end_dim merged into their product: (C, H, W) → (C·H·W) by default. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const label = layerLabel(path, this.typeName);
     const rank = inShape.length + 1; // with the batch dimension
@@ -82,6 +105,7 @@ export class Flatten extends Module {
     return [...dims.slice(1, start), merged, ...dims.slice(end + 1)];
   }
 
+  /** @ignore */
   compile({ path, input, inShape }: CompileContext): Compiled {
     const outShape = this.outputShape(inShape, path);
     return { steps: [aliasStep(layerLabel(path, this.typeName), outShape)], output: input, outShape };
@@ -100,17 +124,25 @@ export class Flatten extends Module {
  * ```
  */
 export class Dropout extends Module {
+  /** PyTorch's class name, `"Dropout"`. */
   readonly typeName = "Dropout";
 
+  /**
+   * A dropout layer, the identity in eval mode.
+   *
+   * @param p p, the probability of an element being zeroed in training mode (default 0.5), in [0, 1].
+   */
   constructor(readonly p = 0.5) {
     super();
     if (!(p >= 0 && p <= 1)) throw new RangeError(`Dropout: p must be in [0, 1], got ${p}`);
   }
 
+  /** The input's shape. */
   outputShape(inShape: readonly number[]): number[] {
     return [...inShape];
   }
 
+  /** @ignore */
   compile({ path, input, inShape }: CompileContext): Compiled {
     const label = layerLabel(path, this.typeName);
     const outShape = [...inShape];

@@ -20,9 +20,16 @@ import { Residual } from "./blocks.ts";
  * ```
  */
 export class Sequential extends Module {
+  /** PyTorch's class name, `"Sequential"`. */
   readonly typeName = "Sequential";
+  /** The children, in the order they run. */
   readonly layers: readonly Module[];
 
+  /**
+   * A network of `layers` run one after the other; Sequentials nest.
+   *
+   * @param layers The children, in order: each a `Module`.
+   */
   constructor(...layers: Module[]) {
     super();
     for (const [i, layer] of layers.entries()) {
@@ -33,6 +40,7 @@ export class Sequential extends Module {
     this.layers = layers;
   }
 
+  /** The children named by their index: `"0"`, `"1"`, … */
   override children(): [string, Module][] {
     return this.layers.map((layer, i) => [String(i), layer]);
   }
@@ -47,12 +55,14 @@ export class Sequential extends Module {
     return this.layers.at(i);
   }
 
+  /** The last child's output shape, each child's input being the previous one's output. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     let shape = [...inShape];
     for (const [i, layer] of this.layers.entries()) shape = layer.outputShape(shape, childPath(path, i));
     return shape;
   }
 
+  /** @ignore */
   compile(context: CompileContext): Compiled {
     const steps: Step[] = [];
     let input = context.input;

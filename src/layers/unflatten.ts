@@ -18,9 +18,19 @@ import { aliasStep, layerLabel, Module } from "./module.ts";
  * ```
  */
 export class Unflatten extends Module {
+  /** PyTorch's class name, `"Unflatten"`. */
   readonly typeName = "Unflatten";
+  /** unflattened_size, as given (a -1 stays -1; `outputShape` infers it). */
   readonly unflattenedSize: number[];
 
+  /**
+   * A split of dim `dim` into `unflattenedSize`.
+   *
+   * @param dim dim: the dim to split, counting the batch as dim 0 (which cannot be split);
+   *   negative counts from the end.
+   * @param unflattenedSize unflattened_size: the sizes it becomes, their product the dim's size;
+   *   one of them may be -1, inferred.
+   */
   constructor(readonly dim: number, unflattenedSize: readonly number[]) {
     super();
     if (!Number.isInteger(dim)) throw new RangeError(`Unflatten: dim must be an integer, got ${dim}`);
@@ -36,6 +46,7 @@ export class Unflatten extends Module {
     this.unflattenedSize = sizes;
   }
 
+  /** The dim split into unflattened_size: (50) → (2, 5, 5) for `new Unflatten(1, [2, 5, 5])`. */
   outputShape(inShape: readonly number[], path = ""): number[] {
     const label = layerLabel(path, this.typeName);
     const rank = inShape.length + 1; // with the batch dimension
@@ -58,6 +69,7 @@ export class Unflatten extends Module {
     return [...inShape.slice(0, dim - 1), ...sizes, ...inShape.slice(dim)];
   }
 
+  /** @ignore */
   compile({ path, input, inShape }: CompileContext): Compiled {
     const outShape = this.outputShape(inShape, path);
     return { steps: [aliasStep(layerLabel(path, this.typeName), outShape)], output: input, outShape };

@@ -7,7 +7,18 @@
 import { checkDelta, checkMechanism, checkOrders, computeRdp, DEFAULT_ORDERS, privacySpent } from "./rdp.ts";
 import type { PrivacySpent } from "./rdp.ts";
 
-/** One step of DP-SGD, as the accountant needs to know it. */
+/**
+ * One step of DP-SGD, as the accountant needs to know it.
+ *
+ * @example
+ * ```ts
+ * import { RDPAccountant } from "jacobian-wasm";
+ * import type { StepOptions } from "jacobian-wasm";
+ * const step: StepOptions = { noiseMultiplier: 1.0, sampleRate: 0.01 };
+ * const accountant = new RDPAccountant();
+ * accountant.step(step);
+ * ```
+ */
 export interface StepOptions {
   /** σ, the noise's standard deviation over the clipping norm, finite and ≥ 0. */
   noiseMultiplier: number;
@@ -15,10 +26,24 @@ export interface StepOptions {
   sampleRate: number;
 }
 
-/** Consecutive steps taken with the same noise multiplier and sample rate. */
+/**
+ * Consecutive steps taken with the same noise multiplier and sample rate.
+ *
+ * @example
+ * ```ts
+ * import { RDPAccountant } from "jacobian-wasm";
+ * import type { HistorySegment } from "jacobian-wasm";
+ * const accountant = new RDPAccountant();
+ * for (let i = 0; i < 3; i++) accountant.step({ noiseMultiplier: 1.0, sampleRate: 0.01 });
+ * const [segment]: readonly HistorySegment[] = accountant.history; // { noiseMultiplier: 1, sampleRate: 0.01, steps: 3 }
+ * ```
+ */
 export interface HistorySegment {
+  /** σ of these steps. */
   readonly noiseMultiplier: number;
+  /** q of these steps. */
   readonly sampleRate: number;
+  /** How many consecutive steps took this σ and q. */
   readonly steps: number;
 }
 

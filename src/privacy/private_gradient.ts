@@ -12,8 +12,19 @@ import type { GhostNorms } from "../quantities.ts";
 import type { Tensor } from "../tensor.ts";
 import { fillGaussian, secureUniform, seededUniform } from "./random.ts";
 
-/** Options of `privateGradient`. */
+/**
+ * Options of `privateGradient`.
+ *
+ * @example
+ * ```ts
+ * import { Linear, privateGradient, randn, tensor } from "jacobian-wasm";
+ * import type { PrivateGradientOptions } from "jacobian-wasm";
+ * const options: PrivateGradientOptions = { loss: "cross_entropy", maxNorm: 1, noiseMultiplier: 1.1, expectedBatchSize: 4, seed: 0 };
+ * const g = privateGradient(new Linear(3, 2), randn([4, 3], 0), tensor([0, 1, 1, 0], [4]), options); // [8], reproducible (seed): not private
+ * ```
+ */
 export interface PrivateGradientOptions {
+  /** The loss whose per-sample gradients are clipped: `"cross_entropy"` or `"mse"`. */
   loss: LossName;
   /** C, the bound each sample's gradient is clipped to (Opacus's `max_grad_norm`). */
   maxNorm: number;

@@ -6,7 +6,17 @@
 import { ValueError } from "../errors.ts";
 import { mulberry32 } from "../tensor.ts";
 
-/** A source of uniform numbers in [0, 1). */
+/**
+ * A source of uniform numbers in [0, 1).
+ *
+ * @example
+ * ```ts
+ * import { poissonSample } from "jacobian-wasm";
+ * import type { Uniform } from "jacobian-wasm";
+ * const everyOther: Uniform = (() => { let i = 0; return () => (i++ % 2) * 0.99; })();
+ * poissonSample(6, 0.5, everyOther); // Int32Array [0, 2, 4]
+ * ```
+ */
 export type Uniform = () => number;
 
 /** Words fetched from the secure source at a time: `getRandomValues` accepts up to 65536 bytes a call. */
@@ -15,6 +25,13 @@ const SECURE_WORDS = 4096;
 /**
  * Uniforms in [0, 1) from `crypto.getRandomValues`, 53 random bits each (every double in
  * [0, 1) on the 2⁻⁵³ grid equally likely).
+ *
+ * @example
+ * ```ts
+ * import { secureUniform } from "jacobian-wasm";
+ * const uniform = secureUniform();
+ * const u = uniform(); // in [0, 1), unpredictable
+ * ```
  */
 export function secureUniform(): Uniform {
   const words = new Uint32Array(SECURE_WORDS);
@@ -34,6 +51,13 @@ export function secureUniform(): Uniform {
  * Reproducible uniforms in [0, 1) from a 32-bit seed (53 bits each, from two draws of
  * mulberry32). For tests and experiments only: anyone who knows or guesses the seed knows
  * the noise, so a result made with it is not private.
+ *
+ * @example
+ * ```ts
+ * import { poissonSample, seededUniform } from "jacobian-wasm";
+ * const a = poissonSample(100, 0.1, seededUniform(7));
+ * const b = poissonSample(100, 0.1, seededUniform(7)); // the same indices as a
+ * ```
  */
 export function seededUniform(seed: number): Uniform {
   if (!Number.isInteger(seed)) throw new ValueError(`seed must be an integer, got ${seed}`);

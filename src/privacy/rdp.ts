@@ -13,13 +13,30 @@ import { ValueError } from "../errors.ts";
  * The orders α at which the RDP is computed unless others are given, Opacus's: 1.1 to 10.9 in
  * steps of 0.1, then the integers 12 to 63. A small ε (much noise, few steps) is found at a
  * large α, a large ε near α = 1; the grid is fine where ε changes fastest with α.
+ *
+ * @example
+ * ```ts
+ * import { DEFAULT_ORDERS, computeRdp } from "jacobian-wasm";
+ * DEFAULT_ORDERS.length; // 151
+ * const rdp = computeRdp({ sampleRate: 0.01, noiseMultiplier: 1.1, steps: 1000, orders: DEFAULT_ORDERS });
+ * ```
  */
 export const DEFAULT_ORDERS: readonly number[] = Object.freeze([
   ...Array.from({ length: 99 }, (_, k) => 1 + (k + 1) / 10),
   ...Array.from({ length: 52 }, (_, k) => 12 + k),
 ]);
 
-/** The mechanism, how often it ran, and where to evaluate its RDP. */
+/**
+ * The mechanism, how often it ran, and where to evaluate its RDP.
+ *
+ * @example
+ * ```ts
+ * import { computeRdp } from "jacobian-wasm";
+ * import type { RdpOptions } from "jacobian-wasm";
+ * const options: RdpOptions = { sampleRate: 0.01, noiseMultiplier: 1.0, steps: 100, orders: [2, 4, 8, 16] };
+ * const rdp = computeRdp(options); // Float64Array(4): the RDP at each order
+ * ```
+ */
 export interface RdpOptions {
   /** q, the probability of each example being in a batch (Poisson sampling), in [0, 1]. */
   sampleRate: number;
@@ -31,8 +48,20 @@ export interface RdpOptions {
   orders?: ArrayLike<number>;
 }
 
-/** The RDP of a run at its orders, and the δ to convert it at. */
+/**
+ * The RDP of a run at its orders, and the δ to convert it at.
+ *
+ * @example
+ * ```ts
+ * import { computeRdp, privacySpent, DEFAULT_ORDERS } from "jacobian-wasm";
+ * import type { PrivacySpentOptions } from "jacobian-wasm";
+ * const rdp = computeRdp({ sampleRate: 0.01, noiseMultiplier: 1.0, steps: 1000 });
+ * const options: PrivacySpentOptions = { orders: DEFAULT_ORDERS, rdp, delta: 1e-5 };
+ * const { epsilon, bestOrder } = privacySpent(options);
+ * ```
+ */
 export interface PrivacySpentOptions {
+  /** The orders α the RDP was computed at, each > 1 (`DEFAULT_ORDERS` unless others were used). */
   orders: ArrayLike<number>;
   /** The run's RDP at each of `orders` (NaN entries are skipped). */
   rdp: ArrayLike<number>;
@@ -40,7 +69,19 @@ export interface PrivacySpentOptions {
   delta: number;
 }
 
-/** The (ε, δ)-DP a run achieves at the given δ. */
+/**
+ * The (ε, δ)-DP a run achieves at the given δ.
+ *
+ * @example
+ * ```ts
+ * import { RDPAccountant } from "jacobian-wasm";
+ * import type { PrivacySpent } from "jacobian-wasm";
+ * const accountant = new RDPAccountant();
+ * accountant.step({ noiseMultiplier: 1.0, sampleRate: 0.01 });
+ * const spent: PrivacySpent = accountant.getPrivacySpent(1e-5);
+ * if (spent.warning) console.warn(spent.warning); // the best order is at the edge of the grid
+ * ```
+ */
 export interface PrivacySpent {
   /** The smallest ε over the orders (Infinity when no order gives a number). */
   epsilon: number;

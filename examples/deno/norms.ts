@@ -1,0 +1,50 @@
+/**
+ * Per-sample gradient norms of a small classifier, under Deno.
+ *
+ *   deno run -A examples/deno/norms.ts                 a generated batch of 8 samples
+ *   deno run -A examples/deno/norms.ts x.npy y.npy     x: (N, 4) floats, y: (N,) class indices
+ *
+ * Prints one JSON line: { "runtime", "build", "norms" }. From JSR or npm, import
+ * "jsr:@jacobian-wasm/jacobian-wasm" or "npm:jacobian-wasm" instead of the repository's mod.ts.
+ */
+import {
+  Linear,
+  manualSeed,
+  npyToFloat32,
+  npyToIntegers,
+  perSampleNorms,
+  randn,
+  readNpy,
+  ReLU,
+  Sequential,
+  simdBuild,
+} from "../../mod.ts";
+import type { Tensor } from "../../mod.ts";
+
+manualSeed(0);
+const net = new Sequential(new Linear(4, 16), new ReLU(), new Linear(16, 3));
+
+let x: Tensor;
+let y: { shape: number[]; data: Int32Array };
+if (Deno.args.length === 2) {
+  const [xPath, yPath] = Deno.args;
+  const xs = readNpy(await Deno.readFile(xPath), xPath);
+  const ys = readNpy(await Deno.readFile(yPath), yPath);
+  x = { shape: xs.shape, data: npyToFloat32(xs, xPath) };
+  y = { shape: ys.shape, data: npyToIntegers(ys, yPath) };
+} else if (Deno.args.length === 0) {
+  x = randn([8, 4], 1);
+  y = { shape: [8], data: Int32Array.from({ length: 8 }, (_, n) => n % 3) };
+} else {
+  console.error("usage: deno run -A examples/deno/norms.ts [x.npy y.npy]");
+  Deno.exit(2);
+}
+
+try {
+  const norms = perSampleNorms(net, x, y, { loss: "cross_entropy" });
+  console.log(JSON.stringify({ runtime: `deno ${Deno.version.deno}`, build: simdBuild(), norms: Array.from(norms.data) }));
+} catch (error) {
+  // The library's errors name what was wrong (ShapeError, ValueError, FormatError): print that alone.
+  console.error(error instanceof Error ? `${error.name}: ${error.message}` : String(error));
+  Deno.exit(2);
+}
