@@ -17,7 +17,8 @@ import {
   timeOnce,
   uniformClasses,
 } from "./measure.ts";
-import type { CaseRow, PeerLoopRow, ScalingRow, Where } from "./rows.ts";
+import type { CaseRow, PeerLoopRow, QuantityRow, ScalingRow, Where } from "./rows.ts";
+import { quantityRows, quantityTasks } from "./quantities.ts";
 import { describeError, loadTfjs, mlpLoopTask, registerGradients } from "./tfjs.ts";
 
 export type CaseName = "seed3d" | "mlp" | "cnn";
@@ -72,7 +73,7 @@ function naive(definition: CaseDefinition, net: Module, batch: Batch, options: R
   return () => perSampleGradientsNaive(net, batch.x, batch.y, { ...options, loss: "cross_entropy", reduction: "sum" });
 }
 
-function where(): Where {
+export function where(): Where {
   return { runtime: currentRuntime(), runtime_version: runtimeVersion(), build: simdBuild(), load_avg_1m: loadAverage(), glibc_tunables: glibcTunables() };
 }
 
@@ -99,8 +100,12 @@ function writesIntoOut(result: Tensor, out: Float32Array): boolean {
   return result.data === out;
 }
 
-/** The rows of one public case: "fresh" and "out" variants, and for mlp TF.js's loop. */
-export async function caseRows(name: CaseName, effort: Effort): Promise<(CaseRow | PeerLoopRow)[]> {
+/**
+ * The rows of one public case: "fresh" and "out" variants, for mlp TF.js's loop, and the
+ * quantities without J ("clipped_sum", "batch_l2": bench/quantities.ts), timed interleaved
+ * with the one pass so that their ratios to it are same-run.
+ */
+export async function caseRows(name: CaseName, effort: Effort): Promise<(CaseRow | PeerLoopRow | QuantityRow)[]> {
   const definition = CASES[name];
   const { N } = definition;
   const batch = makeBatch(definition, N);
@@ -115,14 +120,21 @@ export async function caseRows(name: CaseName, effort: Effort): Promise<(CaseRow
   const outCold = timeOnce(() => (outSupported = writesIntoOut(onePass(definition, netOut, batch, { out })(), out)));
   if (!outSupported) progress(`${name}: the API does not write into { out } (not in this version): no "out" row`);
 
-  // Then one pass (fresh result, reused buffer) and the naive loop, interleaved.
+  // The quantities' cold calls, each on a fresh network of its own.
+  const quantities = quantityTasks(() => freshNetwork(definition), batch.x, definition.outputObjective ? undefined : batch.y);
+
+  // Then one pass (fresh result, reused buffer), the naive loop and the quantities, interleaved.
   const timedN = naiveSubset(definition, net, batch, effort);
   const tasks = [onePass(definition, net, batch), naive(definition, net, firstSamples(batch, timedN))];
   if (outSupported) tasks.push(onePass(definition, netOut, batch, { out }));
-  const [fresh, naiveTiming, withOut] = medians(tasks, effort);
+  const firstQuantity = tasks.length;
+  tasks.push(...quantities.map((q) => q.run));
+  const timings = medians(tasks, effort);
+  const [fresh, naiveTiming] = timings;
+  const withOut = outSupported ? timings[2] : undefined;
   const naiveMs = significant((naiveTiming.median_ms * N) / timedN, 4);
   const base = { case: name, N, D, ...where(), naive_ms: naiveMs, naive_timed_n: timedN, naive_scaled: timedN < N };
-  const rows: (CaseRow | PeerLoopRow)[] = [{
+  const rows: (CaseRow | PeerLoopRow | QuantityRow)[] = [{
     ...base,
     variant: "fresh",
     median_ms: fresh.median_ms,
@@ -143,6 +155,7 @@ export async function caseRows(name: CaseName, effort: Effort): Promise<(CaseRow
   progress(`${name}: one pass ${fresh.median_ms} ms (cold ${cold} ms)` +
     (withOut ? `, with out ${withOut.median_ms} ms (cold ${outCold} ms)` : "") +
     `, naive ${naiveMs} ms (timed on ${timedN} of ${N})`);
+  rows.push(...quantityRows({ case: name, N, D, ...where() }, quantities, timings.slice(firstQuantity), fresh, withOut));
 
   if (name === "mlp") {
     const ours = [onePass(definition, net, batch), ...(outSupported ? [onePass(definition, netOut, batch, { out })] : [])];

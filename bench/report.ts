@@ -5,7 +5,7 @@
 import os from "node:os";
 import { spawnSync } from "node:child_process";
 import type { RuntimeName } from "./measure.ts";
-import type { CaseRow, GemmRow, PeerLoopRow, Row, ScalingRow, TorchRow } from "./rows.ts";
+import type { BigQuantityRow, CaseRow, GemmRow, PeerLoopRow, QuantityRow, Row, ScalingRow, TorchRow } from "./rows.ts";
 
 const CASE_ORDER = ["seed3d", "mlp", "cnn"] as const;
 
@@ -24,6 +24,23 @@ function gemms(rows: Row[]): GemmRow[] {
 }
 function scalings(rows: Row[]): ScalingRow[] {
   return rows.filter((r): r is ScalingRow => r.case === "seed3d-scaling" || r.case === "mlp-scaling");
+}
+function quantities(rows: Row[]): QuantityRow[] {
+  return rows.filter((r): r is QuantityRow => (r.case === "seed3d" || r.case === "mlp" || r.case === "cnn") &&
+    (variantOf(r) === "clipped_sum" || variantOf(r) === "batch_l2"));
+}
+function bigs(rows: Row[]): BigQuantityRow[] {
+  return rows.filter((r): r is BigQuantityRow => r.case === "mlp-big");
+}
+function mib(bytes: number | null | undefined): string {
+  return bytes === null || bytes === undefined ? "n/a" : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
+}
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+}
+/** "clipped_sum (C = 1)" / "batch_l2". */
+function quantityName(r: QuantityRow | BigQuantityRow): string {
+  return r.max_norm === null ? r.variant : `${r.variant} (C = ${r.max_norm})`;
 }
 function torches(rows: Row[]): TorchRow[] {
   return rows.filter((r): r is TorchRow => variantOf(r) === "torch");
@@ -67,6 +84,33 @@ export function humanReport(rows: Row[]): string {
       caseRows.map((r) => [
         r.runtime, r.build, r.case, r.variant, String(r.N), String(r.D), ms(r.median_ms), ms(r.cold_ms),
         ms(r.naive_ms), r.naive_scaled ? `${r.naive_timed_n} of ${r.N}` : "all", times(r.speedup),
+      ]),
+    ));
+  }
+  const quantityRows = quantities(rows);
+  if (quantityRows.length > 0) {
+    parts.push("\nWithout forming J: clippedGradientSum and batchL2, interleaved with the J rows above (same run). " +
+      "memory: the timed calls reuse WASM memory and return a small new result; J fresh: a new N × D array per call; " +
+      "J out: a reused one (like for like)");
+    parts.push(textTable(
+      ["runtime", "case", "quantity", "N", "D", "median ms", "cold ms", "J fresh ms", "J out ms", "J fresh / this", "J out / this", "memory", "result"],
+      quantityRows.map((r) => [
+        r.runtime, r.case, quantityName(r), String(r.N), String(r.D), ms(r.median_ms), ms(r.cold_ms), ms(r.fresh_ms),
+        ms(r.out_ms), times(r.vs_fresh), times(r.vs_out), r.memory, r.result_bytes >= 2 ** 20 ? mib(r.result_bytes) : `${(r.result_bytes / 1024).toFixed(1)} KiB`,
+      ]),
+    ));
+  }
+  const bigRows = bigs(rows);
+  if (bigRows.length > 0) {
+    const first = bigRows[0];
+    parts.push(`\nA batch whose J would not fit: ${first.network}, N = ${first.N}, D = ${first.D}, J = ${gib(first.j_bytes)} (never formed). ` +
+      "stream: J's rows produced chunk by chunk and dropped. Peak RSS: this process over each quantity's cold call and 3 warm ones " +
+      "(RSS before: what the process held already); timed calls on reused memory, cold: whether it grew WASM memory");
+    parts.push(textTable(
+      ["runtime", "quantity", "median ms", "cold ms", "cold memory", "peak RSS", "RSS before", "WASM memory", "peak from"],
+      bigRows.map((r) => [
+        r.runtime, quantityName(r), ms(r.median_ms), ms(r.cold_ms), r.cold_memory, mib(r.peak_rss_bytes), mib(r.rss_before_bytes),
+        mib(r.wasm_bytes), r.peak_rss_source,
       ]),
     ));
   }
@@ -217,6 +261,31 @@ export function markdownReport(rows: Row[], measured: Date): string {
     "interleaved with ours in the same process; \"out\": our result written into a reused buffer; cold / warm: " +
     "our first call, which builds the plan, over our median):", "");
   parts.push(comparisonTable(rows, markdownTable), "");
+  const quantityRows = quantities(rows);
+  if (quantityRows.length > 0) {
+    parts.push("Without forming J: how many times faster `clippedGradientSum` and `batchL2` are than materialising J on the same " +
+      "case (interleaved in the same process). Like for like, both on reused memory: J written into a reused `out` buffer; " +
+      "against the default call, J in a new N × D array (fresh memory) each time:", "");
+    parts.push(markdownTable(
+      ["case", "runtime (SIMD build)", "quantity", "vs J into a reused buffer", "vs J as a new array"],
+      quantityRows.map((r) => [`${r.case} N=${r.N}`, `${r.runtime} (${r.build})`, `\`${quantityName(r)}\``, times(r.vs_out), times(r.vs_fresh)]),
+    ), "");
+  }
+  const bigRows = bigs(rows);
+  if (bigRows.length > 0) {
+    const first = bigRows[0];
+    const stream = (runtime: RuntimeName) => bigRows.find((r) => r.runtime === runtime && r.variant === "stream");
+    parts.push(`A batch whose J would take ${gib(first.j_bytes)} (${first.network}, N = ${first.N}, D = ${first.D.toLocaleString("en-US")}): ` +
+      "never formed. Peak resident memory of the whole process (runtime, earlier cases and all) over each quantity's calls; " +
+      "time against streaming J's rows once and dropping them:", "");
+    parts.push(markdownTable(
+      ["runtime (SIMD build)", "quantity", "peak RSS", "WASM memory", "vs streaming J's rows"],
+      bigRows.filter((r) => r.variant !== "stream").map((r) => [
+        `${r.runtime} (${r.build})`, `\`${quantityName(r)}\``, mib(r.peak_rss_bytes), mib(r.wasm_bytes),
+        times(stream(r.runtime) ? stream(r.runtime)!.median_ms / r.median_ms : undefined),
+      ]),
+    ), "");
+  }
   const gemmRows = gemms(rows);
   if (gemmRows.length > 0) {
     parts.push("GEMM, one thread, ours (`gemm_nn`, packing included) over TF.js's WASM backend (`tf.matMul`, XNNPACK):", "");

@@ -113,4 +113,76 @@ export interface TorchRow {
   threads: number;
 }
 
-export type Row = CaseRow | PeerLoopRow | GemmRow | ScalingRow | TorchRow;
+/** The quantities computed without forming J (src/quantities.ts). */
+export type QuantityVariant = "clipped_sum" | "batch_l2";
+
+/**
+ * `clippedGradientSum` (C = `max_norm`) or `batchL2` on a public case (seed3d: the output's
+ * Jacobian, no target; mlp, cnn: cross-entropy, reduction sum), timed in the same `medians`
+ * call as the case's "fresh" and "out" rows (interleaved), so the ratios are same-run.
+ */
+export interface QuantityRow extends Where {
+  case: "seed3d" | "mlp" | "cnn";
+  variant: QuantityVariant;
+  N: number;
+  D: number;
+  median_ms: number;
+  /** The first call on a fresh network (its plan built; WASM memory already grown by the J calls before it). */
+  cold_ms: number;
+  samples: number;
+  /** C of clipped_sum; null for batch_l2. */
+  max_norm: number | null;
+  /**
+   * "reused": the timed calls work in WASM memory grown before them (the arena never
+   * shrinks); each returns a new result of `result_bytes` only ([D] + [N] floats, [N, P]).
+   */
+  memory: "reused";
+  result_bytes: number;
+  /** N · D · 4: the J the quantity does not form. */
+  j_bytes: number;
+  /** The case's "fresh" row's median (J materialised in a new array per call, N·D·4 bytes of fresh memory), same run. */
+  fresh_ms: number;
+  /** The case's "out" row's median (J written into a reused buffer), same run; null where the API has no `out`. */
+  out_ms: number | null;
+  /** fresh_ms / median_ms: against a new J per call (fresh memory for J against reused here). */
+  vs_fresh: number;
+  /** out_ms / median_ms: against J in a reused buffer (reused memory on both sides: the like-for-like ratio). */
+  vs_out: number | null;
+}
+
+/**
+ * The quantities on a network whose J would not fit (N · D · 4 > 2 GiB), with the process's
+ * peak resident memory while it ran. "stream": J's rows produced chunk by chunk and dropped
+ * (`perSampleGradients(…, { onChunk })`), the least any J-based route must do.
+ */
+export interface BigQuantityRow extends Where {
+  case: "mlp-big";
+  variant: QuantityVariant | "stream";
+  /** The network in PyTorch notation and the objective. */
+  network: string;
+  N: number;
+  D: number;
+  /** N · D · 4: what J would take. */
+  j_bytes: number;
+  median_ms: number;
+  /** The first call on a fresh network (`cold_memory`: whether it had to grow WASM memory). */
+  cold_ms: number;
+  samples: number;
+  max_norm: number | null;
+  /** The timed calls: "reused" (WASM memory grown by the cold call or before). */
+  memory: "reused";
+  /** "fresh": the cold call grew the WASM memory; "reused": it fitted in memory already there. */
+  cold_memory: "fresh" | "reused";
+  result_bytes: number;
+  /** WASM memory before this variant's cold call and after its calls (arena.byteLength()). */
+  wasm_bytes_before: number;
+  wasm_bytes: number;
+  /** Resident memory of the process just before this variant's calls (peak reset there). */
+  rss_before_bytes: number;
+  /** Peak resident memory over this variant's cold call and a few warm ones; null if unknown. */
+  peak_rss_bytes: number | null;
+  /** How the peak was read: "VmHWM" (reset through /proc/self/clear_refs first), "maxRSS" (process lifetime), or "rss" (sampled after each call). */
+  peak_rss_source: "VmHWM" | "maxRSS" | "rss";
+}
+
+export type Row = CaseRow | PeerLoopRow | GemmRow | ScalingRow | TorchRow | QuantityRow | BigQuantityRow;
