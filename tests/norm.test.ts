@@ -365,6 +365,9 @@ test("the spec loader knows every layer of this issue with PyTorch's argument na
   assert.throws(() => modelFromSpec(layer({ type: "BatchNorm2d", num_features: 2, momentum: "fast" })), /layer 0\.0 \(BatchNorm2d\): "momentum" must be/);
   assert.throws(() => modelFromSpec(layer({ type: "LayerNorm", normalized_shape: 3, elementwise_afine: true })), /layer 0\.0 \(LayerNorm\): unknown hyperparameter "elementwise_afine"/);
   assert.throws(() => modelFromSpec(layer({ type: "GroupNorm", num_groups: 2, num_channels: 3 })), /layer 0\.0 \(GroupNorm\): .*divisible/);
+  // A missing hyperparameter is named as missing, not as "got undefined".
+  assert.throws(() => modelFromSpec(layer({ type: "GroupNorm", num_channels: 4 })), /layer 0\.0 \(GroupNorm\): "num_groups" is missing; it must be an integer$/);
+  assert.throws(() => modelFromSpec(layer({ type: "Conv2d", in_channels: 1, out_channels: 2 })), /\(Conv2d\): "kernel_size" is missing; it must be an integer or a list of integers$/);
   assert.throws(() => modelFromSpec(layer({ type: "AdaptiveAvgPool2d", output_size: [2, "x"] })), /"output_size" must be/);
   assert.throws(() => modelFromSpec(layer({ type: "AdaptiveMaxPool2d", output_size: 2, return_indices: true })), /return_indices/);
   assert.throws(() => modelFromSpec(layer({ type: "Unflatten", dim: 1, unflattened_size: 6 })), /"unflattened_size" must be a list/);

@@ -98,6 +98,7 @@ class Arguments {
   }
 
   private fail(key: string, expected: string, value: unknown): never {
+    if (value === undefined) throw new FormatError(`${this.where}: "${key}" is missing; it must be ${expected}`);
     throw new FormatError(`${this.where}: "${key}" must be ${expected}, got ${JSON.stringify(value)}`);
   }
 
