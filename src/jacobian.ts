@@ -6,7 +6,7 @@
 import { BatchRuns, checkBatch, checkFinite } from "./forward.ts";
 import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
-import { prepareTarget, seedLossGradient } from "./losses.ts";
+import { IGNORE_INDEX, prepareTarget, seedLossGradient } from "./losses.ts";
 import type { PreparedTarget } from "./losses.ts";
 import type { Plan } from "./plan.ts";
 import type { RowSink } from "./plan.ts";
@@ -17,7 +17,7 @@ import { planCache } from "./forward.ts";
 import type { Tensor } from "./tensor.ts";
 import { numel } from "./tensor.ts";
 import { arena } from "./wasm.ts";
-import { ShapeError } from "./errors.ts";
+import { ShapeError, ValueError } from "./errors.ts";
 
 /**
  * Options of `perSampleGradients`.
@@ -327,7 +327,16 @@ function checkLoss(net: Module, x: Tensor, target: Target, options: Omit<LossOpt
   const { loss, reduction } = lossOptions(options);
   const { N, sampleShape } = checkBatch(x);
   const outputShape = [N, ...planCache(net).outputShape(net, sampleShape, N)];
-  return { loss, reduction, outputShape, target: prepareTarget(loss, outputShape, target) };
+  const prepared = prepareTarget(loss, outputShape, target);
+  // PyTorch divides by the number of targets that are not ignored: with none, 0/0 = NaN in
+  // every gradient. Refused instead, as a NaN result would be garbage passed on silently.
+  if (reduction === "mean" && prepared.kind === "classes" && prepared.classes.every((c) => c === IGNORE_INDEX)) {
+    throw new ValueError(
+      `cross_entropy: every target is ignore_index (${IGNORE_INDEX}), so the mean over the targets is 0/0 ` +
+        `(PyTorch gives NaN); use reduction "sum", or a batch with at least one target`,
+    );
+  }
+  return { loss, reduction, outputShape, target: prepared };
 }
 
 /** Seeds the plan's output gradient with the loss gradient of samples [first, first + count) of the batch. */

@@ -110,3 +110,29 @@ test("a first convolution right before max pooling (its weight gradients read fr
     seed: 7,
   }));
 });
+
+test("cross-entropy's ignore_index (-100): ignored samples get zero rows, mean divides by the targets kept, and a batch of only ignored targets is refused under mean", async () => {
+  const { Linear, perSampleGradients, perSampleGradientsNaive, ValueError } = await import("../mod.ts");
+  manualSeed(4);
+  const net = new Linear(3, 4);
+  const x = randn([5, 3], 2);
+  const labels = (values: number[]) => ({ shape: [values.length], data: Int32Array.from(values) });
+  const kept = labels([1, -100, 3, -100, 0]);
+  const D = 16;
+  const mean = perSampleGradients(net, x, kept, { loss: "cross_entropy", reduction: "mean" });
+  const sum = perSampleGradients(net, x, kept, { loss: "cross_entropy", reduction: "sum" });
+  for (const n of [1, 3]) assert.ok(mean.data.subarray(n * D, (n + 1) * D).every((v) => v === 0), `row ${n} of an ignored target`);
+  // mean = sum / 3 (three targets kept), as PyTorch divides.
+  for (let i = 0; i < mean.data.length; i++) assert.ok(Math.abs(mean.data[i] - sum.data[i] / 3) <= 1e-7 * (1 + Math.abs(sum.data[i])), `entry ${i}`);
+  const naive = perSampleGradientsNaive(net, x, kept, { loss: "cross_entropy", reduction: "mean" }) as { data: Float32Array };
+  for (let i = 0; i < mean.data.length; i++) assert.ok(Math.abs(mean.data[i] - naive.data[i]) <= 1e-6, `naive entry ${i}`);
+
+  const none = labels([-100, -100]);
+  const x2 = randn([2, 3], 3);
+  assert.throws(
+    () => perSampleGradients(net, x2, none, { loss: "cross_entropy" }),
+    (e: Error) => e instanceof ValueError && /every target is ignore_index \(-100\), so the mean over the targets is 0\/0 \(PyTorch gives NaN\)/.test(e.message),
+  );
+  const zeros = perSampleGradients(net, x2, none, { loss: "cross_entropy", reduction: "sum" });
+  assert.ok(zeros.data.every((v) => v === 0), "sum over no targets: zero rows (as PyTorch's sum)");
+});
