@@ -5,10 +5,11 @@
  * Runs under node (built to dist/cli.js), `deno run -A cli.ts` and `bun cli.ts`.
  * Bad input ends with one line on stderr and exit code 2, and never a half-written file.
  */
-import { writeSync } from "node:fs";
+import { statfsSync, writeSync } from "node:fs";
+import { dirname, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import process from "node:process";
-import { isUserError } from "./src/errors.ts";
+import { FileError, isUserError } from "./src/errors.ts";
 import { readFileBytes, writeFileAtomic } from "./src/io/files.ts";
 import { npyToFloat32, npyToIntegers, readNpy, writeNpy } from "./src/io/npy.ts";
 import { writeSafetensors } from "./src/io/safetensors.ts";
@@ -16,7 +17,7 @@ import { ProgressBar } from "./src/io/progress.ts";
 import { createRowFile } from "./src/io/stream.ts";
 import type { ParameterShape } from "./src/io/stream.ts";
 import { loadModel } from "./src/io/spec.ts";
-import { jacobian, jacobianNaive, perSampleGradients } from "./src/jacobian.ts";
+import { jacobian, jacobianNaive, outputsPerSample, perSampleGradients } from "./src/jacobian.ts";
 import { batchL2, clippedGradientSum, ntk, sumGradSquared, variance } from "./src/quantities.ts";
 import type { Module } from "./src/layers/module.ts";
 import type { LossName, Reduction, Target } from "./src/losses.ts";
@@ -30,7 +31,7 @@ const USAGE = `usage:
   jacobian-wasm jacobian --model M.json --weights W.safetensors --input X.npy
                          [--target Y.npy --loss cross_entropy|mse] [--reduction sum|mean]
                          [--quantity jacobian|batch_l2|sum_grad_squared|variance|ntk|clipped_sum]
-                         [--max-norm C] --out J.npy|J.safetensors [--time R]
+                         [--max-norm C] --out J.npy|J.safetensors [--max-out BYTES] [--time R]
   jacobian-wasm demo [--n N]
 
 jacobian   without --loss: the Jacobian of the model output per sample, [N, D] or [N, K, D];
@@ -38,6 +39,9 @@ jacobian   without --loss: the Jacobian of the model output per sample, [N, D] o
            .npy output: the matrix; .safetensors output: one tensor per parameter, [N, ...shape].
            The rows are written to the file chunk by chunk as they are computed (J is never
            held in memory whole), to a temporary file renamed over --out once complete.
+           An output larger than --max-out (default 4G: bytes, or a number with K, M, G
+           or T, powers of 1024) or than the free space of its file system is refused
+           before anything is computed.
            When stderr is a terminal and the run takes over a second, a progress bar
            (samples done, elapsed time, ETA) is drawn on stderr; otherwise nothing is.
            --quantity (default jacobian) computes, from the same rows of J without forming it:
@@ -90,6 +94,7 @@ async function jacobianCommand(args: string[]): Promise<void> {
     time: { type: "string" },
     quantity: { type: "string" },
     "max-norm": { type: "string" },
+    "max-out": { type: "string" },
   });
   for (const required of ["model", "weights", "input", "out"] as const) {
     if (values[required] === undefined) throw new UsageError(`--${required} is required`);
@@ -118,6 +123,10 @@ async function jacobianCommand(args: string[]): Promise<void> {
     if (!(maxNorm > 0) || !Number.isFinite(maxNorm)) throw new UsageError(`--max-norm must be a positive number, got "${values["max-norm"]}"`);
   } else if (values["max-norm"] !== undefined) {
     throw new UsageError(`--max-norm is the bound of --quantity clipped_sum; it means nothing to --quantity ${quantity}`);
+  }
+  const maxOut = values["max-out"] === undefined ? DEFAULT_MAX_OUT : parseBytes(values["max-out"]);
+  if (values["max-out"] !== undefined && quantity !== "jacobian") {
+    throw new UsageError(`--max-out bounds the file of J (--quantity jacobian); it means nothing to --quantity ${quantity}`);
   }
   let repeats = 0;
   if (values.time !== undefined) {
@@ -152,6 +161,7 @@ async function jacobianCommand(args: string[]): Promise<void> {
       else perSampleGradients(net, x, target, { loss: loss!, reduction, onChunk });
     };
     const parameters = net.parameters().map(([name, p]) => [name, p.shape] as const);
+    checkOutputSize(out, N, target === undefined ? outputsPerSample(net, x) : 1, D, maxOut);
     streamRowsToFile(out, format, N, parameters, computeRows, repeats, printTiming);
     return;
   }
@@ -166,6 +176,48 @@ async function jacobianCommand(args: string[]): Promise<void> {
 }
 
 type RowCallback = (firstSample: number, rows: Tensor) => void;
+
+/** --max-out's default: 4 GiB, the API's MAX_RESULT_BYTES for a J returned whole. */
+const DEFAULT_MAX_OUT = 2 ** 32;
+
+/** A byte count: an integer, or a number with K, M, G or T (powers of 1024; "GiB", "GB" and "G" alike). */
+function parseBytes(text: string): number {
+  const match = /^(\d+(?:\.\d+)?)\s*(?:([KMGT])(?:i?B)?)?$/i.exec(text.trim());
+  const scale = match?.[2] === undefined ? 1 : 1024 ** ("KMGT".indexOf(match[2].toUpperCase()) + 1);
+  const bytes = match ? Math.floor(Number(match[1]) * scale) : NaN;
+  if (!(bytes > 0) || !Number.isSafeInteger(bytes)) throw new UsageError(`--max-out must be a positive number of bytes (e.g. 20G), got "${text}"`);
+  return bytes;
+}
+
+function gib(bytes: number): string {
+  return bytes >= 2 ** 30 ? `${(bytes / 2 ** 30).toFixed(2)} GiB` : `${(bytes / 2 ** 20).toFixed(2)} MiB`;
+}
+
+/**
+ * Refuses, before anything is computed, a file of J (N × K × D floats) larger than --max-out
+ * or than the free space of the file system it goes to (where statfs tells; where it does
+ * not, a full disk is still reported by the write that fails, and no file is left).
+ */
+function checkOutputSize(out: string, N: number, K: number, D: number, maxOut: number): void {
+  const bytes = N * K * D * 4;
+  const what = `--out ${out} would hold J, N × K × D = ${N} × ${K} × ${D} floats = ${bytes} bytes (${gib(bytes)})`;
+  if (bytes > maxOut) {
+    throw new UsageError(
+      `${what}, over the limit of ${maxOut} bytes (${gib(maxOut)}; --max-out${maxOut === DEFAULT_MAX_OUT ? ", default 4G" : ""}): ` +
+        `raise it with --max-out, or ask for a quantity of J (--quantity) instead of J itself`,
+    );
+  }
+  let free: number | undefined;
+  try {
+    const stats = statfsSync(dirname(resolve(out)));
+    free = Number(stats.bavail) * Number(stats.bsize);
+  } catch {
+    free = undefined; // no statfs here, or no such directory (the file's creation says so)
+  }
+  if (free !== undefined && Number.isFinite(free) && bytes > free) {
+    throw new FileError(`${what}, but its file system has only ${free} bytes (${gib(free)}) free`);
+  }
+}
 
 /**
  * --quantity jacobian: the rows of J go to the output file chunk by chunk as `computeRows`

@@ -20,7 +20,7 @@ export { FileError, FormatError, MemoryError, ShapeError, UnsupportedError, Valu
 
 export { Module } from "./src/layers/module.ts";
 export type { Named } from "./src/layers/module.ts";
-export { manualSeed } from "./src/layers/init.ts";
+export { MAX_PARAMETERS, manualSeed } from "./src/layers/init.ts";
 export { Sequential } from "./src/layers/sequential.ts";
 export { Parallel, Residual } from "./src/layers/blocks.ts";
 export type { ParallelOptions } from "./src/layers/blocks.ts";
@@ -50,6 +50,7 @@ export type { ProbedPattern } from "./src/probing.ts";
 
 export { batchGradient, jacobian, jacobianNaive, perSampleGradients, perSampleGradientsNaive } from "./src/jacobian.ts";
 export type { LossOptions, ResultOptions, StreamOptions } from "./src/jacobian.ts";
+export { MAX_RESULT_BYTES } from "./src/results.ts";
 export { batchL2, clippedGradientSum, ntk, perSampleNorms, sumGradSquared, variance } from "./src/quantities.ts";
 export type { ClipOptions, ClippedSum, GhostNorms, QuantityOptions } from "./src/quantities.ts";
 export type { LossName, Reduction, Target } from "./src/losses.ts";

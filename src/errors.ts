@@ -82,7 +82,9 @@ export class UnsupportedError extends TypeError {
 }
 
 /**
- * A computation needs more WebAssembly memory than it may have (one sample alone does not fit, or a result must be held whole).
+ * A computation needs more memory than it may have: more WebAssembly memory than it may have (one sample alone does not
+ * fit, or a result must be held whole), parameters over `MAX_PARAMETERS`, or a J returned whole over `MAX_RESULT_BYTES`.
+ * Always thrown before the memory is allocated.
  *
  * @example
  * ```ts

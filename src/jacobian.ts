@@ -10,13 +10,13 @@ import { IGNORE_INDEX, prepareTarget, seedLossGradient } from "./losses.ts";
 import type { PreparedTarget } from "./losses.ts";
 import type { Plan } from "./plan.ts";
 import type { RowSink } from "./plan.ts";
-import { ResultWriter } from "./results.ts";
+import { checkResultSize, ResultWriter } from "./results.ts";
 import type { ResultOptions, StreamOptions } from "./results.ts";
 export type { ResultOptions, StreamOptions };
 import { planCache } from "./forward.ts";
 import type { Tensor } from "./tensor.ts";
 import { numel } from "./tensor.ts";
-import { arena } from "./wasm.ts";
+import { arena, memoryLimit } from "./wasm.ts";
 import { ShapeError, ValueError } from "./errors.ts";
 
 /**
@@ -134,6 +134,15 @@ function collectRows(net: Module, x: Tensor, objective: RowObjective, options: R
       return (firstRow, rows, chunk) => onChunk(firstRow / batch.K, { shape: [rows / batch.K, ...lead, batch.D], data: chunk });
     });
     return;
+  }
+  if ((options as ResultOptions).out === undefined) {
+    // Refused before any plan is built or memory grown: N, K and D are known from the shapes.
+    // A sample that alone does not fit in WebAssembly memory is refused first (onChunk would not help).
+    const { N, sampleShape } = checkBatch(x);
+    const K = objective.loss === undefined ? outputsPerSample(net, x) : 1;
+    if (objective.loss !== undefined) planCache(net).outputShape(net, sampleShape, N);
+    planCache(net).samplesPerRun(net, sampleShape, N, K, "per-sample", memoryLimit());
+    checkResultSize(N, K, net.parameters().reduce((sum, [, p]) => sum + p.data.length, 0));
   }
   let writer: ResultWriter | undefined;
   streamRows(net, x, objective, (batch) => {
@@ -307,7 +316,8 @@ export function jacobianNaive(net: Module, x: Tensor, options: ResultOptions = {
 }
 
 /** Output elements per sample (K), checked layer by layer. */
-function outputsPerSample(net: Module, x: Tensor): number {
+/** K: the network's outputs per sample for batch `x` (rows of J per sample without a loss). @ignore */
+export function outputsPerSample(net: Module, x: Tensor): number {
   const { N, sampleShape } = checkBatch(x);
   const K = numel(planCache(net).outputShape(net, sampleShape, N));
   if (K === 0) throw new ShapeError(`jacobian: the network's output for one sample is empty`);

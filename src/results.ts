@@ -3,7 +3,7 @@
  * one tensor per parameter (`asTuple`). Rows arrive in chunks and are copied straight to
  * their destination.
  */
-import { ShapeError } from "./errors.ts";
+import { MemoryError, ShapeError } from "./errors.ts";
 import type { Module } from "./layers/module.ts";
 import type { RowSink } from "./plan.ts";
 import type { Tensor } from "./tensor.ts";
@@ -62,6 +62,48 @@ export interface StreamOptions {
   onChunk: (firstSample: number, rows: Tensor) => void;
 }
 
+/**
+ * The most bytes `jacobian` and `perSampleGradients` allocate for a result they return whole:
+ * 2³² (4 GiB, 2³⁰ floats), as much as one WebAssembly memory holds. A larger J (N × K × D
+ * floats) is refused with a `MemoryError` naming N, K, D and the bytes before anything is
+ * computed or allocated. For more, stream the rows with `onChunk`, write them into a
+ * Float32Array of your own with `out` (not capped), or use the CLI, which streams them to a file.
+ *
+ * @example
+ * ```ts
+ * import { Linear, MAX_RESULT_BYTES, MemoryError, jacobian, randn } from "jacobian-wasm";
+ * MAX_RESULT_BYTES; // 4294967296
+ * const net = new Linear(1000, 1000); // D = 1,001,000
+ * try {
+ *   jacobian(net, randn([2, 1000], 0)); // J: 2 × 1000 × 1001000 floats = 7.46 GiB, refused at once
+ *   throw new Error("not reached");
+ * } catch (error) {
+ *   if (!(error instanceof MemoryError)) throw error;
+ * }
+ * ```
+ */
+export const MAX_RESULT_BYTES = 2 ** 32;
+
+function gib(bytes: number): string {
+  return `${(bytes / 2 ** 30).toFixed(2)} GiB`;
+}
+
+/**
+ * Refuses a result of N × K × D floats over MAX_RESULT_BYTES, before it is allocated.
+ *
+ * @ignore
+ */
+export function checkResultSize(N: number, K: number, D: number): void {
+  const bytes = N * K * D * 4;
+  if (bytes > MAX_RESULT_BYTES) {
+    throw new MemoryError(
+      `the result J would be N × K × D = ${N} × ${K} × ${D} floats = ${bytes} bytes (${gib(bytes)}), over the ` +
+        `${gib(MAX_RESULT_BYTES)} a result returned whole may take (MAX_RESULT_BYTES): pass onChunk to receive the rows ` +
+        `in chunks, out to write them into a Float32Array of your own, or use the CLI, which streams them to a file`,
+    );
+  }
+}
+
 /** Collects rows of J into the result the caller asked for. */
 export class ResultWriter {
   readonly sink: RowSink;
@@ -70,6 +112,7 @@ export class ResultWriter {
   constructor(net: Module, N: number, K: number, D: number, options: ResultOptions) {
     const lead = K === 1 ? [N] : [N, K];
     const R = N * K;
+    if (options.out === undefined) checkResultSize(N, K, D);
     if (!options.asTuple) {
       const data = options.out ?? new Float32Array(R * D);
       if (options.out !== undefined && !(options.out instanceof Float32Array && options.out.length === R * D)) {

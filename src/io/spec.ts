@@ -11,7 +11,8 @@
  * ```
  * Every hyperparameter has its PyTorch constructor name and default; sizes are an int or a list.
  */
-import { FormatError, UnsupportedError, ValueError } from "../errors.ts";
+import { FormatError, MemoryError, UnsupportedError, ValueError } from "../errors.ts";
+import { withParameterBudget } from "../layers/init.ts";
 import type { Module } from "../layers/module.ts";
 import { Sequential } from "../layers/sequential.ts";
 import { Parallel, Residual } from "../layers/blocks.ts";
@@ -401,8 +402,11 @@ function buildLayer(spec: unknown, path: string): Module {
     module = build(args, spec as LayerSpec, path);
   } catch (error) {
     // Constructors check their own arguments; say which layer of the file was wrong.
-    if (error instanceof RangeError && !(error instanceof ValueError) && !error.message.startsWith("model spec")) {
-      throw new FormatError(`${where}: ${error.message}`);
+    if (error instanceof Error && !error.message.startsWith("model spec")) {
+      // A size over the limits (MAX_PARAMETERS, or what the weights file holds) keeps its kind.
+      if (error instanceof MemoryError) throw new MemoryError(`${where}: ${error.message}`);
+      if (error instanceof FormatError) throw new FormatError(`${where}: ${error.message}`);
+      if (error instanceof RangeError && !(error instanceof ValueError)) throw new FormatError(`${where}: ${error.message}`);
     }
     throw error;
   }
@@ -412,7 +416,9 @@ function buildLayer(spec: unknown, path: string): Module {
 
 /**
  * Builds the network a spec describes, with PyTorch's default initialisation (load weights
- * with `loadModel` or `loadStateDict`).
+ * with `loadModel` or `loadStateDict`). Each layer's sizes are checked before its parameters
+ * are allocated: a network of more than `MAX_PARAMETERS` floats (2²⁸, 1 GiB) is a
+ * `MemoryError` naming the layer, the tensor and its size.
  *
  * @example
  * ```ts
@@ -421,6 +427,10 @@ function buildLayer(spec: unknown, path: string): Module {
  * ```
  */
 export function modelFromSpec(spec: string | ModelSpec | unknown): Sequential {
+  return withParameterBudget(() => buildModel(spec));
+}
+
+function buildModel(spec: unknown): Sequential {
   let parsed: unknown = spec;
   if (typeof spec === "string") {
     try {
@@ -443,7 +453,11 @@ export function modelFromSpec(spec: string | ModelSpec | unknown): Sequential {
 
 /**
  * A network from a spec (JSON text or object) and its weights (.safetensors bytes), with
- * every weight checked: present, of the right shape, finite, none unexpected.
+ * every weight checked: present, of the right shape, finite, none unexpected. The weights
+ * file is read first, and no layer may allocate more floats than it holds (nor more than
+ * `MAX_PARAMETERS`): a spec larger than its weights is a `FormatError` naming the layer, before
+ * the layer's memory is allocated. Nothing is randomly initialised (the generator `manualSeed`
+ * seeds is left as it was).
  *
  * @example
  * ```ts
@@ -458,9 +472,11 @@ export function loadModel(
   safetensors: Uint8Array,
   names: { spec?: string; weights?: string } = {},
 ): Sequential {
-  const net = modelFromSpec(spec);
   const weightsName = names.weights ?? "weights";
   const tensors = readSafetensors(safetensors, weightsName);
+  let floats = 0;
+  for (const t of tensors.values()) floats += t.data.length;
+  const net = withParameterBudget(() => buildModel(spec), { name: weightsName, floats });
   loadWeights(net, tensors, weightsName);
   return net;
 }

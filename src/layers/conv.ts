@@ -134,11 +134,9 @@ export abstract class ConvNd extends Module {
     }
     const kvol = numel(this.kernelSize);
     const fanIn = (inChannels / this.groups) * kvol;
-    this.weight = {
-      shape: [outChannels, inChannels / this.groups, ...this.kernelSize],
-      data: uniformFanIn(outChannels * fanIn, fanIn),
-    };
-    this.bias = (options.bias ?? true) ? { shape: [outChannels], data: uniformFanIn(outChannels, fanIn) } : null;
+    const shape = [outChannels, inChannels / this.groups, ...this.kernelSize];
+    this.weight = { shape, data: uniformFanIn(`${name}: weight`, shape, fanIn) };
+    this.bias = (options.bias ?? true) ? { shape: [outChannels], data: uniformFanIn(`${name}: bias`, [outChannels], fanIn) } : null;
   }
 
   /** `weight`, then `bias` when there is one. */

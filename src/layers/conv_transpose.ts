@@ -126,11 +126,9 @@ export abstract class ConvTransposeNd extends Module {
     }
     // PyTorch's fan_in for a transposed conv: weight.size(1) · kvol = (C_out/G) · kvol.
     const fanIn = (outChannels / this.groups) * numel(this.kernelSize);
-    this.weight = {
-      shape: [inChannels, outChannels / this.groups, ...this.kernelSize],
-      data: uniformFanIn(inChannels * fanIn, fanIn),
-    };
-    this.bias = (options.bias ?? true) ? { shape: [outChannels], data: uniformFanIn(outChannels, fanIn) } : null;
+    const shape = [inChannels, outChannels / this.groups, ...this.kernelSize];
+    this.weight = { shape, data: uniformFanIn(`${name}: weight`, shape, fanIn) };
+    this.bias = (options.bias ?? true) ? { shape: [outChannels], data: uniformFanIn(`${name}: bias`, [outChannels], fanIn) } : null;
   }
 
   /** `weight`, then `bias` when there is one. */

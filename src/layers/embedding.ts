@@ -90,7 +90,7 @@ export class Embedding extends Module {
         `Embedding: scale_grad_by_freq=True is not supported: it scales gradients by token counts over the whole batch, which mixes samples`,
       );
     }
-    this.weight = { shape: [numEmbeddings, embeddingDim], data: standardNormal(numEmbeddings * embeddingDim) };
+    this.weight = { shape: [numEmbeddings, embeddingDim], data: standardNormal("Embedding: weight", [numEmbeddings, embeddingDim]) };
     if (this.paddingIdx !== null) this.weight.data.fill(0, this.paddingIdx * embeddingDim, (this.paddingIdx + 1) * embeddingDim);
   }
 

@@ -55,8 +55,8 @@ export class Linear extends Module {
     for (const [what, v] of [["in_features", inFeatures], ["out_features", outFeatures]] as const) {
       if (!Number.isInteger(v) || v <= 0) throw new RangeError(`Linear: ${what} must be a positive integer, got ${v}`);
     }
-    this.weight = { shape: [outFeatures, inFeatures], data: uniformFanIn(outFeatures * inFeatures, inFeatures) };
-    this.bias = (options.bias ?? true) ? { shape: [outFeatures], data: uniformFanIn(outFeatures, inFeatures) } : null;
+    this.weight = { shape: [outFeatures, inFeatures], data: uniformFanIn("Linear: weight", [outFeatures, inFeatures], inFeatures) };
+    this.bias = (options.bias ?? true) ? { shape: [outFeatures], data: uniformFanIn("Linear: bias", [outFeatures], inFeatures) } : null;
   }
 
   /** `weight`, then `bias` when there is one. */

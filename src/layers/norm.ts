@@ -11,6 +11,7 @@ import { ShapeError, UnsupportedError } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { formatShape, numel } from "../tensor.ts";
 import { arena, kernels } from "../wasm.ts";
+import { filledParameter } from "./init.ts";
 import type { CompileContext, Compiled, Named } from "./module.ts";
 import { layerLabel, Module } from "./module.ts";
 
@@ -95,9 +96,6 @@ function checkEps(layer: string, eps: number): void {
   if (!(eps >= 0) || !Number.isFinite(eps)) throw new RangeError(`${layer}: eps must be a non-negative number, got ${eps}`);
 }
 
-function filled(count: number, value: number): Float32Array {
-  return new Float32Array(count).fill(value);
-}
 
 /** What a normalisation step needs to know; the layer classes below fill it in. */
 interface NormalisationPlan {
@@ -267,11 +265,11 @@ export abstract class ChannelNorm extends Module {
     }
     this.affine = options.affine ?? defaults.affine;
     this.trackRunningStats = options.trackRunningStats ?? defaults.trackRunningStats;
-    this.weight = this.affine ? { shape: [numFeatures], data: filled(numFeatures, 1) } : null;
-    this.bias = this.affine ? { shape: [numFeatures], data: filled(numFeatures, 0) } : null;
-    this.runningMean = this.trackRunningStats ? { shape: [numFeatures], data: filled(numFeatures, 0) } : null;
-    this.runningVar = this.trackRunningStats ? { shape: [numFeatures], data: filled(numFeatures, 1) } : null;
-    this.numBatchesTracked = this.trackRunningStats ? { shape: [], data: filled(1, 0) } : null;
+    this.weight = this.affine ? { shape: [numFeatures], data: filledParameter(`${name}: weight`, [numFeatures], 1) } : null;
+    this.bias = this.affine ? { shape: [numFeatures], data: filledParameter(`${name}: bias`, [numFeatures], 0) } : null;
+    this.runningMean = this.trackRunningStats ? { shape: [numFeatures], data: filledParameter(`${name}: running_mean`, [numFeatures], 0) } : null;
+    this.runningVar = this.trackRunningStats ? { shape: [numFeatures], data: filledParameter(`${name}: running_var`, [numFeatures], 1) } : null;
+    this.numBatchesTracked = this.trackRunningStats ? { shape: [], data: filledParameter(`${name}: num_batches_tracked`, [], 0) } : null;
   }
 
   /** `weight` and `bias` when affine, else none. */
@@ -652,9 +650,9 @@ export class LayerNorm extends Module {
     this.eps = options.eps ?? 1e-5;
     checkEps("LayerNorm", this.eps);
     this.elementwiseAffine = options.elementwiseAffine ?? true;
-    const M = numel(this.normalizedShape);
-    this.weight = this.elementwiseAffine ? { shape: [...this.normalizedShape], data: filled(M, 1) } : null;
-    this.bias = this.elementwiseAffine && (options.bias ?? true) ? { shape: [...this.normalizedShape], data: filled(M, 0) } : null;
+    const shape = this.normalizedShape;
+    this.weight = this.elementwiseAffine ? { shape: [...shape], data: filledParameter("LayerNorm: weight", shape, 1) } : null;
+    this.bias = this.elementwiseAffine && (options.bias ?? true) ? { shape: [...shape], data: filledParameter("LayerNorm: bias", shape, 0) } : null;
   }
 
   /** `weight` and `bias`, those that exist. */
@@ -740,8 +738,8 @@ export class GroupNorm extends Module {
     this.eps = options.eps ?? 1e-5;
     checkEps("GroupNorm", this.eps);
     this.affine = options.affine ?? true;
-    this.weight = this.affine ? { shape: [numChannels], data: filled(numChannels, 1) } : null;
-    this.bias = this.affine ? { shape: [numChannels], data: filled(numChannels, 0) } : null;
+    this.weight = this.affine ? { shape: [numChannels], data: filledParameter("GroupNorm: weight", [numChannels], 1) } : null;
+    this.bias = this.affine ? { shape: [numChannels], data: filledParameter("GroupNorm: bias", [numChannels], 0) } : null;
   }
 
   /** `weight` and `bias` when affine, else none. */
