@@ -121,3 +121,60 @@ export function linear_sq_norms(
     if (biasOut != 0) store<f64>(biasOut + at, bias);
   }
 }
+
+/**
+ * acc[c] += Σ_r w[r]·J[r, c] for c in each of the `count` segments (i32 triples from, to,
+ * slot at `segments`, as rows_segment_sq_norms; the slot is not read): the clipped sum's
+ * weighted rows, added while the chunk is in cache. Sixteen columns at a time are held in
+ * registers down the chunk's rows, so each accumulator is read and written once per chunk.
+ */
+export function rows_weighted_segment_sum(J: usize, rows: i32, ld: i32, w: usize, segments: usize, count: i32, acc: usize): void {
+  const ldBytes = <usize>ld << 2;
+  for (let p = 0; p < count; p++) {
+    const triple = segments + <usize>(12 * p);
+    const from = load<i32>(triple);
+    const to = load<i32>(triple + 4);
+    let c = from;
+    for (; c + 16 <= to; c += 16) {
+      const a = acc + (<usize>c << 2);
+      let a0 = v128.load(a), a1 = v128.load(a, 16), a2 = v128.load(a, 32), a3 = v128.load(a, 48);
+      let at = J + (<usize>c << 2);
+      for (let r = 0; r < rows; r++, at += ldBytes) {
+        const wr = f32x4.splat(load<f32>(w + (<usize>r << 2)));
+        a0 = f32x4.add(a0, f32x4.mul(wr, v128.load(at)));
+        a1 = f32x4.add(a1, f32x4.mul(wr, v128.load(at, 16)));
+        a2 = f32x4.add(a2, f32x4.mul(wr, v128.load(at, 32)));
+        a3 = f32x4.add(a3, f32x4.mul(wr, v128.load(at, 48)));
+      }
+      v128.store(a, a0);
+      v128.store(a, a1, 16);
+      v128.store(a, a2, 32);
+      v128.store(a, a3, 48);
+    }
+    for (; c + 4 <= to; c += 4) {
+      const a = acc + (<usize>c << 2);
+      let a0 = v128.load(a);
+      let at = J + (<usize>c << 2);
+      for (let r = 0; r < rows; r++, at += ldBytes) a0 = f32x4.add(a0, f32x4.mul(f32x4.splat(load<f32>(w + (<usize>r << 2))), v128.load(at)));
+      v128.store(a, a0);
+    }
+    for (; c < to; c++) {
+      const a = acc + (<usize>c << 2);
+      let s = load<f32>(a);
+      for (let r = 0; r < rows; r++) s += load<f32>(w + (<usize>r << 2)) * load<f32>(J + ((<usize>r * <usize>ld + <usize>c) << 2));
+      store<f32>(a, s);
+    }
+  }
+}
+
+/** x[r, i] *= w[r] for r < rows, i < width (rows of `width` floats, contiguous). */
+export function scale_rows(x: usize, rows: i32, width: i32, w: usize): void {
+  for (let r = 0; r < rows; r++) {
+    const row = x + (<usize>r * <usize>width << 2);
+    const wr = load<f32>(w + (<usize>r << 2));
+    const splat = f32x4.splat(wr);
+    let i = 0;
+    for (; i + 4 <= width; i += 4) v128.store(row + (<usize>i << 2), f32x4.mul(splat, v128.load(row + (<usize>i << 2))));
+    for (; i < width; i++) store<f32>(row + (<usize>i << 2), wr * load<f32>(row + (<usize>i << 2)));
+  }
+}

@@ -181,7 +181,8 @@ export function streamRows(net: Module, x: Tensor, objective: RowObjective, make
     else seedLoss(plan, checked, first, plan.N);
     if (consumer.skip !== undefined) skip = new Set(consumer.skip.map((i) => plan.trainableSteps[i]));
     const rowOffset = first * batch.K;
-    plan.backwardPerSample(first === 0 ? consumer.sink : (firstRow, rows, chunk) => consumer.sink(rowOffset + firstRow, rows, chunk), skip);
+    const beforeRows = consumer.beforeRows === undefined ? undefined : () => consumer.beforeRows!(plan, first);
+    plan.backwardPerSample(first === 0 ? consumer.sink : (firstRow, rows, chunk) => consumer.sink(rowOffset + firstRow, rows, chunk), skip, beforeRows);
     consumer.afterRun?.(plan, first);
   });
   return batch;
@@ -192,35 +193,10 @@ export interface RowConsumer {
   sink: RowSink;
   /** The trainable steps (indices into `plan.trainableSteps`) whose columns of each chunk are left unwritten. */
   skip?: readonly number[];
+  /** Before each run's rows, with its plan and first sample: every trainable step's output gradient is in place. */
+  beforeRows?: (plan: Plan, firstSample: number) => void;
   /** After each run's rows, with its plan and first sample: the skipped steps' output gradients are in place. */
   afterRun?: (plan: Plan, firstSample: number) => void;
-}
-
-/**
- * Σ_n weights[n] · J[n], the rows of J weighted and summed without forming them: one forward
- * and one ordinary backward pass with each sample's seed scaled by its weight (the backward
- * pass is linear in the seed). One row per sample (a loss, or a one-number output).
- */
-export function weightedRowSum(net: Module, x: Tensor, objective: RowObjective, weights: Float64Array): Tensor {
-  const checked = objective.loss === undefined ? undefined : checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
-  if (checked === undefined) {
-    const K = outputsPerSample(net, x);
-    if (K !== 1) throw new ShapeError(`weightedRowSum: needs one row per sample, the output has ${K} elements per sample`);
-  }
-  if (weights.length !== x.shape[0]) throw new ShapeError(`weightedRowSum: ${weights.length} weights for ${x.shape[0]} samples`);
-  return summedGradient(net, x, (plan, first) => {
-    if (checked === undefined) {
-      arena.f32().fill(1, plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + plan.N);
-    } else {
-      seedLoss(plan, checked, first, plan.N);
-    }
-    const width = numel(plan.outShape);
-    const f32 = arena.f32();
-    for (let n = 0; n < plan.N; n++) {
-      const start = (plan.seedPtr >>> 2) + n * width;
-      for (let i = start; i < start + width; i++) f32[i] *= weights[first + n];
-    }
-  });
 }
 
 /**

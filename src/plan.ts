@@ -156,6 +156,8 @@ export class Plan {
   private readonly trainable: Step[];
   /** A step whose backward pass is not needed (see the constructor), or -1; tests read it. */
   readonly skippedBackward: number;
+  /** Where the steps' `gradient()` adds: the gradient vector of "summed" plans, else set per call (`addGradients`). */
+  private readonly gradientSlot: Slot;
 
   constructor(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode, key: string) {
     this.key = key;
@@ -192,6 +194,7 @@ export class Plan {
     }
     this.end = builder.finish();
     this.gradientPtr = builder.gradientVector.ptr;
+    this.gradientSlot = builder.gradientVector;
     this.N = N;
     this.K = K;
     this.mode = mode;
@@ -232,10 +235,12 @@ export class Plan {
    * Backward from the seeded output gradient through every step, then each row's per-sample
    * gradient, one cache-sized chunk of rows at a time, handed to `sink`. Steps in `skip` write
    * nothing (their columns of the chunk hold whatever was there); every step's output gradient
-   * stays in place afterwards, for a quantity that takes those steps another way.
+   * stays in place afterwards, for a quantity that takes those steps another way, and is
+   * already in place when `beforeRows` runs (before the first chunk).
    */
-  backwardPerSample(sink: RowSink, skip: ReadonlySet<Step> = NO_STEPS): void {
+  backwardPerSample(sink: RowSink, skip: ReadonlySet<Step> = NO_STEPS, beforeRows?: () => void): void {
     this.backward();
+    beforeRows?.();
     const steps = skip.size === 0 ? this.trainable : this.trainable.filter((step) => !skip.has(step));
     if (steps.length === 0) return;
     const rowFloats = this.K * this.D;
@@ -245,6 +250,22 @@ export class Plan {
       for (const step of steps) step.perSample(first, samples, chunk);
       const start = chunk >>> 2;
       sink(first * this.K, samples * this.K, arena.f32().subarray(start, start + samples * rowFloats));
+    }
+  }
+
+  /**
+   * Adds the given trainable steps' gradients, summed over the rows of their output gradients
+   * as they stand (a quantity may have scaled them), into the D floats at `vector`, at the
+   * steps' own columns. Safe for steps whose `gradient()` reads only gy and the forward pass's
+   * activations (those with `squaredNorms`); after `backwardPerSample`, K = 1.
+   */
+  addGradients(steps: readonly Step[], vector: number): void {
+    const saved = this.gradientSlot.ptr;
+    this.gradientSlot.ptr = vector;
+    try {
+      for (const step of steps) step.gradient();
+    } finally {
+      this.gradientSlot.ptr = saved;
     }
   }
 

@@ -4,14 +4,16 @@
  * empirical NTK, and the clipped sum of DP-SGD. Each is a function of the rows of J exactly as
  * `jacobian` / `perSampleGradients` return them (same reduction scaling), written once on the
  * seam of src/jacobian.ts: the J-chunk stream (`streamRows`) reduced in cache by the kernels of
- * assembly/quantities.ts, and the weighted row sum (`weightedRowSum`). No layer knows of them.
+ * assembly/quantities.ts. No layer knows of them.
  */
 import { ShapeError, ValueError } from "./errors.ts";
 import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
-import { streamRows, weightedRowSum } from "./jacobian.ts";
+import { streamRows } from "./jacobian.ts";
 import type { RowObjective } from "./jacobian.ts";
 import type { BatchRuns } from "./forward.ts";
+import type { Plan } from "./plan.ts";
+import { numel } from "./tensor.ts";
 import type { Tensor } from "./tensor.ts";
 import { align, arena, kernels } from "./wasm.ts";
 
@@ -107,12 +109,27 @@ function scratchAbove(batch: BatchRuns): (bytes: number) => number {
  * Each sample's squared gradient norm per parameter tensor, `[N, P]` in float64: from the
  * Gram identity of each step that has one and prefers it (`Step.squaredNorms`: no gradient
  * formed), from the chunks of J for the others, whose columns alone are then written.
+ *
+ * With `maxNorm`, the same pass also gives DP-SGD's clipped sum Σ_n min(1, C/‖J[n]‖)·J[n]:
+ * a chunk holds its rows whole but for the Gram steps' columns, whose norms are taken before
+ * the chunks, so each row's clip factor is known while the chunk is in cache, and the chunk
+ * is added, weighted, to the sum; the Gram steps' output gradients are then scaled by the
+ * factors, row by row, and their ordinary summed gradient is the weighted sum of theirs
+ * (their gradient is linear in gy). One forward and one backward pass in all.
  */
-function tensorSquaredNorms(what: string, net: Module, x: Tensor, objective: RowObjective, ghost: GhostNorms = "auto"): { values: Float64Array; N: number; ghostSteps: number } {
+function tensorSquaredNorms(
+  what: string,
+  net: Module,
+  x: Tensor,
+  objective: RowObjective,
+  ghost: GhostNorms = "auto",
+  maxNorm?: number,
+): { values: Float64Array; N: number; ghostSteps: number; clipped?: Float32Array } {
   let out = 0;
   let P = 0;
   let ghostSteps: number[] = [];
   let starts: number[] = [];
+  let sum = 0;
   const batch = streamRows(net, x, objective, (batch) => {
     oneRowPerSample(what, batch);
     starts = parameterStarts(net, batch);
@@ -131,19 +148,52 @@ function tensorSquaredNorms(what: string, net: Module, x: Tensor, objective: Row
     out = take(batch.N * P * 8);
     const count = segments.length / 3;
     const k = kernels();
+    const ghostNorms = (plan: Plan, firstSample: number) => {
+      for (const i of ghostSteps) {
+        const { columns, run } = plan.trainableSteps[i].squaredNorms!;
+        run(out + firstSample * P * 8, P, columns.map((column) => starts.indexOf(column)));
+      }
+    };
+    if (maxNorm === undefined) {
+      return {
+        sink: (firstRow, rows, chunk) => k.rows_segment_sq_norms(chunk.byteOffset, rows, batch.D, segmentsPtr, count, out + firstRow * P * 8, P),
+        skip: ghostSteps,
+        beforeRows: ghostNorms,
+      };
+    }
+    const factors = take(batch.N * 4);
+    sum = take(batch.D * 4);
+    arena.f32().fill(0, sum >>> 2, (sum >>> 2) + batch.D);
+    /** Clip factors of rows [first, first + rows), whose squared norms are all in place. */
+    const clipFactors = (first: number, rows: number) => {
+      const squares = new Float64Array(k.memory.buffer, out + first * P * 8, rows * P);
+      const f32 = arena.f32();
+      for (let r = 0; r < rows; r++) {
+        let total = 0;
+        for (let p = 0; p < P; p++) total += squares[r * P + p];
+        const norm = Math.sqrt(total);
+        f32[(factors >>> 2) + first + r] = norm > maxNorm ? maxNorm / norm : 1;
+      }
+    };
     return {
-      sink: (firstRow, rows, chunk) => k.rows_segment_sq_norms(chunk.byteOffset, rows, batch.D, segmentsPtr, count, out + firstRow * P * 8, P),
+      sink: (firstRow, rows, chunk) => {
+        k.rows_segment_sq_norms(chunk.byteOffset, rows, batch.D, segmentsPtr, count, out + firstRow * P * 8, P);
+        clipFactors(firstRow, rows);
+        k.rows_weighted_segment_sum(chunk.byteOffset, rows, batch.D, factors + firstRow * 4, segmentsPtr, count, sum);
+      },
       skip: ghostSteps,
+      beforeRows: ghostNorms,
       afterRun: (plan, firstSample) => {
-        for (const i of ghostSteps) {
-          const { columns, run } = plan.trainableSteps[i].squaredNorms!;
-          run(out + firstSample * P * 8, P, columns.map((column) => starts.indexOf(column)));
-        }
+        if (count === 0) clipFactors(firstSample, plan.N); // no chunk: every step took its norms by the Gram identity
+        const steps = ghostSteps.map((i) => plan.trainableSteps[i]);
+        for (const step of steps) k.scale_rows(step.gy, plan.N, numel(step.outShape), factors + firstSample * 4);
+        plan.addGradients(steps, sum);
       },
     };
   });
   const values = new Float64Array(kernels().memory.buffer, out, batch.N * P).slice();
-  return { values, N: batch.N, ghostSteps: ghostSteps.length };
+  const clipped = maxNorm === undefined ? undefined : arena.f32().slice(sum >>> 2, (sum >>> 2) + batch.D);
+  return { values, N: batch.N, ghostSteps: ghostSteps.length, clipped };
 }
 
 /** Per-sample squared norms summed over the tensors, `[N]` in float64. */
@@ -293,9 +343,10 @@ export function ntk(net: Module, x: Tensor, target?: Target, options?: QuantityO
 
 /**
  * DP-SGD's clipped sum: Σ_n J[n] · min(1, C / ‖J[n]‖), `[D]`, with the norms ‖J[n]‖ it used.
- * J is never formed: the norms come from the rows as they are produced, chunk by chunk in
- * cache, then one ordinary backward pass with each sample's seed scaled by its clip factor
- * gives the weighted sum (one contraction per layer).
+ * J is never formed, and one forward and one backward pass give both: each chunk of rows is
+ * reduced to its norms and clip factors and added, weighted, to the sum while it is in cache;
+ * layers whose norms come from the Gram identity have their output gradients scaled by the
+ * factors and contracted once (their ordinary summed gradient).
  *
  * @example
  * ```ts
@@ -311,7 +362,13 @@ export function clippedGradientSum(net: Module, x: Tensor, target: Target | unde
     throw new ValueError(`clippedGradientSum: maxNorm must be a positive finite number, got ${maxNorm}`);
   }
   const objective = objectiveOf("clippedGradientSum", target, options);
-  const norms = totalSquaredNorms("clippedGradientSum", net, x, objective, options.ghostNorms).map(Math.sqrt);
-  const factors = norms.map((norm) => (norm > maxNorm ? maxNorm / norm : 1));
-  return { gradient: weightedRowSum(net, x, objective, factors), norms: { shape: [norms.length], data: Float32Array.from(norms) } };
+  const { values, N, clipped } = tensorSquaredNorms("clippedGradientSum", net, x, objective, options.ghostNorms, maxNorm);
+  const norms = new Float32Array(N);
+  const P = values.length / N;
+  for (let n = 0; n < N; n++) {
+    let total = 0;
+    for (let p = 0; p < P; p++) total += values[n * P + p];
+    norms[n] = Math.sqrt(total);
+  }
+  return { gradient: { shape: [clipped!.length], data: clipped! }, norms: { shape: [N], data: norms } };
 }
