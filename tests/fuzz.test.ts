@@ -341,7 +341,9 @@ test("fuzz regression: a .safetensors shape nested thousands deep is a FormatErr
   bytes.set(text, 8);
   assert.throws(() => readSafetensors(bytes, "w.safetensors"), (error: Error) => {
     assert.ok(error instanceof FormatError, `${error.name}: ${error.message.slice(0, 200)}`);
-    assert.equal(error.message, 'w.safetensors: tensor "w" has shape […], not a list of non-negative integers');
+    // "[…]" where JSON.stringify overflows the stack (node), the value cut short where it does not (deno, bun).
+    assert.match(error.message, /^w\.safetensors: tensor "w" has shape \[[^\n]*, not a list of non-negative integers$/);
+    assert.ok(error.message.length < 200, `${error.message.length} characters`);
     return true;
   });
 });
