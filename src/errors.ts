@@ -119,6 +119,31 @@ export class FileError extends Error {
   override name = "FileError";
 }
 
+/**
+ * A value as JSON text for an error message: at most `limit` characters (cut short with "…"), and
+ * never a throw of its own (a value nested too deep for JSON.stringify is shown by its kind), so
+ * that a message about a malformed file is one short line whatever the file holds.
+ */
+export function showValue(value: unknown, limit = 100): string {
+  let text: string | undefined;
+  try {
+    text = JSON.stringify(value);
+  } catch {
+    text = Array.isArray(value) ? "[…]" : typeof value === "object" && value !== null ? "{…}" : undefined;
+  }
+  text ??= String(value);
+  return text.length > limit ? `${text.slice(0, limit - 1)}…` : text;
+}
+
+/**
+ * Another error's message (JSON.parse's, a system call's) made fit to quote in one of ours: one
+ * line (runtimes quote the text they failed on, newlines and all) of at most `limit` characters.
+ */
+export function oneLine(message: string, limit = 200): string {
+  const line = message.replace(/[\u0000-\u001f\u007f]+/g, " ").trim();
+  return line.length > limit ? `${line.slice(0, limit - 1)}…` : line;
+}
+
 /** Whether an error is the user's (bad input) rather than a bug: the CLI prints these without a stack. */
 export function isUserError(error: unknown): error is Error {
   return error instanceof ShapeError || error instanceof FormatError || error instanceof ValueError ||

@@ -8,7 +8,7 @@
  *
  * Like `numpy.load`, the reader ignores bytes after the elements the shape needs.
  */
-import { FormatError, ShapeError, ValueError } from "../errors.ts";
+import { FormatError, ShapeError, showValue, ValueError } from "../errors.ts";
 import { formatShape, numel } from "../tensor.ts";
 import { float16BitsToNumber, formatIndex, hostIsLittleEndian } from "./binary.ts";
 
@@ -382,7 +382,7 @@ function isKind<K extends "tuple" | "list" | "dict">(
 }
 
 function describe(value: PyValue | undefined): string {
-  if (typeof value === "string") return `the string ${JSON.stringify(value)}`;
+  if (typeof value === "string") return `the string ${showValue(value)}`;
   if (typeof value === "number") return `the number ${value}`;
   if (typeof value === "boolean") return value ? "True" : "False";
   if (value === null || value === undefined) return "None";

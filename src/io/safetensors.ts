@@ -7,7 +7,7 @@
  * `__metadata__` map of strings. As the format requires, the tensors must tile the data
  * section exactly: no overlaps, no holes, nothing after the last one.
  */
-import { FormatError, ShapeError, ValueError } from "../errors.ts";
+import { FormatError, oneLine, ShapeError, showValue, ValueError } from "../errors.ts";
 import type { Tensor } from "../tensor.ts";
 import { formatShape, numel } from "../tensor.ts";
 import { bfloat16BitsToNumber, float16BitsToNumber, formatIndex, hostIsLittleEndian } from "./binary.ts";
@@ -219,7 +219,7 @@ function parseHeaderJson(
   try {
     json = JSON.parse(text);
   } catch (error) {
-    fail(`the header (bytes 8-${dataStart - 1}) is not valid JSON: ${(error as Error).message}`);
+    fail(`the header (bytes 8-${dataStart - 1}) is not valid JSON: ${oneLine((error as Error).message)}`);
   }
   if (typeof json !== "object" || json === null || Array.isArray(json)) {
     return fail(`the header (bytes 8-${dataStart - 1}) is ${jsonKind(json)}, not a JSON object`);
@@ -258,7 +258,7 @@ function readHeader(bytes: Uint8Array, name: string): Header {
       const missing = ["dtype", "shape", "data_offsets"].filter((key) => !Object.hasOwn(raw as object, key));
       fail(`${where} has no ${missing.join(" or ")} in the header`);
     }
-    if (typeof dtype !== "string") return fail(`${where} has dtype ${JSON.stringify(dtype)}, not a string`);
+    if (typeof dtype !== "string") return fail(`${where} has dtype ${showValue(dtype)}, not a string`);
     const size = Object.hasOwn(DTYPE_SIZES, dtype) ? DTYPE_SIZES[dtype] : undefined;
     if (size === undefined) {
       fail(
@@ -266,10 +266,10 @@ function readHeader(bytes: Uint8Array, name: string): Header {
       );
     }
     if (!isIntegerList(shape)) {
-      return fail(`${where} has shape ${JSON.stringify(shape)}, not a list of non-negative integers`);
+      return fail(`${where} has shape ${showValue(shape)}, not a list of non-negative integers`);
     }
     if (!isIntegerList(offsets) || offsets.length !== 2 || offsets[0] > offsets[1]) {
-      return fail(`${where} has data_offsets ${JSON.stringify(offsets)}, not a pair [begin, end] with begin <= end`);
+      return fail(`${where} has data_offsets ${showValue(offsets)}, not a pair [begin, end] with begin <= end`);
     }
     const [begin, end] = offsets;
     const bytesNeeded = numel(shape) * size!;

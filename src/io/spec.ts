@@ -11,7 +11,7 @@
  * ```
  * Every hyperparameter has its PyTorch constructor name and default; sizes are an int or a list.
  */
-import { FormatError, MemoryError, UnsupportedError, ValueError } from "../errors.ts";
+import { FormatError, MemoryError, oneLine, showValue, UnsupportedError, ValueError } from "../errors.ts";
 import { withParameterBudget } from "../layers/init.ts";
 import type { Module } from "../layers/module.ts";
 import { Sequential } from "../layers/sequential.ts";
@@ -100,7 +100,7 @@ class Arguments {
 
   private fail(key: string, expected: string, value: unknown): never {
     if (value === undefined) throw new FormatError(`${this.where}: "${key}" is missing; it must be ${expected}`);
-    throw new FormatError(`${this.where}: "${key}" must be ${expected}, got ${JSON.stringify(value)}`);
+    throw new FormatError(`${this.where}: "${key}" must be ${expected}, got ${showValue(value)}`);
   }
 
   int(key: string, fallback?: number): number {
@@ -225,7 +225,7 @@ function avgPoolOptions(a: Arguments, kernel: Size, divisor: boolean): AvgPoolOp
 function channelNormOptions(a: Arguments, spec: LayerSpec, batchNorm: boolean): BatchNormOptions {
   const momentum = a.raw("momentum", spec);
   if (momentum !== undefined && momentum !== null && (typeof momentum !== "number" || !Number.isFinite(momentum))) {
-    throw new FormatError(`${a.where}: "momentum" must be a finite number or null, got ${JSON.stringify(momentum)}`);
+    throw new FormatError(`${a.where}: "momentum" must be a finite number or null, got ${showValue(momentum)}`);
   }
   return {
     eps: a.number("eps", 1e-5),
@@ -240,7 +240,7 @@ function adaptiveSize(a: Arguments, spec: LayerSpec): AdaptiveSize {
   const v = a.raw("output_size", spec);
   if (typeof v === "number" && Number.isInteger(v)) return v;
   if (Array.isArray(v) && v.length > 0 && v.every((e) => e === null || (typeof e === "number" && Number.isInteger(e)))) return v;
-  throw new FormatError(`${a.where}: "output_size" must be an integer or a list of integers and nulls, got ${JSON.stringify(v)}`);
+  throw new FormatError(`${a.where}: "output_size" must be an integer or a list of integers and nulls, got ${showValue(v)}`);
 }
 
 function adaptiveMax(a: Arguments): void {
@@ -253,7 +253,7 @@ function embedding(a: Arguments, spec: LayerSpec): Embedding {
   const maxNorm = a.raw("max_norm", spec);
   if (maxNorm !== undefined && maxNorm !== null) {
     throw new UnsupportedError(
-      `${a.where}: max_norm=${JSON.stringify(maxNorm)} is not supported: it renormalises weight rows in place during the ` +
+      `${a.where}: max_norm=${showValue(maxNorm)} is not supported: it renormalises weight rows in place during the ` +
         `forward pass, so the output is not linear in the weights; only max_norm=null`,
     );
   }
@@ -267,7 +267,7 @@ function embedding(a: Arguments, spec: LayerSpec): Embedding {
 
 function unflattenedSize(a: Arguments): number[] {
   const v = a.size("unflattened_size");
-  if (!Array.isArray(v)) throw new FormatError(`${a.where}: "unflattened_size" must be a list of integers, got ${JSON.stringify(v)}`);
+  if (!Array.isArray(v)) throw new FormatError(`${a.where}: "unflattened_size" must be a list of integers, got ${showValue(v)}`);
   return v;
 }
 
@@ -282,8 +282,10 @@ const BUILDERS: Record<string, (a: Arguments, spec: LayerSpec, path: string) => 
     );
   },
   Parallel: (a, spec, path) => {
+    const branches = a.raw("branches", spec);
+    if (Array.isArray(branches) && branches.length === 0) throw new FormatError(`${a.where}: "branches" must hold one or more layers, got []`);
     const combine = a.choice<"concat" | "sum">("combine", ["concat", "sum"], "concat");
-    return new Parallel(layerList(a.raw("branches", spec), path, "branches"), { combine, dim: a.int("dim", 1) });
+    return new Parallel(layerList(branches, path, "branches"), { combine, dim: a.int("dim", 1) });
   },
   Linear: (a) => new Linear(a.int("in_features"), a.int("out_features"), { bias: a.bool("bias", true) }),
   Conv1d: (a) => new Conv1d(a.int("in_channels"), a.int("out_channels"), a.size("kernel_size"), convOptions(a)),
@@ -379,20 +381,30 @@ export const SUPPORTED_LAYERS: readonly string[] = Object.keys(BUILDERS);
 function layerList(layers: unknown, path: string, key = "layers"): Module[] {
   const where = path === "" ? "model spec" : `model spec, layer ${path}`;
   if (!Array.isArray(layers)) {
-    throw new FormatError(`${where}: "${key}" must be a list of layers, got ${JSON.stringify(layers)}`);
+    throw new FormatError(`${where}: "${key}" must be a list of layers, got ${showValue(layers)}`);
   }
   return layers.map((spec, i) => buildLayer(spec, path === "" ? String(i) : `${path}.${i}`));
 }
 
+/**
+ * How deep containers (Sequential, Residual, Parallel) may nest. Real networks nest a few levels;
+ * the builder recurses once per level, so a spec nested thousands deep would overflow the stack.
+ */
+export const MAX_SPEC_DEPTH = 100;
+
 function buildLayer(spec: unknown, path: string): Module {
+  const depth = path.split(".").length;
+  if (depth > MAX_SPEC_DEPTH) {
+    throw new FormatError(`model spec, layer ${path}: layers nested more than ${MAX_SPEC_DEPTH} deep (containers in containers)`);
+  }
   if (typeof spec !== "object" || spec === null || Array.isArray(spec)) {
-    throw new FormatError(`model spec, layer ${path}: expected an object with a "type", got ${JSON.stringify(spec)}`);
+    throw new FormatError(`model spec, layer ${path}: expected an object with a "type", got ${showValue(spec)}`);
   }
   const type = (spec as LayerSpec).type;
   const build = typeof type === "string" && Object.hasOwn(BUILDERS, type) ? BUILDERS[type] : undefined;
   if (!build) {
     throw new FormatError(
-      `model spec, layer ${path}: unknown layer type ${JSON.stringify(type)}; supported: ${SUPPORTED_LAYERS.join(", ")}`,
+      `model spec, layer ${path}: unknown layer type ${showValue(type)}; supported: ${SUPPORTED_LAYERS.join(", ")}`,
     );
   }
   const where = `model spec, layer ${path} (${type})`;
@@ -407,6 +419,8 @@ function buildLayer(spec: unknown, path: string): Module {
       if (error instanceof MemoryError) throw new MemoryError(`${where}: ${error.message}`);
       if (error instanceof FormatError) throw new FormatError(`${where}: ${error.message}`);
       if (error instanceof RangeError && !(error instanceof ValueError)) throw new FormatError(`${where}: ${error.message}`);
+      // A constructor's TypeError (not a layer, no branches) is the spec's mistake too; UnsupportedError keeps its kind.
+      if (error instanceof TypeError && !(error instanceof UnsupportedError)) throw new FormatError(`${where}: ${error.message}`);
     }
     throw error;
   }
@@ -436,7 +450,7 @@ function buildModel(spec: unknown): Sequential {
     try {
       parsed = JSON.parse(spec);
     } catch (error) {
-      throw new FormatError(`model spec: not valid JSON (${(error as Error).message})`);
+      throw new FormatError(`model spec: not valid JSON (${oneLine((error as Error).message)})`);
     }
   }
   if (typeof parsed !== "object" || parsed === null || Array.isArray(parsed)) {
@@ -444,7 +458,7 @@ function buildModel(spec: unknown): Sequential {
   }
   const format = (parsed as ModelSpec).format;
   if (format !== "torch.nn.Sequential") {
-    throw new FormatError(`model spec: "format" must be "torch.nn.Sequential", got ${JSON.stringify(format)}`);
+    throw new FormatError(`model spec: "format" must be "torch.nn.Sequential", got ${showValue(format)}`);
   }
   const unknown = Object.keys(parsed).filter((k) => k !== "format" && k !== "layers");
   if (unknown.length > 0) throw new FormatError(`model spec: unknown key${unknown.length > 1 ? "s" : ""} ${unknown.map((k) => `"${k}"`).join(", ")}`);
