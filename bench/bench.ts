@@ -8,7 +8,7 @@
  *   npm run bench -- --markdown                the README's tables (ratios only): all runtimes and PyTorch
  *   npm run bench -- --readme README.md --plot docs/bench.svg   the same, written into the README
  *                                              (between its bench:begin/end markers), and the plot
- *   options: --quick, --case NAME (repeatable: seed3d mlp cnn gemm seed3d-scaling mlp-scaling mlp-big),
+ *   options: --quick, --case NAME (repeatable: seed3d mlp cnn gemm seed3d-scaling mlp-scaling mlp-big soak),
  *            --from FILE, --timeout S, --python PATH, --torch-peer PATH (see --help)
  *
  * Also runs as `deno run -A bench/bench.ts` and `bun bench/bench.ts`.
@@ -21,13 +21,14 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { type CaseName, caseRows, scalingRows, where } from "./cases.ts";
 import { bigRows } from "./quantities.ts";
+import { soakRows } from "./soak.ts";
 import { gemmRows } from "./gemm.ts";
 import { currentRuntime, effort, glibcTunables, loadAverage, progress, RUNTIMES, type RuntimeName } from "./measure.ts";
 import { humanReport, markdownReport, svgReport } from "./report.ts";
 import type { Row, TorchRow } from "./rows.ts";
 
 const ROOT = join(dirname(fileURLToPath(import.meta.url)), "..");
-const CASE_NAMES = ["gemm", "seed3d", "mlp", "cnn", "seed3d-scaling", "mlp-scaling", "mlp-big"] as const;
+const CASE_NAMES = ["gemm", "seed3d", "mlp", "cnn", "seed3d-scaling", "mlp-scaling", "mlp-big", "soak"] as const;
 type Section = (typeof CASE_NAMES)[number];
 
 const USAGE = `usage: npm run bench -- [--json] [--markdown] [--plot FILE.svg] [--quick]
@@ -131,6 +132,9 @@ async function runHere(options: Options, emit: (row: Row) => void): Promise<void
   // Last: the quantities on a network whose J would take 2.5 GiB, with peak resident memory.
   collectGarbage();
   if (want("mlp-big")) for (const row of bigRows(level, where)) emit(row);
+  // Resident and WASM memory after 10,000 calls of varying batch and shape.
+  collectGarbage();
+  if (want("soak")) for (const row of soakRows(level, where)) emit(row);
 }
 
 /**

@@ -5,7 +5,7 @@
 import os from "node:os";
 import { spawnSync } from "node:child_process";
 import type { RuntimeName } from "./measure.ts";
-import type { BigQuantityRow, CaseRow, GemmRow, PeerLoopRow, QuantityRow, Row, ScalingRow, TorchRow } from "./rows.ts";
+import type { BigQuantityRow, CaseRow, GemmRow, PeerLoopRow, QuantityRow, Row, ScalingRow, SoakRow, TorchRow } from "./rows.ts";
 
 const CASE_ORDER = ["seed3d", "mlp", "cnn"] as const;
 
@@ -31,6 +31,13 @@ function quantities(rows: Row[]): QuantityRow[] {
 }
 function bigs(rows: Row[]): BigQuantityRow[] {
   return rows.filter((r): r is BigQuantityRow => r.case === "mlp-big");
+}
+function soaks(rows: Row[]): SoakRow[] {
+  return rows.filter((r): r is SoakRow => r.case === "soak");
+}
+/** "+3.1%" / "-0.4%". */
+function percent(fraction: number): string {
+  return `${fraction >= 0 ? "+" : ""}${(fraction * 100).toFixed(1)}%`;
 }
 function mib(bytes: number | null | undefined): string {
   return bytes === null || bytes === undefined ? "n/a" : `${(bytes / 2 ** 20).toFixed(0)} MiB`;
@@ -111,6 +118,19 @@ export function humanReport(rows: Row[]): string {
       bigRows.map((r) => [
         r.runtime, quantityName(r), ms(r.median_ms), ms(r.cold_ms), r.cold_memory, mib(r.peak_rss_bytes), mib(r.rss_before_bytes),
         mib(r.wasm_bytes), r.peak_rss_source,
+      ]),
+    ));
+  }
+  const soakRows = soaks(rows);
+  if (soakRows.length > 0) {
+    parts.push(`\nMemory soak: ${soakRows[0].calls} calls after ${soakRows[0].warm_up_calls} of warm-up, ${soakRows[0].network}; ` +
+      "one network, or a new one every 3 calls (the old dropped). RSS read without forcing a collection, except \"after gc\"");
+    parts.push(textTable(
+      ["runtime", "variant", "ms / call", "RSS after warm-up", "RSS after", "growth", "peak RSS", "RSS after gc", "WASM memory", "plans cached"],
+      soakRows.map((r) => [
+        r.runtime, r.variant, ms(r.mean_ms), mib(r.rss_after_warm_up_bytes), mib(r.rss_bytes), percent(r.rss_growth), mib(r.peak_rss_bytes),
+        mib(r.rss_after_gc_bytes), r.wasm_bytes === r.wasm_bytes_after_warm_up ? mib(r.wasm_bytes) : `${mib(r.wasm_bytes_after_warm_up)} → ${mib(r.wasm_bytes)}`,
+        `${r.plans_cached} of ${r.plan_cache_capacity}`,
       ]),
     ));
   }
@@ -283,6 +303,20 @@ export function markdownReport(rows: Row[], measured: Date): string {
       bigRows.filter((r) => r.variant !== "stream").map((r) => [
         `${r.runtime} (${r.build})`, `\`${quantityName(r)}\``, mib(r.peak_rss_bytes), mib(r.wasm_bytes),
         times(stream(r.runtime) ? stream(r.runtime)!.median_ms / r.median_ms : undefined),
+      ]),
+    ), "");
+  }
+  const soakRows = soaks(rows);
+  if (soakRows.length > 0) {
+    parts.push(`Memory soak: resident memory of the process after ${soakRows[0].calls.toLocaleString("en-US")} calls of \`jacobian\` / ` +
+      "`perSampleGradients` with batch sizes 1-300 and four input shapes, after a warm-up of " +
+      `${soakRows[0].warm_up_calls.toLocaleString("en-US")}, on one network or a new network every 3 calls (no collection forced; ` +
+      "\"after gc\": once the results' garbage is collected):", "");
+    parts.push(markdownTable(
+      ["runtime (SIMD build)", "networks", "RSS after warm-up", "RSS after the calls", "after gc", "WASM memory"],
+      soakRows.map((r) => [
+        `${r.runtime} (${r.build})`, r.variant === "one-network" ? "one" : `${r.networks.toLocaleString("en-US")} (dropped)`,
+        mib(r.rss_after_warm_up_bytes), `${mib(r.rss_bytes)} (${percent(r.rss_growth)})`, mib(r.rss_after_gc_bytes), mib(r.wasm_bytes),
       ]),
     ), "");
   }

@@ -185,4 +185,39 @@ export interface BigQuantityRow extends Where {
   peak_rss_source: "VmHWM" | "maxRSS" | "rss";
 }
 
-export type Row = CaseRow | PeerLoopRow | GemmRow | ScalingRow | TorchRow | QuantityRow | BigQuantityRow;
+/**
+ * The memory soak (bench/soak.ts): `calls` calls with batch sizes 1-300 and four input shapes
+ * after `warm_up_calls`, on one network ("one-network") or on a new network every 3 calls
+ * ("new-networks", the old ones dropped), with nothing collected by force during them.
+ */
+export interface SoakRow extends Where {
+  case: "soak";
+  variant: "one-network" | "new-networks";
+  /** The network in PyTorch notation and the calls' mix. */
+  network: string;
+  calls: number;
+  warm_up_calls: number;
+  /** Networks created over the warm-up and the calls. */
+  networks: number;
+  /** Wall time of the calls over their number. */
+  mean_ms: number;
+  /** Resident memory of the process after the warm-up and after the calls (no forced collection). */
+  rss_after_warm_up_bytes: number;
+  rss_bytes: number;
+  /** The largest resident memory read (every 250 calls) over the calls. */
+  peak_rss_bytes: number;
+  /** Resident memory after a full collection at the end; null where none can be forced. */
+  rss_after_gc_bytes: number | null;
+  /** rss_bytes / rss_after_warm_up_bytes - 1. */
+  rss_growth: number;
+  /** WASM memory after the warm-up and after the calls (arena.byteLength()). */
+  wasm_bytes_after_warm_up: number;
+  wasm_bytes: number;
+  /** Plans the one network built over the warm-up and the calls (null for new-networks). */
+  plans_built: number | null;
+  /** Plans cached for the last network at the end, and the most its cache holds. */
+  plans_cached: number;
+  plan_cache_capacity: number;
+}
+
+export type Row = CaseRow | PeerLoopRow | GemmRow | ScalingRow | TorchRow | QuantityRow | BigQuantityRow | SoakRow;
