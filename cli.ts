@@ -3,21 +3,24 @@
  * The command line: `jacobian-wasm jacobian ...` computes per-sample gradients or output
  * Jacobians of a model file on a batch file; `jacobian-wasm demo` runs the seed's example.
  * Runs under node (built to dist/cli.js), `deno run -A cli.ts` and `bun cli.ts`.
- * Bad input ends with one line on stderr and exit code 2, and never a half-written file.
+ * Bad input ends with one line on stderr and exit code 2, and never a half-written file; so
+ * does a full disk; SIGINT and SIGTERM end it with one line and exit code 130 or 143, also
+ * in the middle of a long write, with any temporary file removed.
  */
 import { statfsSync, writeSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { FileError, isUserError } from "./src/errors.ts";
-import { readFileBytes, writeFileAtomic } from "./src/io/files.ts";
+import { readFileBytes, removeTemporaryFiles, writeFileAtomic } from "./src/io/files.ts";
 import { npyToFloat32, npyToIntegers, readNpy, writeNpy } from "./src/io/npy.ts";
 import { writeSafetensors } from "./src/io/safetensors.ts";
 import { ProgressBar } from "./src/io/progress.ts";
 import { createRowFile } from "./src/io/stream.ts";
 import type { ParameterShape } from "./src/io/stream.ts";
 import { loadModel } from "./src/io/spec.ts";
-import { jacobian, jacobianNaive, outputsPerSample, perSampleGradients } from "./src/jacobian.ts";
+import { jacobian, jacobianNaive, outputsPerSample, perSampleGradients, rowChunks } from "./src/jacobian.ts";
 import { batchL2, clippedGradientSum, ntk, sumGradSquared, variance } from "./src/quantities.ts";
 import type { Module } from "./src/layers/module.ts";
 import type { LossName, Reduction, Target } from "./src/losses.ts";
@@ -39,6 +42,8 @@ jacobian   without --loss: the Jacobian of the model output per sample, [N, D] o
            .npy output: the matrix; .safetensors output: one tensor per parameter, [N, ...shape].
            The rows are written to the file chunk by chunk as they are computed (J is never
            held in memory whole), to a temporary file renamed over --out once complete.
+           A full disk, or SIGINT / SIGTERM (exit 130 / 143), removes the temporary file:
+           --out then holds its old contents, or none.
            An output larger than --max-out (default 4G: bytes, or a number with K, M, G
            or T, powers of 1024) or than the free space of its file system is refused
            before anything is computed.
@@ -160,9 +165,10 @@ async function jacobianCommand(args: string[]): Promise<void> {
       if (target === undefined) jacobian(net, x, { onChunk });
       else perSampleGradients(net, x, target, { loss: loss!, reduction, onChunk });
     };
+    const chunks = () => rowChunks(net, x, { target, loss, reduction });
     const parameters = net.parameters().map(([name, p]) => [name, p.shape] as const);
     checkOutputSize(out, N, target === undefined ? outputsPerSample(net, x) : 1, D, maxOut);
-    streamRowsToFile(out, format, N, parameters, computeRows, repeats, printTiming);
+    await streamRowsToFile(out, format, N, parameters, computeRows, chunks, repeats, printTiming);
     return;
   }
 
@@ -173,6 +179,7 @@ async function jacobianCommand(args: string[]): Promise<void> {
   if (repeats > 0) printTiming(coldMs, medianMs(compute, repeats));
   const bytes = format === "safetensors" ? writeSafetensors(quantityTensors(quantity, net, result)) : writeNpy(result.data, result.shape);
   await writeFileAtomic(out, bytes);
+  completedOutput = out;
 }
 
 type RowCallback = (firstSample: number, rows: Tensor) => void;
@@ -220,45 +227,84 @@ function checkOutputSize(out: string, N: number, K: number, D: number, maxOut: n
 }
 
 /**
- * --quantity jacobian: the rows of J go to the output file chunk by chunk as `computeRows`
+ * --quantity jacobian: the rows of J go to the output file chunk by chunk as `chunks`
  * delivers them, so N × D is never in memory; with a progress bar when stderr is a terminal.
+ * Between chunks the event loop gets a turn every YIELD_EVERY_MS, so that SIGINT and SIGTERM
+ * are handled (the temporary file removed) during the computation, not after it.
  * With `repeats`, the runs timed first copy the chunks into a reused buffer instead (see USAGE).
  */
-function streamRowsToFile(
+async function streamRowsToFile(
   out: string,
   format: "npy" | "safetensors",
   N: number,
   parameters: readonly ParameterShape[],
   computeRows: (onChunk: RowCallback) => void,
+  chunks: () => Iterable<{ firstSample: number; rows: Tensor }>,
   repeats: number,
   printTiming: (cold: number, median: number) => void,
-): void {
+): Promise<void> {
   // Created first, so that an output that cannot be written fails before the computation.
   const file = createRowFile(out, format, N, parameters);
-  let progress: ProgressBar | undefined;
   try {
     if (repeats > 0) {
       const sink = reusedChunkCopy();
       const coldMs = timeMs(() => computeRows(sink));
-      printTiming(coldMs, medianMs(() => computeRows(sink), repeats));
+      const times: number[] = [];
+      for (let r = 0; r < repeats; r++) {
+        await eventLoopTurn(); // between the timed runs, not inside them
+        times.push(timeMs(() => computeRows(sink)));
+      }
+      printTiming(coldMs, median(times));
     }
     if (process.stderr.isTTY === true) {
-      // Written with writeSync: the computation blocks the event loop, so a stream's queued writes would only show at the end.
+      // Written with writeSync: the computation holds the event loop between turns, so a stream's queued writes would show late.
       progress = new ProgressBar({ total: N, write: (text) => writeSync(2, text), start: performance.now(), columns: process.stderr.columns });
     }
-    computeRows((firstSample, rows) => {
+    let lastTurn = performance.now();
+    for (const { firstSample, rows } of chunks()) {
       file.write(firstSample, rows);
       progress?.update(firstSample + rows.shape[0], performance.now());
-    });
+      if (performance.now() - lastTurn >= YIELD_EVERY_MS) {
+        await eventLoopTurn(); // the chunk is written: nothing of WASM memory is held across the turn
+        lastTurn = performance.now();
+      }
+    }
     progress?.finish(performance.now());
+    progress = undefined;
     file.commit();
+    completedOutput = out;
   } catch (error) {
     progress?.interrupt();
+    progress = undefined;
     throw error;
   } finally {
     file.discard();
   }
 }
+
+/**
+ * How long the streamed computation and write may hold the event loop before handing it a
+ * turn: SIGINT and SIGTERM wait at most this long (plus one chunk), and the turns cost
+ * little (a few microseconds each).
+ */
+const YIELD_EVERY_MS = 25;
+
+/**
+ * One turn of the event loop through its poll for I/O, where signals are delivered; which
+ * call gets there differs (measured, see tests/cli_signals.test.ts): on node and bun
+ * setImmediate (on node a chain of setTimeout(0), each set from the last one's callback,
+ * stays in the timers phase and never reaches the poll); on deno setTimeout(0) (its
+ * setImmediate of node:timers does not poll, and the handlers never ran).
+ */
+function eventLoopTurn(): Promise<void> {
+  return new Promise((resolve) => (onDeno ? setTimeout(resolve, 0) : setImmediate(resolve)));
+}
+const onDeno = "Deno" in globalThis;
+
+/** The progress bar being drawn, if any: a signal handler ends its line before its own. */
+let progress: ProgressBar | undefined;
+/** The output, once renamed into place: a signal after that leaves it (it is complete). */
+let completedOutput: string | undefined;
 
 /**
  * A chunk sink for timing the streamed computation without file I/O: each chunk is copied
@@ -362,8 +408,12 @@ function medianMs(fn: () => unknown, runs: number): number {
     fn();
     times.push(performance.now() - t);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(runs / 2)];
+  return median(times);
+}
+
+function median(times: number[]): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
 }
 
 // A file-size limit (ulimit -f) must end a write with EFBIG, reported like any write error and
@@ -377,6 +427,31 @@ if (process.platform !== "win32") {
   }
 }
 
+/** Exit codes of a process ended by a signal, as a shell reports them: 128 + the signal's number. */
+const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+
+/**
+ * SIGINT and SIGTERM: remove the temporary file of an unfinished output, say so in one line,
+ * exit 130 or 143. They run when the event loop gets a turn: while a file is read, between
+ * chunks of a streamed write (streamRowsToFile), or while a quantity's file is written.
+ */
+function onSignal(signal: keyof typeof SIGNAL_EXIT_CODES): void {
+  const removed = removeTemporaryFiles();
+  progress?.interrupt();
+  const what = removed.length > 0
+    ? `${removed.join(", ")} not written (left as it was; the unfinished temporary file is removed)`
+    : completedOutput !== undefined
+    ? `${completedOutput} was already complete and is kept`
+    : "no output written";
+  console.error(`jacobian-wasm: interrupted by ${signal}; ${what}`);
+  process.exit(SIGNAL_EXIT_CODES[signal]);
+}
+const signalHandlers = (Object.keys(SIGNAL_EXIT_CODES) as (keyof typeof SIGNAL_EXIT_CODES)[]).map((signal) => {
+  const handler = () => onSignal(signal);
+  process.on(signal, handler);
+  return [signal, handler] as const;
+});
+
 try {
   await main(process.argv.slice(2));
 } catch (error) {
@@ -389,4 +464,7 @@ try {
     process.exit(2);
   }
   throw error;
+} finally {
+  // The run is over: a listener left would only keep a runtime's event loop waiting for signals.
+  for (const [signal, handler] of signalHandlers) process.off(signal, handler);
 }
