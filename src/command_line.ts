@@ -6,17 +6,18 @@
  */
 import { statfsSync, writeSync } from "node:fs";
 import { dirname, resolve } from "node:path";
+import { setImmediate } from "node:timers";
 import { parseArgs } from "node:util";
 import process from "node:process";
 import { FileError, isUserError } from "./errors.ts";
-import { readFileBytes, writeFileAtomic } from "./io/files.ts";
+import { readFileBytes, removeTemporaryFiles, writeFileAtomic } from "./io/files.ts";
 import { npyToFloat32, npyToIntegers, readNpy, writeNpy } from "./io/npy.ts";
 import { writeSafetensors } from "./io/safetensors.ts";
 import { ProgressBar } from "./io/progress.ts";
 import { createRowFile } from "./io/stream.ts";
 import type { ParameterShape } from "./io/stream.ts";
 import { loadModel } from "./io/spec.ts";
-import { jacobian, jacobianNaive, outputsPerSample, perSampleGradients } from "./jacobian.ts";
+import { jacobian, jacobianNaive, outputsPerSample, perSampleGradients, rowChunks } from "./jacobian.ts";
 import { batchL2, clippedGradientSum, ntk, sumGradSquared, variance } from "./quantities.ts";
 import type { Module } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
@@ -38,6 +39,8 @@ jacobian   without --loss: the Jacobian of the model output per sample, [N, D] o
            .npy output: the matrix; .safetensors output: one tensor per parameter, [N, ...shape].
            The rows are written to the file chunk by chunk as they are computed (J is never
            held in memory whole), to a temporary file renamed over --out once complete.
+           A full disk, or SIGINT / SIGTERM (exit 130 / 143), removes the temporary file:
+           --out then holds its old contents, or none.
            An output larger than --max-out (default 4G: bytes, or a number with K, M, G
            or T, powers of 1024) or than the free space of its file system is refused
            before anything is computed.
@@ -85,6 +88,8 @@ const CONSOLE: CommandLineOutput = {
  * process, so tests (the fuzzer among them) can run many command lines in one.
  */
 export async function runCommandLine(argv: string[], output: CommandLineOutput = CONSOLE): Promise<number> {
+  progress = undefined;
+  completedOutput = undefined;
   try {
     await main(argv, output);
     return 0;
@@ -200,7 +205,8 @@ async function jacobianCommand(args: string[], output: CommandLineOutput): Promi
     };
     const parameters = net.parameters().map(([name, p]) => [name, p.shape] as const);
     checkOutputSize(out, N, target === undefined ? outputsPerSample(net, x) : 1, D, maxOut);
-    streamRowsToFile(out, format, N, parameters, computeRows, repeats, printTiming);
+    const chunks = () => rowChunks(net, x, { target, loss, reduction });
+    await streamRowsToFile(out, format, N, parameters, computeRows, chunks, repeats, printTiming);
     return;
   }
 
@@ -211,6 +217,7 @@ async function jacobianCommand(args: string[], output: CommandLineOutput): Promi
   if (repeats > 0) printTiming(coldMs, medianMs(compute, repeats));
   const bytes = format === "safetensors" ? writeSafetensors(quantityTensors(quantity, net, result)) : writeNpy(result.data, result.shape);
   await writeFileAtomic(out, bytes);
+  completedOutput = out;
 }
 
 type RowCallback = (firstSample: number, rows: Tensor) => void;
@@ -258,45 +265,84 @@ function checkOutputSize(out: string, N: number, K: number, D: number, maxOut: n
 }
 
 /**
- * --quantity jacobian: the rows of J go to the output file chunk by chunk as `computeRows`
+ * --quantity jacobian: the rows of J go to the output file chunk by chunk as `chunks`
  * delivers them, so N × D is never in memory; with a progress bar when stderr is a terminal.
+ * Between chunks the event loop gets a turn every YIELD_EVERY_MS, so that SIGINT and SIGTERM
+ * are handled (the temporary file removed) during the computation, not after it.
  * With `repeats`, the runs timed first copy the chunks into a reused buffer instead (see USAGE).
  */
-function streamRowsToFile(
+async function streamRowsToFile(
   out: string,
   format: "npy" | "safetensors",
   N: number,
   parameters: readonly ParameterShape[],
   computeRows: (onChunk: RowCallback) => void,
+  chunks: () => Iterable<{ firstSample: number; rows: Tensor }>,
   repeats: number,
   printTiming: (cold: number, median: number) => void,
-): void {
+): Promise<void> {
   // Created first, so that an output that cannot be written fails before the computation.
   const file = createRowFile(out, format, N, parameters);
-  let progress: ProgressBar | undefined;
   try {
     if (repeats > 0) {
       const sink = reusedChunkCopy();
       const coldMs = timeMs(() => computeRows(sink));
-      printTiming(coldMs, medianMs(() => computeRows(sink), repeats));
+      const times: number[] = [];
+      for (let r = 0; r < repeats; r++) {
+        await eventLoopTurn(); // between the timed runs, not inside them
+        times.push(timeMs(() => computeRows(sink)));
+      }
+      printTiming(coldMs, median(times));
     }
     if (process.stderr.isTTY === true) {
-      // Written with writeSync: the computation blocks the event loop, so a stream's queued writes would only show at the end.
+      // Written with writeSync: the computation holds the event loop between turns, so a stream's queued writes would show late.
       progress = new ProgressBar({ total: N, write: (text) => writeSync(2, text), start: performance.now(), columns: process.stderr.columns });
     }
-    computeRows((firstSample, rows) => {
+    let lastTurn = performance.now();
+    for (const { firstSample, rows } of chunks()) {
       file.write(firstSample, rows);
       progress?.update(firstSample + rows.shape[0], performance.now());
-    });
+      if (performance.now() - lastTurn >= YIELD_EVERY_MS) {
+        await eventLoopTurn(); // the chunk is written: nothing of WASM memory is held across the turn
+        lastTurn = performance.now();
+      }
+    }
     progress?.finish(performance.now());
+    progress = undefined;
     file.commit();
+    completedOutput = out;
   } catch (error) {
     progress?.interrupt();
+    progress = undefined;
     throw error;
   } finally {
     file.discard();
   }
 }
+
+/**
+ * How long the streamed computation and write may hold the event loop before handing it a
+ * turn: SIGINT and SIGTERM wait at most this long (plus one chunk), and the turns cost
+ * little (a few microseconds each).
+ */
+const YIELD_EVERY_MS = 25;
+
+/**
+ * One turn of the event loop through its poll for I/O, where signals are delivered; which
+ * call gets there differs (measured, see tests/cli_signals.test.ts): on node and bun
+ * setImmediate (on node a chain of setTimeout(0), each set from the last one's callback,
+ * stays in the timers phase and never reaches the poll); on deno setTimeout(0) (its
+ * setImmediate of node:timers does not poll, and the handlers never ran).
+ */
+function eventLoopTurn(): Promise<void> {
+  return new Promise((resolve) => (onDeno ? setTimeout(resolve, 0) : setImmediate(resolve)));
+}
+const onDeno = "Deno" in globalThis;
+
+/** The progress bar being drawn, if any: a signal handler ends its line before its own. */
+let progress: ProgressBar | undefined;
+/** The output, once renamed into place: a signal after that leaves it (it is complete). */
+let completedOutput: string | undefined;
 
 /**
  * A chunk sink for timing the streamed computation without file I/O: each chunk is copied
@@ -407,7 +453,31 @@ function medianMs(fn: () => unknown, runs: number): number {
     fn();
     times.push(performance.now() - t);
   }
-  times.sort((a, b) => a - b);
-  return times[Math.floor(runs / 2)];
+  return median(times);
+}
+
+function median(times: number[]): number {
+  const sorted = [...times].sort((a, b) => a - b);
+  return sorted[Math.floor(sorted.length / 2)];
+}
+
+/** Exit codes of a process ended by a signal, as a shell reports them: 128 + the signal's number. */
+export const SIGNAL_EXIT_CODES = { SIGINT: 130, SIGTERM: 143 } as const;
+
+/**
+ * What SIGINT and SIGTERM do before the process exits (cli.ts installs the handlers): remove
+ * the temporary file of an unfinished output, end a progress bar's line, and return the one
+ * line to print. They run when the event loop gets a turn: while a file is read, between
+ * chunks of a streamed write (streamRowsToFile), or while a quantity's file is written.
+ */
+export function interrupted(signal: keyof typeof SIGNAL_EXIT_CODES): string {
+  const removed = removeTemporaryFiles();
+  progress?.interrupt();
+  const what = removed.length > 0
+    ? `${removed.join(", ")} not written (left as it was; the unfinished temporary file is removed)`
+    : completedOutput !== undefined
+    ? `${completedOutput} was already complete and is kept`
+    : "no output written";
+  return `jacobian-wasm: interrupted by ${signal}; ${what}`;
 }
 

@@ -98,6 +98,11 @@ export class BatchRuns {
 
   /** Each run in turn: its plan prepared, its samples loaded and run forward, then `body`. */
   forEach(body: (plan: Plan, firstSample: number) => void): void {
+    for (const [plan, first] of this.runs()) body(plan, first);
+  }
+
+  /** `forEach` as a generator: each run's plan (prepared, loaded, run forward) and first sample, one per `next()`. */
+  *runs(): Generator<[plan: Plan, firstSample: number], void, undefined> {
     const cache = planCache(this.net);
     const width = numel(this.sampleShape);
     for (let first = 0; first < this.N; first += this.samplesPerRun) {
@@ -112,7 +117,7 @@ export class BatchRuns {
         throw new ValueError(`input holds ${this.x.data[at]} at index [${unravel(at, this.x.shape).join(", ")}]`);
       }
       plan.forward();
-      body(plan, first);
+      yield [plan, first];
     }
   }
 }

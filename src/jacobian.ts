@@ -188,6 +188,32 @@ export function streamRows(net: Module, x: Tensor, objective: RowObjective, make
   return batch;
 }
 
+/** One chunk of J's rows from `rowChunks`: samples [firstSample, firstSample + rows.shape[0]). */
+export interface RowChunk {
+  firstSample: number;
+  /** `[samples, D]`, or `[samples, K, D]` for K outputs per sample: a view of WASM memory, valid until the next chunk is asked for. */
+  rows: Tensor;
+}
+
+/**
+ * The rows `jacobian` / `perSampleGradients` stream to `onChunk`, as a generator: one chunk
+ * per `next()`, so that a caller that writes them to a file can hand the event loop a turn
+ * between chunks (the CLI does, so that its SIGINT and SIGTERM handlers run during a long
+ * computation). Nothing else may use the library between two chunks: they share its memory.
+ */
+export function* rowChunks(net: Module, x: Tensor, objective: RowObjective): Generator<RowChunk, void, undefined> {
+  const checked = objective.loss === undefined ? undefined : checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
+  const batch = new BatchRuns(net, x, checked === undefined ? outputsPerSample(net, x) : 1, "per-sample");
+  const lead = batch.K === 1 ? [] : [batch.K];
+  for (const [plan, first] of batch.runs()) {
+    if (checked === undefined) seedOneHotRows(plan);
+    else seedLoss(plan, checked, first, plan.N);
+    for (const { firstRow, rows, chunk } of plan.perSampleChunks()) {
+      yield { firstSample: first + firstRow / batch.K, rows: { shape: [rows / batch.K, ...lead, batch.D], data: chunk } };
+    }
+  }
+}
+
 /** A sink that takes some steps' parameters another way, run by run. */
 export interface RowConsumer {
   sink: RowSink;

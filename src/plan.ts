@@ -239,6 +239,15 @@ export class Plan {
    * already in place when `beforeRows` runs (before the first chunk).
    */
   backwardPerSample(sink: RowSink, skip: ReadonlySet<Step> = NO_STEPS, beforeRows?: () => void): void {
+    for (const { firstRow, rows, chunk } of this.perSampleChunks(skip, beforeRows)) sink(firstRow, rows, chunk);
+  }
+
+  /**
+   * `backwardPerSample` as a generator: the backward pass on the first `next()`, then one chunk
+   * of rows per `next()`, so that a caller can hand the event loop a turn between chunks (the
+   * CLI does, for its signal handlers). A chunk is a view of WASM memory, valid until the next.
+   */
+  *perSampleChunks(skip: ReadonlySet<Step> = NO_STEPS, beforeRows?: () => void): Generator<{ firstRow: number; rows: number; chunk: Float32Array }, void, undefined> {
     this.backward();
     beforeRows?.();
     const steps = skip.size === 0 ? this.trainable : this.trainable.filter((step) => !skip.has(step));
@@ -249,7 +258,7 @@ export class Plan {
       const samples = Math.min(this.chunkSamples, this.N - first);
       for (const step of steps) step.perSample(first, samples, chunk);
       const start = chunk >>> 2;
-      sink(first * this.K, samples * this.K, arena.f32().subarray(start, start + samples * rowFloats));
+      yield { firstRow: first * this.K, rows: samples * this.K, chunk: arena.f32().subarray(start, start + samples * rowFloats) };
     }
   }
 

@@ -7,7 +7,71 @@ import { chmodSync, closeSync, fsyncSync, openSync, renameSync, rmSync, statSync
 import { chmod, open, readFile, rename, rm, stat } from "node:fs/promises";
 import type { FileHandle } from "node:fs/promises";
 import { basename, dirname, join } from "node:path";
+import process from "node:process";
 import { FileError } from "../errors.ts";
+
+/**
+ * The temporary files this process has created and not yet renamed into place or removed,
+ * each with the path it stands for: what `removeTemporaryFiles` removes when the process is
+ * interrupted (the CLI's SIGINT and SIGTERM handlers).
+ */
+const temporaries = new Map<string, string>();
+
+/**
+ * Removes, synchronously, every temporary file of `writeFileAtomic` and `AtomicFile` still
+ * open (for a signal handler, on the way out), and returns the paths they stood for. The
+ * outputs themselves are untouched: each holds its old contents, or all the new ones if it
+ * was renamed into place before the call.
+ *
+ * @example
+ * ```ts
+ * import { mkdtempSync, readdirSync, rmSync } from "node:fs";
+ * import { tmpdir } from "node:os";
+ * import { join } from "node:path";
+ * import { AtomicFile, removeTemporaryFiles } from "./src/io/files.ts";
+ * const dir = mkdtempSync(join(tmpdir(), "temporaries-"));
+ * AtomicFile.create(join(dir, "rows.bin")).write(new Uint8Array(8), 0);
+ * removeTemporaryFiles(); // [join(dir, "rows.bin")]
+ * readdirSync(dir); // []
+ * rmSync(dir, { recursive: true });
+ * ```
+ */
+export function removeTemporaryFiles(): string[] {
+  const paths: string[] = [];
+  for (const [temporary, path] of temporaries) {
+    try {
+      rmSync(temporary, { force: true });
+    } catch {
+      // Already on the way out; the others still matter.
+    }
+    paths.push(path);
+  }
+  temporaries.clear();
+  return paths;
+}
+
+/**
+ * TEST ONLY: JACOBIAN_WASM_FAIL_WRITE_AFTER=<bytes> makes a write that would take a file (of
+ * `writeFileAtomic` or `AtomicFile`) past that many bytes write up to it and then fail with
+ * ENOSPC, as a full disk does, so that tests can check what a full disk leaves (nothing)
+ * without filling one. Unset, as in every normal run, writes are not limited.
+ */
+function injectedWriteLimit(): number | undefined {
+  let text: string | undefined;
+  try {
+    text = process.env.JACOBIAN_WASM_FAIL_WRITE_AFTER;
+  } catch {
+    return undefined; // a host without environment access (deno without --allow-env) runs no such test
+  }
+  if (text === undefined || text === "") return undefined;
+  const bytes = Number(text);
+  if (!Number.isSafeInteger(bytes) || bytes < 0) throw new Error(`JACOBIAN_WASM_FAIL_WRITE_AFTER must be a number of bytes, got "${text}"`);
+  return bytes;
+}
+
+function injectedDiskFull(): Error {
+  return Object.assign(new Error("ENOSPC: no space left on device, write (JACOBIAN_WASM_FAIL_WRITE_AFTER)"), { code: "ENOSPC" });
+}
 
 /**
  * The whole contents of a file.
@@ -55,17 +119,25 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
   try {
     const existing = await stat(path).catch(() => undefined);
     if (existing?.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
+    const limit = injectedWriteLimit();
     handle = await open(temporary, "wx");
     created = true;
+    temporaries.set(temporary, path);
+    if (limit !== undefined && bytes.length > limit) {
+      await handle.writeFile(bytes.subarray(0, limit));
+      throw injectedDiskFull();
+    }
     await handle.writeFile(bytes);
     await handle.sync();
     await handle.close();
     handle = undefined;
     if (existing) await chmod(temporary, existing.mode & 0o7777);
     await rename(temporary, path);
+    temporaries.delete(temporary);
   } catch (error) {
     await handle?.close().catch(() => {});
     if (created) await rm(temporary, { force: true }).catch(() => {});
+    temporaries.delete(temporary);
     throw fileError(path, "write", error);
   }
 }
@@ -100,6 +172,9 @@ export async function writeFileAtomic(path: string, bytes: Uint8Array): Promise<
 export class AtomicFile {
   private fd: number | undefined;
   private committed = false;
+  /** Bytes written so far, against the test-only limit of JACOBIAN_WASM_FAIL_WRITE_AFTER. */
+  private bytesWritten = 0;
+  private readonly writeLimit = injectedWriteLimit();
 
   private constructor(
     readonly path: string,
@@ -119,7 +194,9 @@ export class AtomicFile {
       if (existing?.isDirectory()) throw Object.assign(new Error("is a directory"), { code: "EISDIR" });
       if (existing) mode = existing.mode & 0o7777;
       const temporary = temporaryPath(path);
-      return new AtomicFile(path, temporary, openSync(temporary, "wx"), mode);
+      const file = new AtomicFile(path, temporary, openSync(temporary, "wx"), mode);
+      temporaries.set(temporary, path);
+      return file;
     } catch (error) {
       throw fileError(path, "write", error);
     }
@@ -129,11 +206,14 @@ export class AtomicFile {
   write(bytes: Uint8Array, position: number): void {
     if (this.fd === undefined) throw new Error(`AtomicFile: ${this.path} is already committed or discarded`);
     try {
-      for (let done = 0; done < bytes.length;) {
-        const count = writeSync(this.fd, bytes, done, bytes.length - done, position + done);
+      const allowed = this.writeLimit === undefined ? bytes.length : Math.min(bytes.length, Math.max(0, this.writeLimit - this.bytesWritten));
+      for (let done = 0; done < allowed;) {
+        const count = writeSync(this.fd, bytes, done, allowed - done, position + done);
         if (count <= 0) throw new Error(`the system wrote nothing at byte ${position + done}`);
         done += count;
       }
+      this.bytesWritten += allowed;
+      if (allowed < bytes.length) throw injectedDiskFull();
     } catch (error) {
       throw fileError(this.path, "write", error);
     }
@@ -149,6 +229,7 @@ export class AtomicFile {
       if (this.mode !== undefined) chmodSync(this.temporary, this.mode);
       renameSync(this.temporary, this.path);
       this.committed = true;
+      temporaries.delete(this.temporary);
     } catch (error) {
       this.discard();
       throw fileError(this.path, "write", error);
@@ -171,6 +252,7 @@ export class AtomicFile {
       } catch {
         // Nothing more to do; the caller reports the original error.
       }
+      temporaries.delete(this.temporary);
     }
   }
 }

@@ -1,7 +1,8 @@
 /**
  * Runs cli.ts under the runtime the tests run on (node with the tsx loader, deno, or bun).
  */
-import { spawnSync } from "node:child_process";
+import { spawn, spawnSync } from "node:child_process";
+import type { ChildProcess } from "node:child_process";
 import { mkdirSync, rmSync, writeFileSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
@@ -43,10 +44,27 @@ export function runSource(source: string, options: { env?: Record<string, string
   }
 }
 
-function runTypeScript(cli: string, args: string[], options: { env?: Record<string, string> }): CliResult {
+/**
+ * Starts `jacobian-wasm <args>` in a child process of the current runtime and returns at once
+ * (for tests that act on it while it runs: signals); stdout and stderr are piped.
+ */
+export function spawnCli(args: string[], options: { env?: Record<string, string> } = {}): ChildProcess {
+  return spawn(process.execPath, [...runtimePrefix(join(root, "cli.ts")), ...args], {
+    cwd: root,
+    env: { ...process.env, NO_COLOR: "1", ...options.env },
+    stdio: ["ignore", "pipe", "pipe"],
+  });
+}
+
+/** The arguments before a script's own: how each runtime runs a TypeScript file. */
+function runtimePrefix(script: string): string[] {
   const runtime = runtimeName();
+  return runtime === "deno" ? ["run", "-A", script] : runtime === "bun" ? [script] : ["--import", "tsx", script];
+}
+
+function runTypeScript(cli: string, args: string[], options: { env?: Record<string, string> }): CliResult {
   const command = process.execPath;
-  const prefix = runtime === "deno" ? ["run", "-A", cli] : runtime === "bun" ? [cli] : ["--import", "tsx", cli];
+  const prefix = runtimePrefix(cli);
   const run = spawnSync(command, [...prefix, ...args], {
     cwd: root,
     encoding: "utf8",
