@@ -9,19 +9,11 @@ import { FileError, FormatError, MemoryError, ShapeError, UnsupportedError, Valu
 import { SUPPORTED_LAYERS } from "../../src/io/spec.ts";
 import { writeNpy } from "../../src/io/npy.ts";
 import { writeSafetensors } from "../../src/io/safetensors.ts";
+import { environment } from "./runs.ts";
 
 // ---------------------------------------------------------------------------------------------
 // Budget
 
-function environment(name: string): string | undefined {
-  // deno-lint-ignore no-explicit-any
-  const g = globalThis as any;
-  try {
-    return g.process?.env?.[name] ?? g.Deno?.env?.get?.(name);
-  } catch {
-    return undefined; // Deno without --allow-env
-  }
-}
 
 /** The inputs `npm test` runs in all: enough to exercise every generator, quick on every runtime. */
 export const DEFAULT_FUZZ_INPUTS = 400;

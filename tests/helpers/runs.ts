@@ -6,7 +6,8 @@
  */
 import fc from "fast-check";
 
-function environment(name: string): string | undefined {
+/** An environment variable on node, deno and bun (undefined where deno was not given --allow-env). */
+export function environment(name: string): string | undefined {
   // deno-lint-ignore no-explicit-any
   const g = globalThis as any;
   try {
