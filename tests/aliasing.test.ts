@@ -33,6 +33,7 @@ import {
 } from "../mod.ts";
 import type { Module, Target, Tensor } from "../mod.ts";
 import { kernels } from "../src/wasm.ts";
+import { rowChunks } from "../src/jacobian.ts";
 
 function network(): Module {
   manualSeed(1);
@@ -155,6 +156,28 @@ test("a call from inside onChunk is refused with an UnsupportedError, and the li
   // The guard was released: the next calls run and give the same J.
   assert.deepEqual(jacobian(net, x).data, expected);
   assert.deepEqual(jacobian(net, x, { asTuple: true }).length, 4);
+});
+
+test("between two chunks of a streamed write (rowChunks) a call is refused; a generator returned early releases the library", () => {
+  const net = network();
+  const other = network();
+  const x = randn([6, 5], 32);
+  const expected = jacobian(net, x).data;
+  const otherExpected = jacobian(other, x).data;
+  const chunks = rowChunks(net, x, {});
+  assert.equal(chunks.next().done, false);
+  assert.throws(
+    () => jacobian(other, x),
+    (error: unknown) => error instanceof UnsupportedError && /re-entrantly/.test(error.message) && /streamed write/.test(error.message),
+  );
+  chunks.return();
+  assert.deepEqual(jacobian(other, x).data, otherExpected);
+  // A for...of that breaks returns its generator: the flag goes with it.
+  for (const _ of rowChunks(net, x, {})) break;
+  assert.deepEqual(jacobian(other, x).data, otherExpected);
+  const streamed = new Float32Array(expected.length);
+  for (const { firstSample, rows } of rowChunks(net, x, {})) streamed.set(rows.data, firstSample * (expected.length / 6));
+  assert.deepEqual(streamed, expected);
 });
 
 test("an exception thrown in onChunk leaves the library usable", () => {
