@@ -6,7 +6,8 @@
 // (nn_exp.ts), the erf GELU and Softplus, and the tails, one scalar at a time.
 import { erfc64 } from "./nn_erf";
 import {
-  act_backward_f64x2, act_forward_f64x2, has_vector_backward, has_vector_forward, tanh_forward_f32x4,
+  act_backward_f64x2, act_forward_f64x2, has_vector_backward, has_vector_forward, sigmoid_backward_x4, tanh_backward_x4,
+  tanh_forward_f32x4,
 } from "./nn_exp";
 import {
   avgpool_2x2_backward, avgpool_2x2_forward, is_avgpool_2x2, is_maxpool_1x2, is_maxpool_2x2, maxpool_1x2_backward,
@@ -105,6 +106,12 @@ function leakyReluForward(n: i32, x: usize, y: usize, slope: f32): void {
   }
 }
 
+/**
+ * Where Sigmoid's and Tanh's slopes are taken from x instead of y: |y| past 0.99, where
+ * y·(1 − y) and 1 − y² in float32 are still within 6e-6 relative (a float32 ulp of y over 1 − |y|).
+ */
+const SATURATED: f32 = 0.99;
+
 function backwardSegment(
   kind: i32, n: i32, x: usize, y: usize, gy: usize, gx: usize, p1: f32, p2: f32,
 ): void {
@@ -134,26 +141,43 @@ function backwardSegment(
       store<f32>(gx + at, load<f32>(x + at) > 0 ? g : g * p1);
     }
   } else if (kind == SIGMOID) {
+    // From the output while y ≤ 0.99 (1 − y keeps its precision); else from x (nn_exp.ts).
+    const saturated = f32x4.splat(SATURATED);
     for (; i + 4 <= n; i += 4) {
       const at = <usize>i << 2;
       const o = v128.load(y + at);
-      v128.store(gx + at, f32x4.mul(f32x4.mul(v128.load(gy + at), f32x4.sub(one, o)), o));
+      const g = v128.load(gy + at);
+      const fromY = f32x4.mul(f32x4.mul(g, f32x4.sub(one, o)), o);
+      const lanes = f32x4.gt(o, saturated); // per lane, as the scalar tail decides
+      v128.store(gx + at, v128.any_true(lanes) ? v128.bitselect(sigmoid_backward_x4(v128.load(x + at), g), fromY, lanes) : fromY);
     }
     for (; i < n; i++) {
       const at = <usize>i << 2;
       const o = load<f32>(y + at);
-      store<f32>(gx + at, load<f32>(gy + at) * (1 - o) * o);
+      const v = <f64>load<f32>(x + at);
+      store<f32>(gx + at, o > SATURATED
+        ? <f32>(<f64>load<f32>(gy + at) * sigmoidOf(v) * oneMinusSigmoidOf(v))
+        : load<f32>(gy + at) * (1 - o) * o);
     }
   } else if (kind == TANH) {
+    const saturated = f32x4.splat(SATURATED);
     for (; i + 4 <= n; i += 4) {
       const at = <usize>i << 2;
       const o = v128.load(y + at);
-      v128.store(gx + at, f32x4.mul(v128.load(gy + at), f32x4.sub(one, f32x4.mul(o, o))));
+      const g = v128.load(gy + at);
+      const fromY = f32x4.mul(g, f32x4.sub(one, f32x4.mul(o, o)));
+      const lanes = f32x4.gt(f32x4.abs(o), saturated);
+      v128.store(gx + at, v128.any_true(lanes) ? v128.bitselect(tanh_backward_x4(v128.load(x + at), g), fromY, lanes) : fromY);
     }
     for (; i < n; i++) {
       const at = <usize>i << 2;
       const o = load<f32>(y + at);
-      store<f32>(gx + at, load<f32>(gy + at) * (1 - o * o));
+      if (Mathf.abs(o) > SATURATED) {
+        const c = Math.cosh(<f64>load<f32>(x + at));
+        store<f32>(gx + at, <f32>(<f64>load<f32>(gy + at) / (c * c)));
+      } else {
+        store<f32>(gx + at, load<f32>(gy + at) * (1 - o * o));
+      }
     }
   } else {
     if (has_vector_backward(kind)) i = act_backward_f64x2(kind, n, x, gy, gx, p1);

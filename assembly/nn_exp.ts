@@ -180,6 +180,46 @@ function gelu_derivative_f64x2(x: v128): v128 {
   return f64x2.add(cdf, f64x2.mul(f64x2.mul(x, f64x2.splat(INV_SQRT_2PI)), density));
 }
 
+// ---------------------------------------------------------------------------------------
+// Sigmoid's and Tanh's derivatives from the input where the output saturates: y·(1 − y) and
+// 1 − y² lose their relative precision as y nears 1 (y rounds to 1 in float32 from x ≈ 17 and
+// 9, where the true slopes are 4e-8 and 6e-8, and give 0); there σ(x)·σ(−x) and
+// 4e^{−2|x|}/(1 + e^{−2|x|})² in float64 keep it, down to float32's denormals.
+
+/** e/(1 + e)² with e = e^{−|v|·scale} (clamped to e^{−700}): σ'(v) for scale 1, tanh'(v)/4 for scale 2. */
+// @ts-ignore: decorator
+@inline function logistic_slope_f64x2(v: v128, scale: f64): v128 {
+  const e = exp_f64x2(f64x2.neg(f64x2.min(f64x2.mul(f64x2.abs(v), f64x2.splat(scale)), f64x2.splat(700))));
+  const t = f64x2.div(f64x2.splat(1.0), f64x2.add(f64x2.splat(1.0), e));
+  return f64x2.mul(e, f64x2.mul(t, t));
+}
+
+/** gy · σ'(x) for four lanes, in float64, rounded once. */
+// @ts-ignore: decorator
+@inline export function sigmoid_backward_x4(x: v128, gy: v128): v128 {
+  const lo = f64x2.promote_low_f32x4(x);
+  const hi = f64x2.promote_low_f32x4(i32x4.shuffle(x, x, 2, 3, 0, 1));
+  const a = f64x2.mul(f64x2.promote_low_f32x4(gy), logistic_slope_f64x2(lo, 1.0));
+  const b = f64x2.mul(f64x2.promote_low_f32x4(i32x4.shuffle(gy, gy, 2, 3, 0, 1)), logistic_slope_f64x2(hi, 1.0));
+  return i32x4.shuffle(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
+}
+
+/** 1 − tanh²(v) = 4e/(1 + e)², e = e^{−2|v|}. */
+// @ts-ignore: decorator
+@inline function tanh_slope_f64x2(v: v128): v128 {
+  return f64x2.mul(f64x2.splat(4.0), logistic_slope_f64x2(v, 2.0));
+}
+
+/** gy · tanh'(x) for four lanes, in float64, rounded once. */
+// @ts-ignore: decorator
+@inline export function tanh_backward_x4(x: v128, gy: v128): v128 {
+  const lo = f64x2.promote_low_f32x4(x);
+  const hi = f64x2.promote_low_f32x4(i32x4.shuffle(x, x, 2, 3, 0, 1));
+  const a = f64x2.mul(f64x2.promote_low_f32x4(gy), tanh_slope_f64x2(lo));
+  const b = f64x2.mul(f64x2.promote_low_f32x4(i32x4.shuffle(gy, gy, 2, 3, 0, 1)), tanh_slope_f64x2(hi));
+  return i32x4.shuffle(f32x4.demote_f64x2_zero(a), f32x4.demote_f64x2_zero(b), 0, 1, 4, 5);
+}
+
 /** Whether act_forward_f64x2 handles this activation kind (Tanh goes to tanh_forward_f32x4). */
 export function has_vector_forward(kind: i32): bool {
   return kind == KIND_SIGMOID || kind == KIND_ELU || kind == KIND_GELU || kind == KIND_GELU_TANH || kind == KIND_SILU;

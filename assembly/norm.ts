@@ -332,6 +332,12 @@ export function norm_sample_forward(
       store<f32>(hs + at, d);
       squares += d * d;
     }
+    if (!isFinite(squares)) {
+      // float32 overflowed: a sum past 3.4e38, or |x − mean| past 1.8e19 (its square). The
+      // group again in float64, where neither can: x̂ is at most √groupSize whatever x is.
+      store<f32>(rstd + (<usize>i << 2), normalise_f64(xs, hs, groupSize, eps));
+      continue;
+    }
     const r = <f32>(1.0 / Math.sqrt(<f64>squares / m + <f64>eps));
     store<f32>(rstd + (<usize>i << 2), r);
     const vr = f32x4.splat(r);
@@ -349,6 +355,25 @@ export function norm_sample_forward(
     const width = groups * groupSize;
     scaleShift(N * (width / (C * L)), C, L, xhat, gamma, beta, y);
   }
+}
+
+/** x̂ = (x − mean)/√(var + eps) of one group in float64 (the rare path of huge values); returns 1/√(var + eps). */
+function normalise_f64(xs: usize, hs: usize, groupSize: i32, eps: f32): f32 {
+  const m = <f64>groupSize;
+  let total: f64 = 0;
+  for (let j = 0; j < groupSize; j++) total += <f64>load<f32>(xs + (<usize>j << 2));
+  const mean = total / m;
+  let squares: f64 = 0;
+  for (let j = 0; j < groupSize; j++) {
+    const d = <f64>load<f32>(xs + (<usize>j << 2)) - mean;
+    squares += d * d;
+  }
+  const r = 1.0 / Math.sqrt(squares / m + <f64>eps);
+  for (let j = 0; j < groupSize; j++) {
+    const at = <usize>j << 2;
+    store<f32>(hs + at, <f32>((<f64>load<f32>(xs + at) - mean) * r));
+  }
+  return <f32>r;
 }
 
 /**

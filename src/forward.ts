@@ -2,7 +2,7 @@
  * Checking a batch against a network and running its forward pass through cached plans, in
  * runs of as many samples as fit in the memory limit: what every computation starts with.
  */
-import { ShapeError, ValueError } from "./errors.ts";
+import { ShapeError, UnsupportedError, ValueError } from "./errors.ts";
 import type { Module } from "./layers/module.ts";
 import type { Plan, PlanMode } from "./plan.ts";
 import { PlanCache } from "./plan.ts";
@@ -20,6 +20,40 @@ export function planCache(net: Module): PlanCache {
     caches.set(net, cache);
   }
   return cache;
+}
+
+/** What is running in WebAssembly memory now (undefined when nothing is). */
+let running: string | undefined;
+
+/**
+ * Runs `body` as the one computation in WebAssembly memory: every plan of every network starts
+ * at the same address, so a call made while another runs (from inside `onChunk`, or a
+ * quasiLinear forward probed mid-run) would overwrite the running one's activations, gradients
+ * and rows and corrupt its result silently. Such a call is refused instead; the flag is
+ * released however `body` ends, so an exception thrown by user code leaves the library usable.
+ */
+export function exclusively<T>(what: string, body: () => T): T {
+  const release = claim(what);
+  try {
+    return body();
+  } finally {
+    release();
+  }
+}
+
+/** Takes the one-computation flag for `what` (refusing a re-entrant call); returns its release. */
+function claim(what: string): () => void {
+  if (running !== undefined) {
+    throw new UnsupportedError(
+      `jacobian-wasm was called re-entrantly: ${what} was asked for while ${running} was running, from inside its onChunk callback, ` +
+        `a quasiLinear forward or between the chunks of a streamed write: every computation shares one WebAssembly memory, so the inner call would overwrite ` +
+        `the outer one's buffers; copy what you need (rows.data.slice()) and make the call after the outer one returns`,
+    );
+  }
+  running = what;
+  return () => {
+    running = undefined;
+  };
 }
 
 /** Checks that `x` is a batch: a tensor with a leading batch dim and as many values as its shape says. */
@@ -56,6 +90,12 @@ export function unravel(i: number, shape: readonly number[]): number[] {
   return index;
 }
 
+const RUNNING: Record<PlanMode, string> = {
+  "forward": "a forward pass",
+  "per-sample": "a per-sample computation (jacobian, perSampleGradients or a quantity)",
+  "summed": "a summed gradient",
+};
+
 /**
  * A batch as it runs: in one plan when it fits in the memory limit (`setMemoryLimit`), else in
  * runs of `samplesPerRun` samples, each in a plan of its own size, one after the other. A
@@ -79,7 +119,12 @@ export class BatchRuns {
   readonly firstPlan: Plan;
   private readonly sampleShape: number[];
 
-  constructor(private readonly net: Module, private readonly x: Tensor, K: number, private readonly mode: PlanMode) {
+  constructor(
+    private readonly net: Module,
+    private readonly x: Tensor,
+    K: number,
+    private readonly mode: PlanMode,
+  ) {
     const { N, sampleShape } = checkBatch(x);
     const cache = planCache(net);
     cache.outputShape(net, sampleShape, N); // a shape the network rejects fails here, explained
@@ -101,8 +146,22 @@ export class BatchRuns {
     for (const [plan, first] of this.runs()) body(plan, first);
   }
 
-  /** `forEach` as a generator: each run's plan (prepared, loaded, run forward) and first sample, one per `next()`. */
+  /**
+   * `forEach` as a generator: each run's plan (prepared, loaded, run forward) and first sample,
+   * one per `next()`. It holds the library from the first `next()` until it finishes or is
+   * returned (a `for...of` that breaks or throws returns it), so a streamed write that hands
+   * the event loop a turn between chunks cannot have its memory overwritten by a call made then.
+   */
   *runs(): Generator<[plan: Plan, firstSample: number], void, undefined> {
+    const release = claim(RUNNING[this.mode]);
+    try {
+      yield* this.eachRun();
+    } finally {
+      release();
+    }
+  }
+
+  private *eachRun(): Generator<[plan: Plan, firstSample: number], void, undefined> {
     const cache = planCache(this.net);
     const width = numel(this.sampleShape);
     for (let first = 0; first < this.N; first += this.samplesPerRun) {
@@ -117,9 +176,39 @@ export class BatchRuns {
         throw new ValueError(`input holds ${this.x.data[at]} at index [${unravel(at, this.x.shape).join(", ")}]`);
       }
       plan.forward();
+      checkForwardFinite(plan, first);
       yield [plan, first];
     }
   }
+}
+
+/**
+ * Refuses a run whose output holds NaN or ±Infinity: the input was finite, so a layer's
+ * forward pass overflowed float32 (|value| > 3.4e38); the error names the first such layer.
+ * One SIMD scan of the output; the layers are scanned only when it fails.
+ */
+function checkForwardFinite(plan: Plan, first: number): void {
+  const k = kernels();
+  const outWidth = numel(plan.outShape);
+  if (k.first_nonfinite(plan.outputPtr, plan.N * outWidth) < 0) return;
+  for (const step of plan.allSteps) {
+    if (step.output === undefined) continue;
+    const width = numel(step.outShape);
+    const bad: number = k.first_nonfinite(step.output, plan.N * width);
+    if (bad < 0) continue;
+    const value = arena.f32()[(step.output >>> 2) + bad];
+    const sample = first + Math.floor(bad / width);
+    throw new ValueError(
+      `${step.label}: its output holds ${value} at [${[sample, ...unravel(bad % width, step.outShape)].join(", ")}] for a finite ` +
+        `input: its forward pass overflowed float32 (values beyond ±3.4e38); scale the input or this layer's parameters down`,
+    );
+  }
+  const bad: number = k.first_nonfinite(plan.outputPtr, plan.N * outWidth);
+  const sample = first + Math.floor(bad / outWidth);
+  throw new ValueError(
+    `the network's output holds ${arena.f32()[(plan.outputPtr >>> 2) + bad]} at [${[sample, ...unravel(bad % outWidth, plan.outShape)].join(", ")}] ` +
+      `for a finite input: its forward pass overflowed float32 (values beyond ±3.4e38); scale the input or the parameters down`,
+  );
 }
 
 /** The network's output for the batch, `[N, ...outShape]`, run by run. */

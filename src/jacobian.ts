@@ -3,7 +3,7 @@
  * and one backward pass; and the naive reference (one ordinary backward pass per sample).
  * Written once on top of the steps' primitives; no layer knows about them.
  */
-import { BatchRuns, checkBatch, checkFinite } from "./forward.ts";
+import { BatchRuns, checkBatch, checkFinite, exclusively } from "./forward.ts";
 import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
 import { IGNORE_INDEX, prepareTarget, seedLossGradient } from "./losses.ts";
@@ -16,7 +16,7 @@ export type { ResultOptions, StreamOptions };
 import { planCache } from "./forward.ts";
 import type { Tensor } from "./tensor.ts";
 import { numel } from "./tensor.ts";
-import { arena, memoryLimit } from "./wasm.ts";
+import { arena, kernels, memoryLimit } from "./wasm.ts";
 import { ShapeError, ValueError } from "./errors.ts";
 
 /**
@@ -131,7 +131,7 @@ function collectRows(net: Module, x: Tensor, objective: RowObjective, options: R
     }
     streamRows(net, x, objective, (batch) => {
       const lead = batch.K === 1 ? [] : [batch.K];
-      return (firstRow, rows, chunk) => onChunk(firstRow / batch.K, { shape: [rows / batch.K, ...lead, batch.D], data: chunk });
+      return finiteRows(net, batch, (firstRow, rows, chunk) => onChunk(firstRow / batch.K, { shape: [rows / batch.K, ...lead, batch.D], data: chunk }));
     });
     return;
   }
@@ -147,7 +147,7 @@ function collectRows(net: Module, x: Tensor, objective: RowObjective, options: R
   let writer: ResultWriter | undefined;
   streamRows(net, x, objective, (batch) => {
     writer = new ResultWriter(net, batch.N, batch.K, batch.D, options as ResultOptions);
-    return writer.sink;
+    return finiteRows(net, batch, writer.sink);
   });
   return writer!.value();
 }
@@ -199,7 +199,9 @@ export interface RowChunk {
  * The rows `jacobian` / `perSampleGradients` stream to `onChunk`, as a generator: one chunk
  * per `next()`, so that a caller that writes them to a file can hand the event loop a turn
  * between chunks (the CLI does, so that its SIGINT and SIGTERM handlers run during a long
- * computation). Nothing else may use the library between two chunks: they share its memory.
+ * computation). A call into the library made between two chunks is refused until the generator
+ * finishes or is returned: they share its memory. Each chunk is scanned for overflow as
+ * `onChunk`'s are.
  */
 export function* rowChunks(net: Module, x: Tensor, objective: RowObjective): Generator<RowChunk, void, undefined> {
   const checked = objective.loss === undefined ? undefined : checkLoss(net, x, objective.target!, { loss: objective.loss, reduction: objective.reduction });
@@ -209,9 +211,56 @@ export function* rowChunks(net: Module, x: Tensor, objective: RowObjective): Gen
     if (checked === undefined) seedOneHotRows(plan);
     else seedLoss(plan, checked, first, plan.N);
     for (const { firstRow, rows, chunk } of plan.perSampleChunks()) {
+      const bad: number = kernels().first_nonfinite(chunk.byteOffset, chunk.length);
+      if (bad >= 0) throw overflowInJ(net, batch, first * batch.K + firstRow + Math.floor(bad / batch.D), bad % batch.D, chunk[bad]);
       yield { firstSample: first + firstRow / batch.K, rows: { shape: [rows / batch.K, ...lead, batch.D], data: chunk } };
     }
   }
+}
+
+/**
+ * `sink`, after a scan of each chunk for NaN or ±Infinity (J's rows as returned: the
+ * quantities need none, an overflow in J shows in their float64 sums, which they check).
+ */
+function finiteRows(net: Module, batch: BatchRuns, sink: RowSink): RowSink {
+  const k = kernels();
+  return (firstRow, rows, chunk) => {
+    const bad: number = k.first_nonfinite(chunk.byteOffset, chunk.length);
+    if (bad >= 0) throw overflowInJ(net, batch, firstRow + Math.floor(bad / batch.D), bad % batch.D, chunk[bad]);
+    sink(firstRow, rows, chunk);
+  };
+}
+
+/**
+ * The error for a NaN or ±Infinity in row `row`, column `column` of J: with a finite input
+ * and a finite output, the gradient itself overflowed float32 in the backward pass.
+ * @ignore
+ */
+export function overflowInJ(net: Module, batch: { K: number }, row: number, column: number, value: number): ValueError {
+  const sample = Math.floor(row / batch.K);
+  const at = batch.K === 1 ? `sample ${sample}` : `sample ${sample}, output ${row % batch.K}`;
+  return new ValueError(
+    `the gradient w.r.t. ${parameterAt(net, column)} is ${value} for ${at}: it overflowed float32 (beyond ±3.4e38) in the backward ` +
+      `pass: scale the input, the targets or the layer's parameters down`,
+  );
+}
+
+/** `parameter 0.weight[3] (layer 0 (Linear))`: the parameter, index and layer of column `column` of J. */
+export function parameterAt(net: Module, column: number): string {
+  let start = 0;
+  for (const [name, tensor] of net.parameters()) {
+    if (column < start + tensor.data.length) {
+      let layer = "";
+      net.visit("", (prefix, module) => {
+        if (layer === "" && module.ownParameters().some(([, t]) => t === tensor)) {
+          layer = prefix === "" ? module.typeName : `${prefix.replace(/\.$/, "")} (${module.typeName})`;
+        }
+      });
+      return `parameter ${name}[${column - start}] (layer ${layer})`;
+    }
+    start += tensor.data.length;
+  }
+  return `column ${column}`;
 }
 
 /** A sink that takes some steps' parameters another way, run by run. */
@@ -237,6 +286,13 @@ function summedGradient(net: Module, x: Tensor, seed: (plan: Plan, firstSample: 
     seed(plan, first);
     plan.backwardSummed();
     const gradient = gradientVector(plan);
+    const bad: number = kernels().first_nonfinite(plan.gradientPtr, plan.D);
+    if (bad >= 0) {
+      throw new ValueError(
+        `the gradient w.r.t. ${parameterAt(net, bad)} summed over the batch is ${gradient[bad]}: it overflowed float32 ` +
+          `(beyond ±3.4e38) in the backward pass; scale the input, the targets or the layer's parameters down`,
+      );
+    }
     if (sum === undefined) result = gradient.slice();
     else for (let i = 0; i < sum.length; i++) sum[i] += gradient[i];
   });
@@ -275,14 +331,16 @@ export function perSampleGradientsNaive(net: Module, x: Tensor, target: Target, 
   checkFinite(x.data, x.shape, "input");
   const plan = planCache(net).get(net, sampleShape, 1, 1, "summed");
   const writer = new ResultWriter(net, N, 1, plan.D, options);
-  plan.prepare();
-  for (let n = 0; n < N; n++) {
-    plan.writeInput(x.data, n);
-    plan.forward();
-    seedLoss(plan, objective, n, 1);
-    plan.backwardSummed();
-    writer.sink(n, 1, gradientVector(plan));
-  }
+  exclusively("perSampleGradientsNaive", () => {
+    plan.prepare();
+    for (let n = 0; n < N; n++) {
+      plan.writeInput(x.data, n);
+      plan.forward();
+      seedLoss(plan, objective, n, 1);
+      plan.backwardSummed();
+      writer.sink(n, 1, gradientVector(plan));
+    }
+  });
   return writer.value();
 }
 
@@ -302,18 +360,20 @@ export function jacobianNaive(net: Module, x: Tensor, options: ResultOptions = {
   const K = outputsPerSample(net, x);
   const plan = planCache(net).get(net, sampleShape, 1, 1, "summed");
   const writer = new ResultWriter(net, N, K, plan.D, options);
-  plan.prepare();
-  for (let n = 0; n < N; n++) {
-    plan.writeInput(x.data, n);
-    plan.forward();
-    for (let k = 0; k < K; k++) {
-      const f32 = arena.f32();
-      f32.fill(0, plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + K);
-      f32[(plan.seedPtr >>> 2) + k] = 1;
-      plan.backwardSummed();
-      writer.sink(n * K + k, 1, gradientVector(plan));
+  exclusively("jacobianNaive", () => {
+    plan.prepare();
+    for (let n = 0; n < N; n++) {
+      plan.writeInput(x.data, n);
+      plan.forward();
+      for (let k = 0; k < K; k++) {
+        const f32 = arena.f32();
+        f32.fill(0, plan.seedPtr >>> 2, (plan.seedPtr >>> 2) + K);
+        f32[(plan.seedPtr >>> 2) + k] = 1;
+        plan.backwardSummed();
+        writer.sink(n * K + k, 1, gradientVector(plan));
+      }
     }
-  }
+  });
   return writer.value();
 }
 
@@ -365,6 +425,16 @@ function seedLoss(plan: Plan, objective: LossObjective, first: number, count: nu
     first,
     count,
   );
+  const bad: number = kernels().first_nonfinite(plan.seedPtr, size);
+  if (bad >= 0) {
+    const width = numel(plan.outShape);
+    const seed = arena.f32()[(plan.seedPtr >>> 2) + bad];
+    throw new ValueError(
+      `${objective.loss}: the loss gradient w.r.t. the output is ${seed} at sample ${first + Math.floor(bad / width)}, ` +
+        `output element ${bad % width}: ${objective.loss === "mse" ? "2·(output − target)" : "the softmax minus the target"} ` +
+        `overflowed float32 (beyond ±3.4e38); scale the outputs and targets down`,
+    );
+  }
 }
 
 function lossOptions(options: Omit<LossOptions, "asTuple">): { loss: LossName; reduction: Reduction } {

@@ -167,6 +167,8 @@ export class Plan {
     const inputPtr = builder.floats(N * numel(sampleShape));
     const compiled = net.compile({ builder, path: "", input: inputPtr, inShape: sampleShape });
     this.steps = compiled.steps;
+    const last = this.steps[this.steps.length - 1];
+    if (last !== undefined && last.output === undefined) last.output = compiled.output;
     this.outShape = compiled.outShape;
     this.inputPtr = inputPtr;
     this.outputPtr = compiled.output;
@@ -227,6 +229,11 @@ export class Plan {
   }
 
   /** The steps with parameters, in order (a quantity may take some of them another way). */
+  /** The steps in forward order (to find the one whose output first overflowed). */
+  get allSteps(): readonly Step[] {
+    return this.steps;
+  }
+
   get trainableSteps(): readonly Step[] {
     return this.trainable;
   }

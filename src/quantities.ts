@@ -9,7 +9,7 @@
 import { ShapeError, ValueError } from "./errors.ts";
 import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
-import { streamRows } from "./jacobian.ts";
+import { parameterAt, streamRows } from "./jacobian.ts";
 import type { RowObjective } from "./jacobian.ts";
 import type { BatchRuns } from "./forward.ts";
 import type { Plan } from "./plan.ts";
@@ -192,6 +192,15 @@ function tensorSquaredNorms(
     };
   });
   const values = new Float64Array(kernels().memory.buffer, out, batch.N * P).slice();
+  // Chunks with ghost-normed columns are not scanned for overflow (their columns are stale): a
+  // NaN or infinity in J shows here, in the squared norms, as one.
+  const bad = values.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new ValueError(
+      `${what}: the squared norm of sample ${Math.floor(bad / P)}'s gradient w.r.t. ${parameterAt(net, starts[bad % P])} is ${values[bad]}: ` +
+        `the gradient overflowed float32 (beyond ±3.4e38) in the backward pass; scale the input, the targets or the layer's parameters down`,
+    );
+  }
   const clipped = maxNorm === undefined ? undefined : arena.f32().slice(sum >>> 2, (sum >>> 2) + batch.D);
   return { values, N: batch.N, ghostSteps: ghostSteps.length, clipped };
 }
@@ -230,6 +239,21 @@ function parameterStarts(net: Module, batch: BatchRuns): number[] {
 }
 
 /**
+ * A float32 result of a quantity, refused when a value computed in float64 is beyond float32's
+ * range (a squared norm of gradients past 1.8e19, say): `where(i)` names element i.
+ */
+function float32Result(what: string, values: ArrayLike<number>, where: (i: number) => string, map: (v: number) => number = (v) => v): Float32Array {
+  const data = Float32Array.from(values, map);
+  const bad = data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new ValueError(
+      `${what}: ${where(bad)} is ${map(values[bad])}, beyond float32's range (±3.4e38): scale the input, the targets or the parameters down`,
+    );
+  }
+  return data;
+}
+
+/**
  * BackPACK's BatchL2Grad: the squared norm of each sample's gradient per parameter tensor,
  * `[N, P]` (P tensors in `parameters()` order).
  *
@@ -243,7 +267,8 @@ function parameterStarts(net: Module, batch: BatchRuns): number[] {
  */
 export function batchL2(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
   const { values, N } = tensorSquaredNorms("batchL2", net, x, objectiveOf("batchL2", target, options), options?.ghostNorms);
-  return { shape: [N, values.length / N], data: Float32Array.from(values) };
+  const P = values.length / N;
+  return { shape: [N, P], data: float32Result("batchL2", values, (i) => `the squared norm of sample ${Math.floor(i / P)}'s gradient for parameter tensor ${i % P}`) };
 }
 
 /**
@@ -259,7 +284,7 @@ export function batchL2(net: Module, x: Tensor, target?: Target, options?: Quant
  */
 export function perSampleNorms(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
   const total = totalSquaredNorms("perSampleNorms", net, x, objectiveOf("perSampleNorms", target, options), options?.ghostNorms);
-  return { shape: [total.length], data: Float32Array.from(total, Math.sqrt) };
+  return { shape: [total.length], data: float32Result("perSampleNorms", total, (n) => `the gradient norm of sample ${n}`, Math.sqrt) };
 }
 
 /** Σ_n J[n, i] and Σ_n J[n, i]² in float64, and N. */
@@ -278,7 +303,17 @@ function columnMoments(what: string, net: Module, x: Tensor, target: Target | un
     return (_firstRow, rows, chunk) => k.column_moments(chunk.byteOffset, rows, batch.D, batch.D, sumPtr, squaresPtr);
   });
   const buffer = kernels().memory.buffer;
-  return { sum: new Float64Array(buffer, sumPtr, batch.D).slice(), squares: new Float64Array(buffer, squaresPtr, batch.D).slice(), N: batch.N };
+  const sum = new Float64Array(buffer, sumPtr, batch.D).slice();
+  const squares = new Float64Array(buffer, squaresPtr, batch.D).slice();
+  // A NaN or infinity in J (a gradient that overflowed float32) shows in the float64 sums.
+  const bad = squares.findIndex((v, i) => !Number.isFinite(v) || !Number.isFinite(sum[i]));
+  if (bad >= 0) {
+    throw new ValueError(
+      `${what}: the gradient w.r.t. ${parameterAt(net, bad)} holds ${squares[bad]} in the sum of its squares over the batch: ` +
+        `it overflowed float32 (beyond ±3.4e38) in the backward pass; scale the input, the targets or the layer's parameters down`,
+    );
+  }
+  return { sum, squares, N: batch.N };
 }
 
 /**
@@ -292,7 +327,7 @@ function columnMoments(what: string, net: Module, x: Tensor, target: Target | un
  */
 export function sumGradSquared(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
   const { squares } = columnMoments("sumGradSquared", net, x, target, options);
-  return { shape: [squares.length], data: Float32Array.from(squares) };
+  return { shape: [squares.length], data: float32Result("sumGradSquared", squares, (i) => `the sum of squared gradients w.r.t. ${parameterAt(net, i)}`) };
 }
 
 /**
@@ -310,6 +345,7 @@ export function variance(net: Module, x: Tensor, target?: Target, options?: Quan
   for (let i = 0; i < data.length; i++) {
     const mean = sum[i] / N;
     data[i] = Math.max(0, squares[i] / N - mean * mean);
+    if (!Number.isFinite(data[i])) float32Result("variance", [squares[i] / N - mean * mean], () => `the variance of the gradient w.r.t. ${parameterAt(net, i)}`);
   }
   return { shape: [data.length], data };
 }
@@ -338,7 +374,15 @@ export function ntk(net: Module, x: Tensor, target?: Target, options?: QuantityO
   });
   const R = batch.R;
   kernels().gemm_nt(R, R, batch.D, J, batch.D, J, batch.D, gram, R, 0);
-  return { shape: [R, R], data: arena.f32().slice(gram >>> 2, (gram >>> 2) + R * R) };
+  const data = arena.f32().slice(gram >>> 2, (gram >>> 2) + R * R);
+  const bad = data.findIndex((v) => !Number.isFinite(v));
+  if (bad >= 0) {
+    throw new ValueError(
+      `ntk: entry [${Math.floor(bad / R)}, ${bad % R}] (a dot product of two rows of J) is ${data[bad]}, beyond float32's range (±3.4e38): ` +
+        `scale the input or the parameters down`,
+    );
+  }
+  return { shape: [R, R], data };
 }
 
 /**

@@ -34,7 +34,8 @@ export interface ResultOptions {
  * Rows of J streamed instead of returned: `onChunk(firstSample, rows)` receives the rows of
  * samples [firstSample, firstSample + rows.shape[0]) as `[samples, D]` (or `[samples, K, D]`),
  * in order. `rows.data` is a view of WebAssembly memory that the next chunk overwrites: copy
- * what you keep. Peak memory is one chunk (about 1 MiB), whatever N is.
+ * what you keep. Peak memory is one chunk (about 1 MiB), whatever N is. The callback may not
+ * call jacobian-wasm itself (the call shares that memory): such a call throws an UnsupportedError.
  *
  * @example
  * ```ts

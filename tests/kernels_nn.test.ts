@@ -830,3 +830,27 @@ test("maxpool 2x2 stride 2 (the vectorised path) matches the reference on wide p
     { numRuns: runs(200) },
   );
 });
+
+test("first_nonfinite finds the first NaN or ±Infinity anywhere, and -1 for finite values whose plain sum overflows", () => {
+  const k = kernels();
+  fc.assert(
+    fc.property(
+      fc.integer({ min: 0, max: 300 }),
+      fc.option(fc.tuple(fc.nat(), fc.constantFrom(NaN, Infinity, -Infinity)), { nil: undefined }),
+      fc.option(fc.nat(), { nil: undefined }),
+      fc.boolean(),
+      (count, bad, second, huge) => {
+        const values = Float32Array.from({ length: count }, (_, i) => (huge ? 3e38 : Math.sin(i)));
+        let expected = -1;
+        if (bad !== undefined && count > 0) {
+          expected = bad[0] % count;
+          values[expected] = bad[1];
+          if (second !== undefined) values[Math.max(expected, second % count)] = NaN; // a later one does not count
+        }
+        const at = scratch().floats(values);
+        assert.equal(k.first_nonfinite(at, count), expected);
+      },
+    ),
+    { numRuns: runs(300) },
+  );
+});

@@ -50,6 +50,11 @@ export interface Step {
   perSampleThroughMaxPool?(builder: PlanBuilder, pool: Step): boolean;
   /** Offered by layers with a Gram identity for their per-sample gradient norms (Linear). */
   readonly squaredNorms?: SquaredNorms;
+  /**
+   * Where the step's output (N samples of `outShape`) lives, when the step ends a layer: set by
+   * Sequential and the plan, read to name the layer whose forward pass overflowed float32.
+   */
+  output?: number;
   /** Set by the plan once every step's shape is known: where gy and gx live. */
   gy: number;
   gx: number;

@@ -5,7 +5,7 @@
  * scatter kernels (assembly/probe.ts).
  * Per-sample rule: ∂ℓ(n)/∂W_i = Σ_{(k,j) ∈ M_i} g[n]_k x[n]_j, ∂ℓ(n)/∂b_i = Σ_{k ∈ N_i} g[n]_k.
  */
-import { ShapeError } from "../errors.ts";
+import { ShapeError, UnsupportedError } from "../errors.ts";
 import type { ProbedPattern, ProbeForward } from "../probing.ts";
 import { probePattern } from "../probing.ts";
 import type { Tensor } from "../tensor.ts";
@@ -83,6 +83,8 @@ export interface QuasiLinearDefinition<P extends QuasiLinearParameters = QuasiLi
   /**
    * One sample's output, row-major, from its input `x` (row-major, `inputShape`): must be
    * quasi-linear, y_k = Σ_ij M_kij weight_i x_j + Σ_i N_ki bias_i with 0/1 tensors M, N.
+   * It may call jacobian-wasm on other networks, not on one holding this layer (refused with
+   * an UnsupportedError: the layer would be probed again without end).
    */
   forward(parameters: ForwardParameters<P>, x: Float64Array, inputShape: readonly number[]): ArrayLike<number>;
 }
@@ -115,6 +117,8 @@ export class QuasiLinear extends Module {
   /** How many times this layer was probed (tests and benchmarks read it). */
   probes = 0;
   private readonly patterns = new Map<string, ProbedPattern>();
+  /** The input shapes being probed now: a forward that runs this same layer again is refused, not recursed into. */
+  private readonly probing = new Set<string>();
   private readonly userForward: ProbeForward;
   private readonly userOutputShape: (inputShape: readonly number[]) => readonly number[];
 
@@ -182,7 +186,19 @@ export class QuasiLinear extends Module {
       this.patterns.delete(key); // re-insert: most recently used last
     } else {
       const outShape = this.outputShape(inShape);
-      pattern = probePattern(this.typeName, this.userForward, this.weight.data.length, this.bias?.data.length ?? 0, inShape, outShape);
+      if (this.probing.has(key)) {
+        throw new UnsupportedError(
+          `quasiLinear '${this.typeName}': its forward ran a network holding this same layer on input (N, ${inShape.join(", ")}) ` +
+            `while the layer's pattern for that shape was being probed; that would probe it again without end. ` +
+            `A quasiLinear forward may call jacobian-wasm on other networks only`,
+        );
+      }
+      this.probing.add(key);
+      try {
+        pattern = probePattern(this.typeName, this.userForward, this.weight.data.length, this.bias?.data.length ?? 0, inShape, outShape);
+      } finally {
+        this.probing.delete(key);
+      }
       this.probes++;
       if (this.patterns.size >= PATTERN_CACHE) this.patterns.delete(this.patterns.keys().next().value!);
     }

@@ -86,6 +86,8 @@ export class Sequential extends Module {
       } else {
         compiled = layer.compile({ builder: context.builder, path: childPath(context.path, i), input, inShape });
       }
+      const last = compiled.steps[compiled.steps.length - 1];
+      if (last !== undefined && last.output === undefined) last.output = compiled.output;
       steps.push(...compiled.steps);
       input = compiled.output;
       inShape = compiled.outShape;
