@@ -6,16 +6,17 @@
  * seam of src/jacobian.ts: the J-chunk stream (`streamRows`) reduced in cache by the kernels of
  * assembly/quantities.ts. No layer knows of them.
  */
-import { ShapeError, ValueError } from "./errors.ts";
+import { MemoryError, ShapeError, ValueError } from "./errors.ts";
+import { checkBatch } from "./forward.ts";
 import type { Module, Step } from "./layers/module.ts";
 import type { LossName, Reduction, Target } from "./losses.ts";
-import { parameterAt, streamRows } from "./jacobian.ts";
+import { outputsPerSample, parameterAt, streamRows } from "./jacobian.ts";
 import type { RowObjective } from "./jacobian.ts";
 import type { BatchRuns } from "./forward.ts";
 import type { Plan } from "./plan.ts";
 import { numel } from "./tensor.ts";
 import type { Tensor } from "./tensor.ts";
-import { align, arena, kernels } from "./wasm.ts";
+import { align, arena, kernels, MAX_BYTES } from "./wasm.ts";
 
 /**
  * Options of the quantities: without `loss`, the rows are the output's Jacobian.
@@ -364,9 +365,11 @@ export function variance(net: Module, x: Tensor, target?: Target, options?: Quan
  * ```
  */
 export function ntk(net: Module, x: Tensor, target?: Target, options?: QuantityOptions): Tensor {
+  const objective = objectiveOf("ntk", target, options);
+  checkNtkSize(net, x, objective);
   let J = 0;
   let gram = 0;
-  const batch = streamRows(net, x, objectiveOf("ntk", target, options), (batch) => {
+  const batch = streamRows(net, x, objective, (batch) => {
     const take = scratchAbove(batch);
     J = take(batch.R * batch.D * 4);
     gram = take(batch.R * batch.R * 4);
@@ -383,6 +386,25 @@ export function ntk(net: Module, x: Tensor, target?: Target, options?: QuantityO
     );
   }
   return { shape: [R, R], data };
+}
+
+/**
+ * Refuses, before the forward pass, a kernel whose J (R × D) and Gram matrix (R × R, R = N·K
+ * rows) cannot be held in one WebAssembly memory together: ntk needs all of J at once.
+ */
+function checkNtkSize(net: Module, x: Tensor, objective: RowObjective): void {
+  const { N } = checkBatch(x);
+  const K = objective.loss === undefined ? outputsPerSample(net, x) : 1;
+  const D = net.parameters().reduce((sum, [, p]) => sum + p.data.length, 0);
+  const R = N * K;
+  const bytes = (R * D + R * R) * 4;
+  if (bytes > MAX_BYTES) {
+    const fits = Math.floor((Math.sqrt(D * D + MAX_BYTES) - D) / 2 / K); // the largest N with (R·D + R²)·4 ≤ MAX_BYTES
+    throw new MemoryError(
+      `ntk: needs J (N·K × D = ${R} × ${D} floats) and the kernel (${R} × ${R}) in WebAssembly memory at once, ` +
+        `${bytes} bytes (${(bytes / 2 ** 30).toFixed(2)} GiB), over the 4 GiB one memory holds: use fewer samples a call (fewer than ${fits}, less what the network's activations take)`,
+    );
+  }
 }
 
 /**

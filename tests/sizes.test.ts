@@ -19,6 +19,7 @@ import {
   MAX_RESULT_BYTES,
   MemoryError,
   modelFromSpec,
+  ntk,
   randn,
   Sequential,
   tensor,
@@ -293,4 +294,21 @@ test("cli: --max-out refuses a small J when set below it, and accepts sizes with
   } finally {
     rmSync(dir, { recursive: true, force: true });
   }
+});
+
+test("ntk refuses, before the forward pass, a J and kernel that cannot be held in one WebAssembly memory, naming R, D and the bytes", () => {
+  const net = new Sequential(new Linear(1000, 1000), new Linear(1000, 1)); // D = 1,002,001
+  const x = randn([4096, 1000], 0);
+  const start = performance.now();
+  assert.throws(
+    () => ntk(net, x),
+    (error: unknown) =>
+      error instanceof MemoryError &&
+      /^ntk: needs J \(N·K × D = 4096 × 1002001 floats\) and the kernel \(4096 × 4096\) .*16483893248 bytes \(15\.35 GiB\).*fewer than 1070/.test(error.message),
+  );
+  assert.ok(performance.now() - start < 1000);
+  // Many rows of a small network: the kernel itself is what does not fit.
+  assert.throws(() => ntk(new Linear(10, 1), randn([40000, 10], 1)), /the kernel \(40000 × 40000\)/);
+  // A batch that fits computes.
+  assert.equal(ntk(new Linear(10, 1), randn([300, 10], 2)).shape[0], 300);
 });
