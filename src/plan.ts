@@ -11,6 +11,7 @@ import type { Module, Step } from "./layers/module.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
 import { align, arena, formatBytes, MAX_BYTES } from "./wasm.ts";
+import { recordCalls, runTapes, setWorkspaceStride, threadCount } from "./threads/parallel.ts";
 import { MemoryError, ShapeError, UnsupportedError } from "./errors.ts";
 import { explainInputMismatch } from "./expected_input.ts";
 
@@ -107,10 +108,14 @@ export class PlanBuilder {
     return this.column(t) * 4;
   }
 
-  /** Places the workspace last; returns the end of the plan's memory. */
+  /** Bytes from one thread's copy of the workspace to the next (set by `finish`). */
+  workspaceStride = 0;
+
+  /** Places the workspace last, one copy per thread; returns the end of the plan's memory. */
   finish(): number {
     if (this.mode === "summed") this.gradientVector.ptr = this.floats(this.D);
-    this.workspace.ptr = this.allocate(this.workspaceBytes);
+    this.workspaceStride = align(this.workspaceBytes, 64);
+    this.workspace.ptr = this.allocate(this.workspaceStride * threadCount());
     return align(this.cursor, 64);
   }
 }
@@ -143,9 +148,14 @@ export class Plan {
   readonly seedPtr: number;
   /** The summed gradient vector ("summed" plans). */
   readonly gradientPtr: number;
-  /** Samples per chunk of J ("per-sample" plans), and where the chunk is built. */
+  /** Samples per chunk of J ("per-sample" plans), and where the chunk is built (thread t's at chunkPtr + t · chunkStride). */
   readonly chunkSamples: number;
   readonly chunkPtr: number;
+  readonly chunkStride: number;
+  /** Threads the plan is laid out for: one chunk buffer and one workspace each. */
+  readonly threads: number;
+  private readonly workspace: Slot;
+  private readonly workspaceStride: number;
   readonly end: number;
   private readonly steps: Step[];
   private readonly parameters: Tensor[];
@@ -190,11 +200,16 @@ export class Plan {
     this.R = builder.R;
     this.chunkSamples = 0;
     this.chunkPtr = 0;
+    this.chunkStride = 0;
+    this.threads = threadCount();
     if (mode === "per-sample") {
       this.chunkSamples = Math.max(1, Math.min(N, Math.floor(CHUNK_BYTES / (K * Math.max(1, this.D) * 4))));
-      this.chunkPtr = builder.floats(this.chunkSamples * K * this.D);
+      this.chunkStride = align(this.chunkSamples * K * this.D * 4, 64);
+      this.chunkPtr = builder.allocate(this.chunkStride * this.threads);
     }
     this.end = builder.finish();
+    this.workspace = builder.workspace;
+    this.workspaceStride = builder.workspaceStride;
     this.gradientPtr = builder.gradientVector.ptr;
     this.gradientSlot = builder.gradientVector;
     this.N = N;
@@ -225,6 +240,7 @@ export class Plan {
   }
 
   forward(): void {
+    setWorkspaceStride(this.workspaceStride);
     for (const step of this.steps) step.forward();
   }
 
@@ -261,11 +277,41 @@ export class Plan {
     if (steps.length === 0) return;
     const rowFloats = this.K * this.D;
     const chunk = this.chunkPtr;
+    const view = (first: number, samples: number, at: number) => ({
+      firstRow: first * this.K,
+      rows: samples * this.K,
+      chunk: arena.f32().subarray(at >>> 2, (at >>> 2) + samples * rowFloats),
+    });
+    if (this.threads > 1 && this.N > this.chunkSamples) {
+      // Each thread makes whole chunks: the calls of thread t's chunk are recorded (with its own
+      // chunk buffer and workspace) and run on worker t − 1 while this thread makes its own.
+      const group = this.chunkSamples * this.threads;
+      const ownWorkspace = this.workspace.ptr;
+      for (let first = 0; first < this.N; first += group) {
+        const firsts: number[] = [];
+        for (let t = 0; t < this.threads && first + t * this.chunkSamples < this.N; t++) firsts.push(first + t * this.chunkSamples);
+        const samplesAt = (t: number) => Math.min(this.chunkSamples, this.N - firsts[t]);
+        const tapes = firsts.slice(1).map((f, w) => {
+          this.workspace.ptr = ownWorkspace + (w + 1) * this.workspaceStride;
+          try {
+            return recordCalls(() => {
+              for (const step of steps) step.perSample(f, samplesAt(w + 1), chunk + (w + 1) * this.chunkStride);
+            });
+          } finally {
+            this.workspace.ptr = ownWorkspace;
+          }
+        });
+        runTapes(tapes, () => {
+          for (const step of steps) step.perSample(firsts[0], samplesAt(0), chunk);
+        });
+        for (let t = 0; t < firsts.length; t++) yield view(firsts[t], samplesAt(t), chunk + t * this.chunkStride);
+      }
+      return;
+    }
     for (let first = 0; first < this.N; first += this.chunkSamples) {
       const samples = Math.min(this.chunkSamples, this.N - first);
       for (const step of steps) step.perSample(first, samples, chunk);
-      const start = chunk >>> 2;
-      yield { firstRow: first * this.K, rows: samples * this.K, chunk: arena.f32().subarray(start, start + samples * rowFloats) };
+      yield view(first, samples, chunk);
     }
   }
 
@@ -297,6 +343,7 @@ export class Plan {
    * keeps its output gradient to the end, so their parameter gradients are taken afterwards.
    */
   private backward(): void {
+    setWorkspaceStride(this.workspaceStride);
     for (let i = this.steps.length - 1; i > this.firstTrainable; i--) {
       if (i !== this.skippedBackward) this.steps[i].backward();
     }
@@ -468,11 +515,11 @@ export class PlanCache {
     // Everything but J's chunk grows in proportion to the samples (activations, caches,
     // gradients): its growth from one sample to two, with the chunk taken out, bounds the
     // rest; the chunk is a few rows of J, at most about 1 MiB.
-    const chunkBytes = (plan: Plan) => plan.chunkSamples * K * plan.D * 4;
+    const chunkBytes = (plan: Plan) => plan.chunkStride * plan.threads;
     const two = N >= 2 ? this.get(net, sampleShape, 2, K, mode) : one;
     const perSample = Math.max(0, two.end - chunkBytes(two) - (one.end - chunkBytes(one)));
     const fixed = one.end - perSample;
-    const chunkCap = CHUNK_BYTES + K * one.D * 4 + 64;
+    const chunkCap = (CHUNK_BYTES + K * one.D * 4 + 64) * one.threads;
     let size = perSample === 0 ? N : Math.max(1, Math.min(N, Math.floor((limit - fixed - chunkCap) / perSample)));
     for (;;) {
       if (size <= 2) return size === 2 && two.end > limit ? 1 : size;

@@ -1,0 +1,225 @@
+/**
+ * How a computation is shared between threads, without any layer knowing: the kernels object
+ * the steps call is a facade over the threads build's exports that
+ *  - splits the batch kernels of the forward and backward passes by samples (the rules below:
+ *    which argument counts the samples and how far each pointer moves per sample), each
+ *    thread running the kernel on its own samples with its own copy of the plan's workspace;
+ *  - records, instead of running, the calls of a chunk of J's rows while a plan builds a
+ *    worker's tape (`recordCalls`), so that each thread makes whole chunks of rows.
+ * A split is by samples only: every sample is computed by one thread with the same kernel and
+ * path it takes on one thread, so the results are identical to one thread's, bit for bit.
+ */
+import type { Call, WorkerPool } from "./pool.ts";
+
+/** The parallel state of the loaded kernels. */
+interface Threads {
+  pool: WorkerPool;
+  /** Export name → index in `WebAssembly.Module.exports` order (the workers' numbering). */
+  index: Map<string, number>;
+  /** Where calls go while a tape is recorded. */
+  recording: Call[] | undefined;
+  /** Bytes between one thread's copy of the running plan's workspace and the next. */
+  workspaceStride: number;
+}
+
+let threads: Threads | undefined;
+
+/** Threads in use: the calling thread and the pool's workers (1 without a pool). */
+export function threadCount(): number {
+  return threads === undefined ? 1 : threads.pool.size + 1;
+}
+
+/** The running plan's workspace stride (PlanBuilder lays out one copy per thread). */
+export function setWorkspaceStride(bytes: number): void {
+  if (threads !== undefined) threads.workspaceStride = bytes;
+}
+
+/** Runs `body` with every kernel call recorded instead of run; returns the calls, in order. */
+export function recordCalls(body: () => void): Call[] {
+  const state = threads!;
+  const calls: Call[] = [];
+  state.recording = calls;
+  try {
+    body();
+  } finally {
+    state.recording = undefined;
+  }
+  return calls;
+}
+
+/** Runs `tapes[w]` on worker w and `own` here, in parallel; see WorkerPool.run. */
+export function runTapes(tapes: readonly (readonly Call[])[], own: () => void): void {
+  threads!.pool.run(tapes, own);
+}
+
+/** Forgets the pool (its kernels were unloaded); the caller closes it. */
+export function detachThreads(): void {
+  threads = undefined;
+}
+
+// deno-lint-ignore no-explicit-any
+type Exports = Record<string, any>;
+
+/**
+ * The kernels as the steps see them with a pool: every function passes through (recorded while
+ * a tape is being made), and the kernels with a rule are split when their batch is large enough.
+ */
+export function parallelKernels(exports: Exports, module: WebAssembly.Module, pool: WorkerPool): Exports {
+  const index = new Map(WebAssembly.Module.exports(module).map(({ name }, i) => [name, i]));
+  const state: Threads = { pool, index, recording: undefined, workspaceStride: 0 };
+  threads = state;
+  const facade: Exports = {};
+  for (const [name, value] of Object.entries(exports)) {
+    if (typeof value !== "function") {
+      facade[name] = value;
+      continue;
+    }
+    const fn = value as (...args: number[]) => number;
+    const id = index.get(name)!;
+    const rule = SPLITS[name];
+    facade[name] = (...args: number[]): number => {
+      if (state.recording !== undefined) {
+        state.recording.push([id, args]);
+        return 0;
+      }
+      if (rule !== undefined) {
+        const parts = rule(args, pool.size + 1, state.workspaceStride, exports);
+        if (parts !== undefined) return runParts(state, id, fn, parts, name === "first_nonfinite" ? args : undefined);
+      }
+      return fn(...args);
+    };
+  }
+  return facade;
+}
+
+/** Part 0 here, the others on workers 0.., each one call; first_nonfinite's results combined. */
+function runParts(state: Threads, id: number, fn: (...args: number[]) => number, parts: number[][], scan: number[] | undefined): number {
+  let own = 0;
+  const results = state.pool.run(parts.slice(1).map((args) => [[id, args] as const]), () => {
+    own = fn(...parts[0]);
+  });
+  if (scan === undefined) return own;
+  // The first non-finite value: in the earliest part that found one, at its offset.
+  if (own >= 0) return own;
+  for (let p = 1; p < parts.length; p++) {
+    if (results[p - 1] >= 0) return (parts[p][0] - scan[0]) / 4 + results[p - 1];
+  }
+  return -1;
+}
+
+/** A rule: the per-thread argument lists for a call, or undefined to run it whole here. */
+type Split = (args: number[], threads: number, workspaceStride: number, exports: Exports) => number[][] | undefined;
+
+/** [first, end) of each of `parts` near-equal shares of `units`, in multiples of `step`. */
+function shares(units: number, parts: number, step = 1): [number, number][] {
+  const steps = Math.ceil(units / step);
+  const out: [number, number][] = [];
+  for (let p = 0; p < parts; p++) {
+    const first = Math.min(units, Math.floor((steps * p) / parts) * step);
+    const end = Math.min(units, Math.floor((steps * (p + 1)) / parts) * step);
+    if (end > first) out.push([first, end]);
+  }
+  return out;
+}
+
+/** A call is split only when each thread gets at least this many floats of output to compute. */
+const MIN_FLOATS_PER_THREAD = 16384;
+
+function i32At(exports: Exports, pointer: number, i: number): number {
+  return new Int32Array((exports.memory as WebAssembly.Memory).buffer, pointer + 4 * i, 1)[0];
+}
+
+/**
+ * Splits a call over samples: `count` is the argument holding the samples (or rows) to share,
+ * `step` the granularity (K rows per sample), `moves` each pointer argument's bytes per unit of
+ * `count` (per sample: `perSample` divides by K), `work` the workspace argument, if any.
+ */
+function bySamples(
+  args: number[],
+  threads: number,
+  stride: number,
+  count: number,
+  step: number,
+  moves: readonly (readonly [arg: number, bytesPerUnit: number])[],
+  outFloatsPerUnit: number,
+  work?: number,
+): number[][] | undefined {
+  const units = args[count];
+  if (units * outFloatsPerUnit < 2 * MIN_FLOATS_PER_THREAD || units < 2 * step) return undefined;
+  const parts = Math.min(threads, Math.floor((units * outFloatsPerUnit) / MIN_FLOATS_PER_THREAD));
+  const ranges = shares(units, parts, step);
+  if (ranges.length < 2) return undefined;
+  return ranges.map(([first, end], p) => {
+    const part = args.slice();
+    part[count] = end - first;
+    for (const [arg, bytes] of moves) if (part[arg] !== 0) part[arg] += first * bytes;
+    if (work !== undefined && p > 0) part[work] += p * stride;
+    return part;
+  });
+}
+
+/** Conv geometry: input floats per sample (C_in·D·H·W) and output floats per sample (C_out·L). */
+function convWidths(exports: Exports, geom: number): [inWidth: number, outWidth: number] {
+  const g = (i: number) => i32At(exports, geom, i);
+  return [g(1) * g(3) * g(4) * g(5), g(2) * g(6) * g(7) * g(8)];
+}
+
+/** Pool geometry: input floats per sample (C·D·H·W) and output floats per sample (C·oD·oH·oW). */
+function poolWidths(exports: Exports, geom: number): [inWidth: number, outWidth: number] {
+  const g = (i: number) => i32At(exports, geom, i);
+  return [g(0) * g(1) * g(2) * g(3), g(0) * g(4) * g(5) * g(6)];
+}
+
+/**
+ * The batch kernels of the forward and backward passes, split by samples. Arguments by
+ * position, as assembly/ declares them.
+ */
+const SPLITS: Record<string, Split> = {
+  // linear_forward(rows, in, out, x, W, b, y)
+  linear_forward: (a, t, s) => bySamples(a, t, s, 0, 1, [[3, a[1] * 4], [6, a[2] * 4]], a[2] * Math.max(1, a[1] / 16)),
+  // linear_backward_input(rows, in, out, gy, W, gx)
+  linear_backward_input: (a, t, s) => bySamples(a, t, s, 0, 1, [[3, a[2] * 4], [5, a[1] * 4]], a[1] * Math.max(1, a[2] / 16)),
+  // act_forward(kind, count, x, y, p1, p2): elementwise, in multiples of 16 floats
+  act_forward: (a, t, s) => bySamples(a, t, s, 1, 16, [[2, 4], [3, 4]], 1),
+  // act_backward(kind, R, K, width, x, y, gy, gx, p1, p2): x, y per sample (r / K), gy, gx per row
+  act_backward: (a, t, s) =>
+    a[2] === 1
+      ? bySamples(a, t, s, 1, 1, [[4, a[3] * 4], [5, a[3] * 4], [6, a[3] * 4], [7, a[3] * 4]], a[3])
+      : perRowsOfSamples(a, t, s, 1, a[2], [[6, a[3] * 4], [7, a[3] * 4]], [[4, a[3] * 4], [5, a[3] * 4]], a[3]),
+  // conv_forward(geom, N, x, W, b, y, work)
+  conv_forward: (a, t, s, e) => {
+    const [inW, outW] = convWidths(e, a[0]);
+    return bySamples(a, t, s, 1, 1, [[2, inW * 4], [5, outW * 4]], outW * 8, 6);
+  },
+  // conv_backward_input(geom, R, gy, W, gx, work)
+  conv_backward_input: (a, t, s, e) => {
+    const [inW, outW] = convWidths(e, a[0]);
+    return bySamples(a, t, s, 1, 1, [[2, outW * 4], [4, inW * 4]], inW * 8, 5);
+  },
+  // maxpool_forward(geom, N, x, y, argmax, relu)
+  maxpool_forward: (a, t, s, e) => {
+    const [inW, outW] = poolWidths(e, a[0]);
+    return bySamples(a, t, s, 1, 1, [[2, inW * 4], [3, outW * 4], [4, outW * 4]], inW);
+  },
+  // maxpool_backward(geom, R, K, gy, argmax, gx): argmax per sample, gy and gx per row
+  maxpool_backward: (a, t, s, e) => {
+    const [inW, outW] = poolWidths(e, a[0]);
+    return perRowsOfSamples(a, t, s, 1, a[2], [[3, outW * 4], [5, inW * 4]], [[4, outW * 4]], inW);
+  },
+  // first_nonfinite(ptr, count): the parts' answers are combined by runParts
+  first_nonfinite: (a, t, s) => bySamples(a, t, s, 1, 16, [[0, 4]], 1 / 4),
+};
+
+/** bySamples over rows in whole samples of K rows: `perRow` pointers move per row, `perSample` per sample. */
+function perRowsOfSamples(
+  args: number[],
+  threads: number,
+  stride: number,
+  count: number,
+  K: number,
+  perRow: readonly (readonly [number, number])[],
+  perSample: readonly (readonly [number, number])[],
+  outFloatsPerRow: number,
+): number[][] | undefined {
+  return bySamples(args, threads, stride, count, K, [...perRow, ...perSample.map(([arg, bytes]) => [arg, bytes / K] as const)], outFloatsPerRow);
+}
