@@ -127,6 +127,9 @@ export class PlanBuilder {
  */
 const CHUNK_BYTES = 1 << 20;
 
+/** For tests: smaller chunks make the chunk loop (and its split between threads) run on small networks. */
+export const chunkTuning = { bytes: CHUNK_BYTES };
+
 /** Where the rows of J go: called once per chunk with rows [firstRow, firstRow + rows), row stride D. */
 export type RowSink = (firstRow: number, rows: number, chunk: Float32Array) => void;
 
@@ -203,7 +206,7 @@ export class Plan {
     this.chunkStride = 0;
     this.threads = threadCount();
     if (mode === "per-sample") {
-      this.chunkSamples = Math.max(1, Math.min(N, Math.floor(CHUNK_BYTES / (K * Math.max(1, this.D) * 4))));
+      this.chunkSamples = Math.max(1, Math.min(N, Math.floor(chunkTuning.bytes / (K * Math.max(1, this.D) * 4))));
       this.chunkStride = align(this.chunkSamples * K * this.D * 4, 64);
       this.chunkPtr = builder.allocate(this.chunkStride * this.threads);
     }
@@ -519,7 +522,7 @@ export class PlanCache {
     const two = N >= 2 ? this.get(net, sampleShape, 2, K, mode) : one;
     const perSample = Math.max(0, two.end - chunkBytes(two) - (one.end - chunkBytes(one)));
     const fixed = one.end - perSample;
-    const chunkCap = (CHUNK_BYTES + K * one.D * 4 + 64) * one.threads;
+    const chunkCap = (chunkTuning.bytes + K * one.D * 4 + 64) * one.threads;
     let size = perSample === 0 ? N : Math.max(1, Math.min(N, Math.floor((limit - fixed - chunkCap) / perSample)));
     for (;;) {
       if (size <= 2) return size === 2 && two.end > limit ? 1 : size;

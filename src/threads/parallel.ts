@@ -122,8 +122,11 @@ function shares(units: number, parts: number, step = 1): [number, number][] {
   return out;
 }
 
-/** A call is split only when each thread gets at least this many floats of output to compute. */
-const MIN_FLOATS_PER_THREAD = 16384;
+/**
+ * A call is split only when each thread gets at least `minFloats` floats of output to compute
+ * (below, waking a worker costs more than it saves). Tests lower it to split every call.
+ */
+export const splitTuning = { minFloats: 16384 };
 
 function i32At(exports: Exports, pointer: number, i: number): number {
   return new Int32Array((exports.memory as WebAssembly.Memory).buffer, pointer + 4 * i, 1)[0];
@@ -145,8 +148,9 @@ function bySamples(
   work?: number,
 ): number[][] | undefined {
   const units = args[count];
-  if (units * outFloatsPerUnit < 2 * MIN_FLOATS_PER_THREAD || units < 2 * step) return undefined;
-  const parts = Math.min(threads, Math.floor((units * outFloatsPerUnit) / MIN_FLOATS_PER_THREAD));
+  const least = splitTuning.minFloats;
+  if (units * outFloatsPerUnit < 2 * least || units < 2 * step) return undefined;
+  const parts = Math.min(threads, Math.floor((units * outFloatsPerUnit) / least));
   const ranges = shares(units, parts, step);
   if (ranges.length < 2) return undefined;
   return ranges.map(([first, end], p) => {
