@@ -8,23 +8,18 @@ import type { Plan, PlanMode } from "./plan.ts";
 import { PlanCache } from "./plan.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
-import { arena, kernels, kernelsGeneration, memoryLimit } from "./wasm.ts";
+import { arena, kernels, memoryLimit } from "./wasm.ts";
 
-const caches = new WeakMap<Module, { cache: PlanCache; generation: number }>();
+const caches = new WeakMap<Module, PlanCache>();
 
-/**
- * The plan cache of a network (one per root module), emptied when the kernels were loaded
- * anew since (`setThreads`): its plans' pointers and per-thread buffers belong to that load.
- */
+/** The plan cache of a network (one per root module). */
 export function planCache(net: Module): PlanCache {
-  kernels();
-  const generation = kernelsGeneration();
-  let entry = caches.get(net);
-  if (!entry || entry.generation !== generation) {
-    entry = { cache: new PlanCache(), generation };
-    caches.set(net, entry);
+  let cache = caches.get(net);
+  if (!cache) {
+    cache = new PlanCache();
+    caches.set(net, cache);
   }
-  return entry.cache;
+  return cache;
 }
 
 /** What is running in WebAssembly memory now (undefined when nothing is). */

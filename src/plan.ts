@@ -10,8 +10,8 @@
 import type { Module, Step } from "./layers/module.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
-import { align, arena, formatBytes, MAX_BYTES } from "./wasm.ts";
-import { recordCalls, runTapes, setWorkspaceStride, threadCount } from "./threads/parallel.ts";
+import { align, arena, formatBytes, kernels, kernelsGeneration, MAX_BYTES } from "./wasm.ts";
+import { recordCalls, runTapes, setWorkspace, threadCount } from "./threads/parallel.ts";
 import { MemoryError, ShapeError, UnsupportedError } from "./errors.ts";
 import { explainInputMismatch } from "./expected_input.ts";
 
@@ -155,7 +155,7 @@ export class Plan {
   readonly chunkSamples: number;
   readonly chunkPtr: number;
   readonly chunkStride: number;
-  /** Threads the plan is laid out for: one chunk buffer and one workspace each. */
+  /** Threads that make chunks of J's rows: one chunk buffer each (1: chunks are made here only). */
   readonly threads: number;
   private readonly workspace: Slot;
   private readonly workspaceStride: number;
@@ -204,10 +204,13 @@ export class Plan {
     this.chunkSamples = 0;
     this.chunkPtr = 0;
     this.chunkStride = 0;
-    this.threads = threadCount();
+    this.threads = 1;
     if (mode === "per-sample") {
       this.chunkSamples = Math.max(1, Math.min(N, Math.floor(chunkTuning.bytes / (K * Math.max(1, this.D) * 4))));
       this.chunkStride = align(this.chunkSamples * K * this.D * 4, 64);
+      // A chunk per thread when there are chunks to share and they are cache-sized (a sample
+      // whose rows alone are larger is made on this thread: a copy per thread would not fit).
+      if (N > this.chunkSamples && this.chunkStride <= 2 * chunkTuning.bytes) this.threads = threadCount();
       this.chunkPtr = builder.allocate(this.chunkStride * this.threads);
     }
     this.end = builder.finish();
@@ -243,7 +246,7 @@ export class Plan {
   }
 
   forward(): void {
-    setWorkspaceStride(this.workspaceStride);
+    setWorkspace(this.workspace.ptr, this.workspaceStride);
     for (const step of this.steps) step.forward();
   }
 
@@ -346,7 +349,7 @@ export class Plan {
    * keeps its output gradient to the end, so their parameter gradients are taken afterwards.
    */
   private backward(): void {
-    setWorkspaceStride(this.workspaceStride);
+    setWorkspace(this.workspace.ptr, this.workspaceStride);
     for (let i = this.steps.length - 1; i > this.firstTrainable; i--) {
       if (i !== this.skippedBackward) this.steps[i].backward();
     }
@@ -441,6 +444,9 @@ export class PlanCache {
   /** Per-sample output shapes by per-sample input shape, so a repeated call walks no layers. */
   private readonly outputShapes = new Map<string, readonly number[]>();
 
+  /** The load of the kernels the plans were laid out under (`kernelsGeneration`). */
+  private generation = -1;
+
   constructor(readonly capacity = 8) {}
 
   /**
@@ -465,6 +471,13 @@ export class PlanCache {
   }
 
   get(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode): Plan {
+    // Plans laid out under another load of the kernels (setThreads changed it) are not valid.
+    kernels();
+    if (this.generation !== kernelsGeneration()) {
+      this.plans.clear();
+      this.runSizes.clear();
+      this.generation = kernelsGeneration();
+    }
     const key = `${N}x${sampleShape.join("x")}|${K}|${mode}`;
     let plan = this.plans.get(key);
     if (plan) {

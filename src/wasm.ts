@@ -12,7 +12,7 @@
 import { baselineThreadsWasmBase64, baselineWasmBase64, relaxedThreadsWasmBase64, relaxedWasmBase64 } from "./wasm/kernels.generated.ts";
 import { MemoryError, UnsupportedError, ValueError } from "./errors.ts";
 import { BLOCK_BYTES, threadsAvailable, WorkerPool } from "./threads/pool.ts";
-import { detachThreads, parallelKernels } from "./threads/parallel.ts";
+import { closeThreads, parallelKernels } from "./threads/parallel.ts";
 
 /** The kernels' exports. Pointers are byte offsets into `memory`, sizes are element counts. */
 // deno-lint-ignore no-explicit-any
@@ -39,8 +39,8 @@ interface Loaded {
   build: SimdBuild;
   /** The module it was instantiated from when `initialize(module)` gave one. */
   module?: WebAssembly.Module;
-  /** The worker threads of the threads build (none: one thread, the plain build). */
-  pool?: WorkerPool;
+  /** Threads the memory is laid out for: 1 for the plain build; the workers start on first use. */
+  threads: number;
   /** Bytes above the static data kept for the workers' control blocks and scratch copies. */
   reserved: number;
 }
@@ -80,7 +80,7 @@ function loadedNow(): Loaded | undefined {
 }
 
 function load(instance: WebAssembly.Instance, build: SimdBuild, module?: WebAssembly.Module): SimdBuild {
-  loaded = { kernels: instance.exports as unknown as Kernels, build, module, reserved: 0 };
+  loaded = { kernels: instance.exports as unknown as Kernels, build, module, threads: 1, reserved: 0 };
   generation++;
   arena.reset();
   return build;
@@ -207,7 +207,16 @@ export function kernels(): Kernels {
 /** Compiles and instantiates an embedded build, synchronously: it never waits on the host. */
 function loadEmbedded(build: SimdBuild): SimdBuild {
   const threads = threadsWanted();
-  if (threads > 1 && threadsAvailable()) return loadThreaded(build, threads);
+  if (threads > 1) {
+    try {
+      return loadThreaded(build, threads);
+    } catch (error) {
+      // Asked for (setThreads, JACOBIAN_WASM_THREADS): say why not. By default: one thread.
+      if (threadsSet !== undefined || readThreadsVariable() !== undefined) {
+        throw new UnsupportedError(`${threads} threads could not start here: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
   let instance: WebAssembly.Instance;
   try {
     instance = new WebAssembly.Instance(new WebAssembly.Module(wasmBytes(build)), IMPORTS);
@@ -239,7 +248,7 @@ function loadThreaded(build: SimdBuild, threads: number): SimdBuild {
       }
     }
   } catch (error) {
-    throw notLoaded(`compiling the threads build here failed: ${error instanceof Error ? error.message : String(error)}`);
+    throw notLoaded(`compiling them here failed: ${error instanceof Error ? error.message : String(error)}`);
   }
   const exports = instance.exports as unknown as Kernels;
   const staticBytes = align(exports.heapBase(), 64);
@@ -249,9 +258,9 @@ function loadThreaded(build: SimdBuild, threads: number): SimdBuild {
   const reserved = workers * (BLOCK_BYTES + staticBytes);
   const have = memory!.buffer.byteLength;
   if (scratch + workers * staticBytes > have) memory!.grow(Math.ceil((scratch + workers * staticBytes - have) / PAGE));
-  const pool = new WorkerPool(memory!, module, workers, control, (w) => scratch + w * staticBytes);
-  const kernels = parallelKernels(exports, module, pool) as Kernels;
-  loaded = { kernels, build, pool, reserved };
+  const startPool = () => new WorkerPool(memory!, module, workers, control, (w) => scratch + w * staticBytes);
+  const kernels = parallelKernels(exports, module, threads, startPool) as Kernels;
+  loaded = { kernels, build, threads, reserved };
   generation++;
   arena.reset();
   return build;
@@ -259,8 +268,7 @@ function loadThreaded(build: SimdBuild, threads: number): SimdBuild {
 
 /** Stops the workers and forgets the kernels: the next call loads them as `threadsWanted()` says. */
 function unload(): void {
-  loaded?.pool?.close();
-  detachThreads();
+  closeThreads();
   loaded = undefined;
 }
 
@@ -341,7 +349,7 @@ function threadsWanted(): number {
  */
 export function threads(): number {
   kernels();
-  return loaded!.pool === undefined ? 1 : loaded!.pool.size + 1;
+  return loaded!.threads;
 }
 
 /**

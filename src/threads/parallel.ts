@@ -6,32 +6,41 @@
  *    thread running the kernel on its own samples with its own copy of the plan's workspace;
  *  - records, instead of running, the calls of a chunk of J's rows while a plan builds a
  *    worker's tape (`recordCalls`), so that each thread makes whole chunks of rows.
- * A split is by samples only: every sample is computed by one thread with the same kernel and
- * path it takes on one thread, so the results are identical to one thread's, bit for bit.
+ * A split is by samples (or, for a GEMM, by panels of rows of C) only: every output element is
+ * computed by one thread with the same kernel, path and order of sums as on one thread, so the
+ * results are identical to one thread's, bit for bit.
  */
 import type { Call, WorkerPool } from "./pool.ts";
 
 /** The parallel state of the loaded kernels. */
 interface Threads {
-  pool: WorkerPool;
+  /** Threads the memory is laid out for (the calling thread and count − 1 workers). */
+  count: number;
+  /** The workers, started by the first call that splits (a quick refusal never starts them). */
+  pool: WorkerPool | undefined;
+  startPool: () => WorkerPool;
   /** Export name → index in `WebAssembly.Module.exports` order (the workers' numbering). */
   index: Map<string, number>;
   /** Where calls go while a tape is recorded. */
   recording: Call[] | undefined;
-  /** Bytes between one thread's copy of the running plan's workspace and the next. */
-  workspaceStride: number;
+  /** The running plan's workspace (thread t's copy at ptr + t · stride): only calls given it are split. */
+  workspace: { ptr: number; stride: number };
 }
 
 let threads: Threads | undefined;
 
 /** Threads in use: the calling thread and the pool's workers (1 without a pool). */
 export function threadCount(): number {
-  return threads === undefined ? 1 : threads.pool.size + 1;
+  return threads === undefined ? 1 : threads.count;
 }
 
-/** The running plan's workspace stride (PlanBuilder lays out one copy per thread). */
-export function setWorkspaceStride(bytes: number): void {
-  if (threads !== undefined) threads.workspaceStride = bytes;
+/** The running plan's workspace and stride (PlanBuilder lays out one copy per thread). */
+export function setWorkspace(ptr: number, stride: number): void {
+  if (threads !== undefined) threads.workspace = { ptr, stride };
+}
+
+function pool(state: Threads): WorkerPool {
+  return (state.pool ??= state.startPool());
 }
 
 /** Runs `body` with every kernel call recorded instead of run; returns the calls, in order. */
@@ -49,11 +58,12 @@ export function recordCalls(body: () => void): Call[] {
 
 /** Runs `tapes[w]` on worker w and `own` here, in parallel; see WorkerPool.run. */
 export function runTapes(tapes: readonly (readonly Call[])[], own: () => void): void {
-  threads!.pool.run(tapes, own);
+  pool(threads!).run(tapes, own);
 }
 
-/** Forgets the pool (its kernels were unloaded); the caller closes it. */
-export function detachThreads(): void {
+/** Stops the workers, if they started, and forgets the parallel state (the kernels are unloaded). */
+export function closeThreads(): void {
+  threads?.pool?.close();
   threads = undefined;
 }
 
@@ -64,9 +74,9 @@ type Exports = Record<string, any>;
  * The kernels as the steps see them with a pool: every function passes through (recorded while
  * a tape is being made), and the kernels with a rule are split when their batch is large enough.
  */
-export function parallelKernels(exports: Exports, module: WebAssembly.Module, pool: WorkerPool): Exports {
+export function parallelKernels(exports: Exports, module: WebAssembly.Module, count: number, startPool: () => WorkerPool): Exports {
   const index = new Map(WebAssembly.Module.exports(module).map(({ name }, i) => [name, i]));
-  const state: Threads = { pool, index, recording: undefined, workspaceStride: 0 };
+  const state: Threads = { count, pool: undefined, startPool, index, recording: undefined, workspace: { ptr: -1, stride: 0 } };
   threads = state;
   const facade: Exports = {};
   for (const [name, value] of Object.entries(exports)) {
@@ -83,7 +93,7 @@ export function parallelKernels(exports: Exports, module: WebAssembly.Module, po
         return 0;
       }
       if (rule !== undefined) {
-        const parts = rule(args, pool.size + 1, state.workspaceStride, exports);
+        const parts = rule(args, count, state.workspace, exports);
         if (parts !== undefined) return runParts(state, id, fn, parts, name === "first_nonfinite" ? args : undefined);
       }
       return fn(...args);
@@ -95,7 +105,7 @@ export function parallelKernels(exports: Exports, module: WebAssembly.Module, po
 /** Part 0 here, the others on workers 0.., each one call; first_nonfinite's results combined. */
 function runParts(state: Threads, id: number, fn: (...args: number[]) => number, parts: number[][], scan: number[] | undefined): number {
   let own = 0;
-  const results = state.pool.run(parts.slice(1).map((args) => [[id, args] as const]), () => {
+  const results = pool(state).run(parts.slice(1).map((args) => [[id, args] as const]), () => {
     own = fn(...parts[0]);
   });
   if (scan === undefined) return own;
@@ -108,7 +118,7 @@ function runParts(state: Threads, id: number, fn: (...args: number[]) => number,
 }
 
 /** A rule: the per-thread argument lists for a call, or undefined to run it whole here. */
-type Split = (args: number[], threads: number, workspaceStride: number, exports: Exports) => number[][] | undefined;
+type Split = (args: number[], threads: number, workspace: { ptr: number; stride: number }, exports: Exports) => number[][] | undefined;
 
 /** [first, end) of each of `parts` near-equal shares of `units`, in multiples of `step`. */
 function shares(units: number, parts: number, step = 1): [number, number][] {
@@ -140,7 +150,7 @@ function i32At(exports: Exports, pointer: number, i: number): number {
 function bySamples(
   args: number[],
   threads: number,
-  stride: number,
+  workspace: { ptr: number; stride: number },
   count: number,
   step: number,
   moves: readonly (readonly [arg: number, bytesPerUnit: number])[],
@@ -148,6 +158,8 @@ function bySamples(
   work?: number,
 ): number[][] | undefined {
   const units = args[count];
+  // A workspace that is not the running plan's (a kernel called directly) has no copy per thread.
+  if (work !== undefined && args[work] !== workspace.ptr) return undefined;
   const least = splitTuning.minFloats;
   if (units * outFloatsPerUnit < 2 * least || units < 2 * step) return undefined;
   const parts = Math.min(threads, Math.floor((units * outFloatsPerUnit) / least));
@@ -157,7 +169,7 @@ function bySamples(
     const part = args.slice();
     part[count] = end - first;
     for (const [arg, bytes] of moves) if (part[arg] !== 0) part[arg] += first * bytes;
-    if (work !== undefined && p > 0) part[work] += p * stride;
+    if (work !== undefined && p > 0) part[work] += p * workspace.stride;
     return part;
   });
 }
@@ -179,6 +191,11 @@ function poolWidths(exports: Exports, geom: number): [inWidth: number, outWidth:
  * position, as assembly/ declares them.
  */
 const SPLITS: Record<string, Split> = {
+  // gemm_xx(M, N, K, A, lda, B, ldb, C, ldc, accumulate), split into panels of C's rows: A's rows
+  // (or, transposed, its columns) and C's rows move; each panel is what one thread would compute.
+  gemm_nn: (a, t, s) => bySamples(a, t, s, 0, 8, [[3, a[4] * 4], [7, a[8] * 4]], a[1] * Math.max(1, a[2] / 16)),
+  gemm_nt: (a, t, s) => bySamples(a, t, s, 0, 8, [[3, a[4] * 4], [7, a[8] * 4]], a[1] * Math.max(1, a[2] / 16)),
+  gemm_tn: (a, t, s) => bySamples(a, t, s, 0, 8, [[3, 4], [7, a[8] * 4]], a[1] * Math.max(1, a[2] / 16)),
   // linear_forward(rows, in, out, x, W, b, y)
   linear_forward: (a, t, s) => bySamples(a, t, s, 0, 1, [[3, a[1] * 4], [6, a[2] * 4]], a[2] * Math.max(1, a[1] / 16)),
   // linear_backward_input(rows, in, out, gy, W, gx)
@@ -218,12 +235,12 @@ const SPLITS: Record<string, Split> = {
 function perRowsOfSamples(
   args: number[],
   threads: number,
-  stride: number,
+  workspace: { ptr: number; stride: number },
   count: number,
   K: number,
   perRow: readonly (readonly [number, number])[],
   perSample: readonly (readonly [number, number])[],
   outFloatsPerRow: number,
 ): number[][] | undefined {
-  return bySamples(args, threads, stride, count, K, [...perRow, ...perSample.map(([arg, bytes]) => [arg, bytes / K] as const)], outFloatsPerRow);
+  return bySamples(args, threads, workspace, count, K, [...perRow, ...perSample.map(([arg, bytes]) => [arg, bytes / K] as const)], outFloatsPerRow);
 }
