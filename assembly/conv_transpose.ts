@@ -6,7 +6,7 @@
 // depth = C_out_T/G·kvol rows of the column matrix, L = input positions of the layer):
 //   forward          y = col2im(W_gᵀ · x_g) + b             (the swapped conv's input gradient)
 //   input gradient   gx_g = W_g · im2col(gy)_g            (the swapped conv's forward)
-//   weight gradient  ∂W_g = x_g[n] · im2col(gy[r])_gᵀ     (DESIGN.md §2: im2col of g, not of x)
+//   weight gradient  ∂W_g = x_g[n] · im2col(gy[r])_gᵀ     (docs/design.md §2: im2col of g, not of x)
 // so the first two are conv.ts's kernels on the swapped geometry (direct, Winograd or phase
 // paths), and so is the weight gradient with one row per sample (gy in the role of the
 // swapped conv's input, x in that of its output gradient); K > 1 rows per sample take

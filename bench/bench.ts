@@ -48,7 +48,7 @@ const USAGE = `usage: npm run bench -- [--json] [--markdown] [--plot FILE.svg] [
   --readme FILE   puts the --markdown tables into FILE between the lines
                   <!-- bench:begin --> and <!-- bench:end --> (README.md's "Benchmarks")
   --python PATH   the Python with torch (default /usr/bin/python3)
-  --torch-peer F  the peer script (default ../shared/peers/torch_peer.py)`;
+  --torch-peer F  the peer script (default bench/torch_peer.py)`;
 
 export interface Options {
   json: boolean;
@@ -79,7 +79,7 @@ export function parseOptions(argv: string[]): Options {
       "no-torch": { type: "boolean", default: false },
       case: { type: "string", multiple: true },
       python: { type: "string", default: "/usr/bin/python3" },
-      "torch-peer": { type: "string", default: join(ROOT, "..", "shared", "peers", "torch_peer.py") },
+      "torch-peer": { type: "string", default: join(ROOT, "bench", "torch_peer.py") },
       from: { type: "string" },
       readme: { type: "string" },
       timeout: { type: "string", default: "600" },

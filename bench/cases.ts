@@ -1,5 +1,5 @@
 /**
- * The public benchmark cases (shared/peers/BENCH_CASES.md) through the public API, against
+ * The public benchmark cases (docs/bench_cases.md) through the public API, against
  * our own naive per-sample loop and TF.js's; and the one-pass speedup as the batch grows.
  */
 import { jacobian, jacobianNaive, manualSeed, perSampleGradients, perSampleGradientsNaive, randn, simdBuild, threads } from "../mod.ts";

@@ -1,5 +1,5 @@
 // Per-layer timings of the convolution kernels on the conv layers of the public cases
-// (shared/peers/BENCH_CASES.md): forward, input gradient, per-sample weight gradient (J rows
+// (docs/bench_cases.md): forward, input gradient, per-sample weight gradient (J rows
 // `D` floats apart, as the plan lays them out) and the summed weight gradient.
 //
 //   node --import tsx bench/kernels_conv.ts [--json] [--filter seed3d]

@@ -19,7 +19,7 @@ export interface Where {
   glibc_tunables: string | null;
 }
 
-/** One of the public cases (BENCH_CASES.md), timed through the public API. */
+/** One of the public cases (docs/bench_cases.md), timed through the public API. */
 export interface CaseRow extends Where {
   case: "seed3d" | "mlp" | "cnn";
   /** "fresh": a new result array per call (the default API); "out": a caller's reused buffer. */

@@ -5,7 +5,7 @@ models beyond the public cases).
     /usr/bin/python3 bench/torch_layers.py      # one JSON line per model: {"case", "N", "D", "functorch_ms", "threads"}
 
 Same networks, batch sizes and objective (cross-entropy, reduction sum) as bench/layers.ts;
-the faster of 1 and 2 threads, median of 7 runs after a warm-up, as ../shared/peers/torch_peer.py.
+the faster of 1 and 2 threads, median of 7 runs after a warm-up, as bench/torch_peer.py.
 """
 import json
 import os

@@ -1,5 +1,5 @@
 /**
- * The public benchmark cases' networks (shared/peers/BENCH_CASES.md), for the demo and the
+ * The public benchmark cases' networks (docs/bench_cases.md), for the demo and the
  * benchmarks.
  */
 import { AvgPool3d, MaxPool2d } from "./layers/pooling.ts";

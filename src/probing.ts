@@ -1,5 +1,5 @@
 /**
- * Probing (the seed's mechanism, DESIGN.md §2): discovering, from a user's plain float64
+ * Probing (the seed's mechanism, docs/design.md §2): discovering, from a user's plain float64
  * forward function, the 0/1 pattern of a quasi-linear layer,
  *
  *     y_k = Σ_ij M_kij W_i x_j + Σ_i N_ki b_i,

@@ -3,7 +3,7 @@
  * "swapped" conv (input and output roles exchanged: its input is this layer's output, its
  * weight is this layer's weight (C_in, C_out/G, k...) read as (C_out', C_in'/G, k...)):
  * forward = that conv's input gradient (GEMM + col2im), input gradient = that conv's forward
- * (im2col + GEMM). Per-sample rule (DESIGN.md §2): per group, ∂ℓ/∂W[n] = X[n] · im2col(G[n])ᵀ,
+ * (im2col + GEMM). Per-sample rule (docs/design.md §2): per group, ∂ℓ/∂W[n] = X[n] · im2col(G[n])ᵀ,
  * the im2col of the output gradient against the cached input; ∂ℓ/∂b[n] = Σ_positions G[n].
  * One WASM call per layer per pass.
  */
