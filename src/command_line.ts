@@ -2,12 +2,14 @@
  * The command line's commands: `jacobian-wasm jacobian ...` computes per-sample gradients or
  * output Jacobians of a model file on a batch file; `jacobian-wasm demo` runs the seed's example.
  * cli.ts runs them for the process; `runCommandLine` runs them in-process (tests, the fuzzer).
- * Bad input ends with one line on stderr and exit code 2, and never a half-written file.
+ * A success ends with one line on stderr (the file, its shape, the time); bad input ends with
+ * one line on stderr and exit code 2, and never a half-written file; no arguments print the
+ * usage on stderr, also with exit code 2.
  */
-import { statfsSync, writeSync } from "node:fs";
-import { dirname, resolve } from "node:path";
+import { readFileSync, statfsSync, writeSync } from "node:fs";
+import { dirname, join, resolve } from "node:path";
 import { setImmediate } from "node:timers";
-import { parseArgs } from "node:util";
+import { fileURLToPath } from "node:url";
 import process from "node:process";
 import { FileError, isUserError } from "./errors.ts";
 import { readFileBytes, removeTemporaryFiles, writeFileAtomic } from "./io/files.ts";
@@ -27,14 +29,17 @@ import type { Tensor } from "./tensor.ts";
 import { randn } from "./tensor.ts";
 import { simdBuild } from "./wasm.ts";
 
-const USAGE = `usage:
-  jacobian-wasm jacobian --model M.json --weights W.safetensors --input X.npy
+const JACOBIAN_SYNOPSIS = `  jacobian-wasm jacobian --model M.json --weights W.safetensors --input X.npy
                          [--target Y.npy --loss cross_entropy|mse] [--reduction sum|mean]
                          [--quantity jacobian|batch_l2|sum_grad_squared|variance|ntk|clipped_sum]
-                         [--max-norm C] --out J.npy|J.safetensors [--max-out BYTES] [--time R]
-  jacobian-wasm demo [--n N]
+                         [--max-norm C] --out J.npy|J.safetensors [--max-out BYTES] [--time R]`;
+const DEMO_SYNOPSIS = "  jacobian-wasm demo [--n N]";
+const OTHER_SYNOPSIS = "  jacobian-wasm --help | jacobian --help | demo --help | --version";
 
-jacobian   without --loss: the Jacobian of the model output per sample, [N, D] or [N, K, D];
+/** What no arguments print, on stderr: the synopsis only, the details being one --help away. */
+const SHORT_USAGE = `usage:\n${JACOBIAN_SYNOPSIS}\n${DEMO_SYNOPSIS}\n${OTHER_SYNOPSIS}`;
+
+const JACOBIAN_HELP = `jacobian   without --loss: the Jacobian of the model output per sample, [N, D] or [N, K, D];
            with --loss: per-sample gradients of the loss, [N, D] (reduction default: mean).
            .npy output: the matrix; .safetensors output: one tensor per parameter, [N, ...shape].
            The rows are written to the file chunk by chunk as they are computed (J is never
@@ -45,7 +50,7 @@ jacobian   without --loss: the Jacobian of the model output per sample, [N, D] o
            or T, powers of 1024) or than the free space of its file system is refused
            before anything is computed.
            When stderr is a terminal and the run takes over a second, a progress bar
-           (samples done, elapsed time, ETA) is drawn on stderr; otherwise nothing is.
+           (samples done, elapsed time, ETA) is drawn on stderr; otherwise none is.
            --quantity (default jacobian) computes, from the same rows of J without forming it:
              batch_l2          squared norm of each sample's gradient per parameter tensor, [N, P]
              sum_grad_squared  sum over samples of the squared rows, [D]
@@ -60,12 +65,32 @@ jacobian   without --loss: the Jacobian of the model output per sample, [N, D] o
            {"N", "D", "cold_ms", "median_ms"} as one JSON line on stderr. File I/O is
            excluded: for --quantity jacobian the timed runs copy each chunk of rows into one
            reused buffer, and one more, untimed run writes the file.
-demo       the seed's example (Conv3d network, N = 1000, --n up to 200000): one pass against a naive per-sample loop.`;
+           On success, one line on stderr names the file written, its shape and the time
+           taken (with --time, the JSON line is printed instead).`;
+
+const DEMO_HELP = `demo       the seed's example (a small Conv3d network, N = 1000 samples, --n up to 200000):
+           its output Jacobian computed in one pass, and again by a naive loop of one
+           backward pass per sample; prints both shapes and times, their largest
+           difference and the speedup.`;
+
+const USAGE = `usage:\n${JACOBIAN_SYNOPSIS}\n${DEMO_SYNOPSIS}\n${OTHER_SYNOPSIS}\n\n${JACOBIAN_HELP}\n${DEMO_HELP}`;
+
+/** `jacobian-wasm <command> --help`: the command's synopsis and its part of USAGE. */
+const COMMAND_HELP: Record<string, string> = {
+  jacobian: `usage:\n${JACOBIAN_SYNOPSIS}\n\n${JACOBIAN_HELP}`,
+  demo: `usage:\n${DEMO_SYNOPSIS}\n\n${DEMO_HELP}`,
+};
 
 /** A mistake in the command line itself. */
 export class UsageError extends Error {
   /** `"UsageError"`, so messages and stacks name the kind of error. */
   override name = "UsageError";
+  /** The command whose `--help` the message points at (none: the tool's own `--help`). */
+  readonly command: string | undefined;
+  constructor(message: string, command?: string) {
+    super(message);
+    this.command = command;
+  }
 }
 
 /** Where the command line's lines of text go: stdout and stderr for the CLI, a list in tests. */
@@ -90,12 +115,17 @@ const CONSOLE: CommandLineOutput = {
 export async function runCommandLine(argv: string[], output: CommandLineOutput = CONSOLE): Promise<number> {
   progress = undefined;
   completedOutput = undefined;
+  if (argv.length === 0) {
+    for (const line of SHORT_USAGE.split("\n")) output.printError(line);
+    return 2;
+  }
   try {
     await main(argv, output);
     return 0;
   } catch (error) {
     if (error instanceof UsageError) {
-      output.printError(`jacobian-wasm: ${error.message} (see jacobian-wasm --help)`);
+      const help = error.command === undefined ? "jacobian-wasm --help" : `jacobian-wasm ${error.command} --help`;
+      output.printError(`jacobian-wasm: ${error.message} (see ${help})`);
       return 2;
     }
     if (isUserError(error)) {
@@ -108,39 +138,113 @@ export async function runCommandLine(argv: string[], output: CommandLineOutput =
 
 async function main(argv: string[], output: CommandLineOutput): Promise<void> {
   const [command, ...rest] = argv;
-  if (command === undefined || command === "--help" || command === "-h" || command === "help") {
+  if (command === "--help" || command === "-h" || command === "help") {
+    const topic = rest[0];
+    if (command === "help" && topic !== undefined) {
+      if (!Object.hasOwn(COMMAND_HELP, topic)) throw new UsageError(`no help for ${JSON.stringify(topic)}; the commands are "jacobian" and "demo"`);
+      output.print(COMMAND_HELP[topic]);
+      return;
+    }
     output.print(USAGE);
     return;
   }
-  if (command === "jacobian") return jacobianCommand(rest, output);
+  if (command === "--version") {
+    output.print(`jacobian-wasm ${packageVersion()}`);
+    return;
+  }
+  if (command === "jacobian") return pointingAtHelpOf("jacobian", () => jacobianCommand(rest, output));
   if (command === "demo") return demoCommand(rest, output);
-  throw new UsageError(`unknown command "${command}"; the commands are "jacobian" and "demo"`);
+  if (command.startsWith("-")) throw new UsageError(`unknown option ${JSON.stringify(command)}; a command (jacobian or demo) comes first`);
+  throw new UsageError(`unknown command ${JSON.stringify(command)}; the commands are "jacobian" and "demo"`);
 }
 
-function parse<T extends Record<string, { type: "string" | "boolean" }>>(args: string[], options: T) {
+/** Runs a command with its UsageErrors pointing at its own --help. */
+async function pointingAtHelpOf(command: string, run: () => Promise<void>): Promise<void> {
   try {
-    return parseArgs({ args, options, strict: true, allowPositionals: false }).values;
+    await run();
   } catch (error) {
-    throw new UsageError((error as Error).message.replace(/\s*\n\s*/g, " ")); // one line, as every error
+    if (error instanceof UsageError && error.command === undefined) throw new UsageError(error.message, command);
+    throw error;
   }
 }
 
+/** Asked for a command's help (`--help` or `-h` among its options) rather than to run it. */
+const HELP_REQUESTED = Symbol("help requested");
+
+/**
+ * A command's options, all of the form `--name value` or `--name=value` (the last one given
+ * wins), or HELP_REQUESTED when `--help` or `-h` comes before any mistake. Written here rather
+ * than left to node:util's parseArgs so that its mistakes read like the others, and alike on
+ * node, deno and bun.
+ */
+function parseOptions<Name extends string>(
+  command: string,
+  args: string[],
+  names: readonly Name[],
+): Partial<Record<Name, string>> | typeof HELP_REQUESTED {
+  const values: Partial<Record<Name, string>> = {};
+  for (let i = 0; i < args.length; i++) {
+    const token = args[i];
+    if (token === "--help" || token === "-h") return HELP_REQUESTED;
+    if (token === "--") {
+      if (i + 1 < args.length) throw new UsageError(`unexpected argument ${JSON.stringify(args[i + 1])} after "--": ${command} takes options only`, command);
+      break;
+    }
+    if (!token.startsWith("--")) {
+      throw new UsageError(
+        token.startsWith("-") && token !== "-" ? `unknown option ${JSON.stringify(token)}` : `unexpected argument ${JSON.stringify(token)}: ${command} takes options only`,
+        command,
+      );
+    }
+    const equals = token.indexOf("=");
+    const name = (equals < 0 ? token.slice(2) : token.slice(2, equals)) as Name;
+    if (!names.includes(name)) throw new UsageError(`unknown option ${JSON.stringify(`--${name}`)}`, command);
+    if (equals >= 0) {
+      values[name] = token.slice(equals + 1);
+      continue;
+    }
+    const value = args[i + 1];
+    if (value === undefined) throw new UsageError(`--${name} needs a value`, command);
+    if (value.length > 1 && value.startsWith("-")) {
+      throw new UsageError(`--${name} needs a value, and ${JSON.stringify(value)} looks like an option; if it is the value, write --${name}=${value}`, command);
+    }
+    values[name] = value;
+    i++;
+  }
+  return values;
+}
+
+/** The version in package.json, read from the package (dist/src/ or src/ sits below it). */
+function packageVersion(): string {
+  let directory: string;
+  try {
+    directory = dirname(fileURLToPath(import.meta.url));
+  } catch {
+    return "(version unknown: not run from a file)";
+  }
+  for (let up = 0; up < 4; up++) {
+    try {
+      const manifest = JSON.parse(readFileSync(join(directory, "package.json"), "utf8"));
+      if (manifest?.name === "jacobian-wasm" && typeof manifest.version === "string") return manifest.version;
+    } catch {
+      // no package.json here, or not ours: one directory up
+    }
+    directory = dirname(directory);
+  }
+  return "(version unknown: no package.json of jacobian-wasm above this file)";
+}
+
+const JACOBIAN_OPTIONS = ["model", "weights", "input", "target", "loss", "reduction", "out", "time", "quantity", "max-norm", "max-out"] as const;
+
 async function jacobianCommand(args: string[], output: CommandLineOutput): Promise<void> {
-  const values = parse(args, {
-    model: { type: "string" },
-    weights: { type: "string" },
-    input: { type: "string" },
-    target: { type: "string" },
-    loss: { type: "string" },
-    reduction: { type: "string" },
-    out: { type: "string" },
-    time: { type: "string" },
-    quantity: { type: "string" },
-    "max-norm": { type: "string" },
-    "max-out": { type: "string" },
-  });
+  const start = performance.now(); // for the success line: the whole run, reading the files included
+  const values = parseOptions("jacobian", args, JACOBIAN_OPTIONS);
+  if (values === HELP_REQUESTED) {
+    output.print(COMMAND_HELP.jacobian);
+    return;
+  }
   for (const required of ["model", "weights", "input", "out"] as const) {
-    if (values[required] === undefined) throw new UsageError(`--${required} is required`);
+    if (values[required] === undefined) throw new UsageError(`--${required} is required`, "jacobian");
   }
   const out = values.out as string;
   const format = out.endsWith(".npy") ? "npy" : out.endsWith(".safetensors") ? "safetensors" : undefined;
@@ -206,18 +310,32 @@ async function jacobianCommand(args: string[], output: CommandLineOutput): Promi
     const parameters = net.parameters().map(([name, p]) => [name, p.shape] as const);
     checkOutputSize(out, N, target === undefined ? outputsPerSample(net, x) : 1, D, maxOut);
     const chunks = () => rowChunks(net, x, { target, loss, reduction });
-    await streamRowsToFile(out, format, N, parameters, computeRows, chunks, repeats, printTiming);
+    const shape = await streamRowsToFile(out, format, N, parameters, computeRows, chunks, repeats, printTiming);
+    const what = target === undefined ? "output Jacobian" : "per-sample gradients";
+    if (repeats === 0) output.printError(wrote(out, format, what, shape, parameters.length, start));
     return;
   }
 
   const compute = () => computeQuantity(quantity, net, x, target, { loss, reduction, maxNorm });
-  const start = performance.now();
+  const computeStart = performance.now();
   const result = compute();
-  const coldMs = performance.now() - start;
+  const coldMs = performance.now() - computeStart;
   if (repeats > 0) printTiming(coldMs, medianMs(compute, repeats));
   const bytes = format === "safetensors" ? writeSafetensors(quantityTensors(quantity, net, result)) : writeNpy(result.data, result.shape);
   await writeFileAtomic(out, bytes);
   completedOutput = out;
+  if (repeats === 0) output.printError(wrote(out, format, quantity, result.shape, quantity === "ntk" ? 1 : net.parameters().length, start));
+}
+
+/**
+ * The line a successful run ends with on stderr: the file, what it holds, its shape (for
+ * .safetensors the shape of what was split into tensors) and the time since the command began.
+ */
+function wrote(out: string, format: "npy" | "safetensors", what: string, shape: readonly number[], tensors: number, start: number): string {
+  const ms = performance.now() - start;
+  const seconds = (ms / 1000).toFixed(ms < 10_000 ? 2 : 1);
+  const split = format === "npy" ? "" : tensors === 1 ? " as 1 tensor" : ` as ${tensors} tensors, one per parameter,`;
+  return `jacobian-wasm: wrote ${out}: ${what} [${shape.join(", ")}]${split} in ${seconds} s`;
 }
 
 type RowCallback = (firstSample: number, rows: Tensor) => void;
@@ -280,7 +398,7 @@ async function streamRowsToFile(
   chunks: () => Iterable<{ firstSample: number; rows: Tensor }>,
   repeats: number,
   printTiming: (cold: number, median: number) => void,
-): Promise<void> {
+): Promise<readonly number[]> {
   // Created first, so that an output that cannot be written fails before the computation.
   const file = createRowFile(out, format, N, parameters);
   try {
@@ -299,7 +417,10 @@ async function streamRowsToFile(
       progress = new ProgressBar({ total: N, write: (text) => writeSync(2, text), start: performance.now(), columns: process.stderr.columns });
     }
     let lastTurn = performance.now();
+    const D = parameters.reduce((sum, [, shape]) => sum + shape.reduce((a, b) => a * b, 1), 0);
+    let shape: readonly number[] = [N, D]; // [N, K, D] when the chunks say K
     for (const { firstSample, rows } of chunks()) {
+      if (rows.shape.length === 3) shape = [N, rows.shape[1], D];
       file.write(firstSample, rows);
       progress?.update(firstSample + rows.shape[0], performance.now());
       if (performance.now() - lastTurn >= YIELD_EVERY_MS) {
@@ -311,6 +432,7 @@ async function streamRowsToFile(
     progress = undefined;
     file.commit();
     completedOutput = out;
+    return shape;
   } catch (error) {
     progress?.interrupt();
     progress = undefined;
@@ -412,12 +534,16 @@ function round(ms: number): number {
 const DEMO_MAX_SAMPLES = 200_000;
 
 function demoCommand(args: string[], output: CommandLineOutput): void {
-  const values = parse(args, { n: { type: "string" } });
+  const values = parseOptions("demo", args, ["n"]);
+  if (values === HELP_REQUESTED) {
+    output.print(COMMAND_HELP.demo);
+    return;
+  }
   const N = values.n === undefined ? 1000 : Number(values.n);
   // The demo holds N samples and loops over them one by one: past DEMO_MAX_SAMPLES it would
   // only be slow, and past 2^31 / 216 its input could not even be allocated (a RangeError).
   if (!Number.isInteger(N) || N < 1 || N > DEMO_MAX_SAMPLES) {
-    throw new UsageError(`--n must be an integer from 1 to ${DEMO_MAX_SAMPLES}, got "${values.n}"`);
+    throw new UsageError(`--n must be an integer from 1 to ${DEMO_MAX_SAMPLES}, got "${values.n}"`, "demo");
   }
   manualSeed(0);
   const net = seedNetwork();

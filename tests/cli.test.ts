@@ -1,13 +1,16 @@
 /**
- * The command line: results equal the library's, `--time` prints its JSON line, the demo
- * runs, and every kind of bad input ends with exit code 2, one line on stderr, no stack
- * trace, and no output file (an existing one is left as it was).
+ * The command line: results equal the library's, a success ends with one line on stderr (the
+ * file, its shape, the time), `--time` prints its JSON line instead, the demo runs, `--help`,
+ * `<command> --help` and `--version` answer on stdout, no arguments print the usage on stderr
+ * (exit code 2), and every kind of bad input ends with exit code 2, one line on stderr, no
+ * stack trace, and no output file (an existing one is left as it was).
  */
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { spawnSync } from "node:child_process";
 import {
   jacobian,
   loadModel,
@@ -21,7 +24,7 @@ import {
 } from "../mod.ts";
 import type { ModelSpec, Tensor } from "../mod.ts";
 import { manualSeed } from "../src/layers/init.ts";
-import { runCli } from "./helpers/cli.ts";
+import { root, runCli } from "./helpers/cli.ts";
 
 const SPEC: ModelSpec = {
   format: "torch.nn.Sequential",
@@ -282,6 +285,147 @@ test("cli: an output file that cannot be written gives exit code 2 and creates n
     const wrongKind = runCli(base(files, join(files.dir, "J.txt")));
     assert.equal(wrongKind.status, 2);
     assert.match(wrongKind.stderr, /--out must end in \.npy or \.safetensors/);
+  } finally {
+    rmSync(files.dir, { recursive: true, force: true });
+  }
+});
+
+test("cli: a successful run ends with one line on stderr naming the file, what it holds, its shape and the time", () => {
+  const files = setUp();
+  try {
+    const npy = join(files.dir, "J.npy");
+    const jacobianRun = runCli(base(files, npy));
+    assert.equal(jacobianRun.status, 0, jacobianRun.stderr);
+    assert.equal(jacobianRun.stdout, "");
+    assert.match(jacobianRun.stderr, new RegExp(`^jacobian-wasm: wrote ${escape(npy)}: output Jacobian \\[5, 4, 85\\] in \\d+\\.\\d\\d s\\n$`));
+
+    const safetensors = join(files.dir, "G.safetensors");
+    const gradients = runCli([...base(files, safetensors), "--target", files.target, "--loss", "cross_entropy"]);
+    assert.equal(gradients.status, 0, gradients.stderr);
+    assert.match(
+      gradients.stderr,
+      new RegExp(`^jacobian-wasm: wrote ${escape(safetensors)}: per-sample gradients \\[5, 85\\] as 4 tensors, one per parameter, in \\d+\\.\\d\\d s\\n$`),
+    );
+
+    const ntk = runCli([...base(files, safetensors), "--quantity", "ntk"]);
+    assert.equal(ntk.status, 0, ntk.stderr);
+    assert.match(ntk.stderr, new RegExp(`^jacobian-wasm: wrote ${escape(safetensors)}: ntk \\[20, 20\\] as 1 tensor in \\d+\\.\\d\\d s\\n$`));
+  } finally {
+    rmSync(files.dir, { recursive: true, force: true });
+  }
+});
+
+function escape(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, "\\$&");
+}
+
+test("cli --version prints package.json's version on stdout, from the sources and from the built dist/cli.js", () => {
+  const { version } = JSON.parse(readFileSync(join(root, "package.json"), "utf8"));
+  const run = runCli(["--version"]);
+  assert.equal(run.status, 0, run.stderr);
+  assert.equal(run.stdout, `jacobian-wasm ${version}\n`);
+  assert.equal(run.stderr, "");
+  if (existsSync(join(root, "dist", "cli.js"))) {
+    const built = spawnSync("node", [join(root, "dist", "cli.js"), "--version"], { encoding: "utf8" });
+    assert.equal(built.status, 0, built.stderr);
+    assert.equal(built.stdout, `jacobian-wasm ${version}\n`);
+  }
+});
+
+test("cli <command> --help prints that command's help on stdout, exit code 0; --help prints both", () => {
+  const jacobianHelp = runCli(["jacobian", "--help"]);
+  assert.equal(jacobianHelp.status, 0, jacobianHelp.stderr);
+  assert.equal(jacobianHelp.stderr, "");
+  assert.match(jacobianHelp.stdout, /^usage:\n  jacobian-wasm jacobian --model M\.json/);
+  assert.match(jacobianHelp.stdout, /--quantity \(default jacobian\)/);
+  assert.doesNotMatch(jacobianHelp.stdout, /jacobian-wasm demo|naive loop/);
+  // -h, and --help after other options, alike; `help jacobian` too
+  for (const args of [["jacobian", "-h"], ["jacobian", "--model", "m.json", "--help"], ["help", "jacobian"]]) {
+    const run = runCli(args);
+    assert.equal(run.status, 0, `${args.join(" ")}: ${run.stderr}`);
+    assert.equal(run.stdout, jacobianHelp.stdout, args.join(" "));
+  }
+  const demoHelp = runCli(["demo", "--help"]);
+  assert.equal(demoHelp.status, 0, demoHelp.stderr);
+  assert.match(demoHelp.stdout, /^usage:\n  jacobian-wasm demo \[--n N\]\n\ndemo {7}the seed's example/);
+  assert.doesNotMatch(demoHelp.stdout, /--model/);
+  const all = runCli(["--help"]);
+  assert.equal(all.status, 0, all.stderr);
+  assert.ok(all.stdout.includes(jacobianHelp.stdout.split("\n\n")[1]) && all.stdout.includes(demoHelp.stdout.split("\n\n")[1]), all.stdout);
+});
+
+test("cli with no arguments prints the usage on stderr and exits with code 2", () => {
+  const run = runCli([]);
+  assert.equal(run.status, 2, run.stderr);
+  assert.equal(run.stdout, "");
+  assert.equal(
+    run.stderr,
+    "usage:\n" +
+      "  jacobian-wasm jacobian --model M.json --weights W.safetensors --input X.npy\n" +
+      "                         [--target Y.npy --loss cross_entropy|mse] [--reduction sum|mean]\n" +
+      "                         [--quantity jacobian|batch_l2|sum_grad_squared|variance|ntk|clipped_sum]\n" +
+      "                         [--max-norm C] --out J.npy|J.safetensors [--max-out BYTES] [--time R]\n" +
+      "  jacobian-wasm demo [--n N]\n" +
+      "  jacobian-wasm --help | jacobian --help | demo --help | --version\n",
+  );
+});
+
+/** Mistakes in the command line itself: [arguments, the one line on stderr]; exit code 2 for each. */
+const ARGUMENT_MISTAKES: [string[], string][] = [
+  [["jacobian", "--frobnicate"], `jacobian-wasm: unknown option "--frobnicate" (see jacobian-wasm jacobian --help)`],
+  [["jacobian", "-x"], `jacobian-wasm: unknown option "-x" (see jacobian-wasm jacobian --help)`],
+  [["jacobian", "--model=m.json", "--weights"], "jacobian-wasm: --weights needs a value (see jacobian-wasm jacobian --help)"],
+  [
+    ["jacobian", "--max-norm", "-1"],
+    `jacobian-wasm: --max-norm needs a value, and "-1" looks like an option; if it is the value, write --max-norm=-1 (see jacobian-wasm jacobian --help)`,
+  ],
+  [["jacobian", "model.json"], `jacobian-wasm: unexpected argument "model.json": jacobian takes options only (see jacobian-wasm jacobian --help)`],
+  [["jacobian", "--model", "m.json"], "jacobian-wasm: --weights is required (see jacobian-wasm jacobian --help)"],
+  [["demo", "--m", "3"], `jacobian-wasm: unknown option "--m" (see jacobian-wasm demo --help)`],
+  [["demo", "--n", "0"], `jacobian-wasm: --n must be an integer from 1 to 200000, got "0" (see jacobian-wasm demo --help)`],
+  [["--bogus"], `jacobian-wasm: unknown option "--bogus"; a command (jacobian or demo) comes first (see jacobian-wasm --help)`],
+  [["jacobain"], `jacobian-wasm: unknown command "jacobain"; the commands are "jacobian" and "demo" (see jacobian-wasm --help)`],
+  [["help", "nope"], `jacobian-wasm: no help for "nope"; the commands are "jacobian" and "demo" (see jacobian-wasm --help)`],
+];
+
+for (const [args, line] of ARGUMENT_MISTAKES) {
+  test(`cli: \`jacobian-wasm ${args.join(" ")}\` is refused with exit code 2 and its one line`, () => {
+    const run = runCli(args);
+    assert.equal(run.status, 2, `exit code ${run.status}; stderr: ${run.stderr}`);
+    assert.equal(run.stderr, `${line}\n`);
+    assert.equal(run.stdout, "");
+  });
+}
+
+test("cli: weights that are not a safetensors file (a torch.save zip) and an input that is not a .npy file get one line saying so", () => {
+  const files = setUp();
+  try {
+    // The start of a torch.save file: a zip archive whose first entry is archive/data.pkl.
+    const zip = new Uint8Array(600);
+    zip.set([0x50, 0x4b, 0x03, 0x04, 0x00, 0x00, 0x08, 0x08], 0);
+    writeFileSync(files.weights, zip);
+    const out = join(files.dir, "J.npy");
+    const weights = runCli(base(files, out));
+    assert.equal(weights.status, 2, weights.stderr);
+    assert.equal(
+      weights.stderr,
+      `jacobian-wasm: ${files.weights}: not a safetensors file: it starts with 50 4b 03 04 00 00 08 08, not an 8-byte header length ` +
+        `followed by "{" (a zip archive, as torch.save writes: export the model with tools/export_torch.py)\n`,
+    );
+    const again = setUp();
+    try {
+      writeFileSync(again.input, readFileSync(again.weights)); // a safetensors file given as the input
+      const header = [...readFileSync(again.weights).subarray(0, 8)].map((b) => b.toString(16).padStart(2, "0")).join(" ");
+      const input = runCli(base(again, join(again.dir, "J.npy")));
+      assert.equal(input.status, 2, input.stderr);
+      assert.equal(
+        input.stderr,
+        `jacobian-wasm: ${again.input}: not a .npy file: it starts with ${header}, not the magic bytes 93 4e 55 4d 50 59 ("\\x93NUMPY")\n`,
+      );
+    } finally {
+      rmSync(again.dir, { recursive: true, force: true });
+    }
+    assert.equal(existsSync(out), false);
   } finally {
     rmSync(files.dir, { recursive: true, force: true });
   }

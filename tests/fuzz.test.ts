@@ -229,6 +229,13 @@ test(`fuzz: ${budget.cli} generated command lines end with exit code 0 and a rea
         assert.ok(outcome.ok, "runCommandLine throws only untyped errors, which outcomeOf reports");
         const code = outcome.value;
         const left = readdirSync(dir).filter((name) => !fixtures.includes(name));
+        if (code === 2 && line.length === 0) {
+          // No arguments at all: the usage, on stderr.
+          assert.equal(errors[0], "usage:", what());
+          assert.deepEqual(printed, [], what());
+          tally.count({ ok: false, error: Object.assign(new Error("usage"), { name: "exit code 2" }), ms: outcome.ms });
+          return;
+        }
         if (code === 2) {
           assert.equal(errors.length, 1, `${what()}: exit code 2 with ${errors.length} lines on stderr: ${errors.join(" | ")}`);
           assert.match(errors[0], /^jacobian-wasm: [^\n]+$/, what());
@@ -238,7 +245,11 @@ test(`fuzz: ${budget.cli} generated command lines end with exit code 0 and a rea
           return;
         }
         assert.equal(code, 0, what());
-        if (line[0] === "jacobian") {
+        if (line[0] === "jacobian" && printed[0]?.startsWith("usage:")) {
+          // `--help` among the options: the command's help, and nothing written.
+          assert.ok(line.includes("--help"), `${what()}: printed the help unasked`);
+          assert.deepEqual(left, [], `${what()}: printed the help but left files`);
+        } else if (line[0] === "jacobian") {
           // The last --out given, as `--out P` or `--out=P`, is the one parseArgs keeps.
           let out = "";
           line.forEach((token, i) => {
@@ -250,6 +261,9 @@ test(`fuzz: ${budget.cli} generated command lines end with exit code 0 and a rea
           if (out.endsWith(".npy")) assertValidArray(readNpy(bytes, out));
           else readSafetensors(bytes, out);
           assert.deepEqual(left.filter((name) => join(dir, name) !== out), [], `${what()}: left files besides ${out}`);
+          // One line on stderr: the success line, or with --time its JSON line.
+          assert.equal(errors.length, 1, `${what()}: exit code 0 with ${errors.length} lines on stderr: ${errors.join(" | ")}`);
+          assert.match(errors[0], line.some((t) => t === "--time" || t.startsWith("--time=")) ? /^\{"N":/ : /^jacobian-wasm: wrote /, what());
         } else {
           assert.ok(printed.length > 0, `${what()}: exit code 0 and printed nothing`);
         }

@@ -714,3 +714,19 @@ test("writeFileAtomic names the path it cannot write and leaves nothing behind",
     assert.equal(await readFile(file, "utf8"), "old");
   });
 });
+
+test("readSafetensors says 'not a safetensors file' when the header length runs past the end and byte 8 is not '{'", () => {
+  const zip = new Uint8Array(64);
+  zip.set([0x50, 0x4b, 0x03, 0x04, 0x14, 0x00, 0x00, 0x00, 0x08, 0x00]);
+  assertThrowsWith(
+    () => readSafetensors(zip, "model.pt"),
+    FormatError,
+    'model.pt: not a safetensors file: it starts with 50 4b 03 04 14 00 00 00, not an 8-byte header length followed by "{" ' +
+      "(a zip archive, as torch.save writes: export the model with tools/export_torch.py)",
+  );
+  const npy = writeNpy(new Float32Array(4), [4]);
+  assertThrowsWith(() => readSafetensors(npy, "x.npy"), FormatError, "x.npy: not a safetensors file: it starts with 93 4e 55 4d 50 59 01 00", "(a .npy file)");
+  // A header that begins with "{" but runs past the end is a truncated safetensors file, and said so.
+  const truncated = safetensorsFile('{"w": {"dtype": "F32", "shape": [1], "data_offsets": [0, 4]}}').subarray(0, 20);
+  assertThrowsWith(() => readSafetensors(truncated, "w.st"), FormatError, "w.st: the header length at bytes 0-7 says the header runs to byte");
+});

@@ -16,7 +16,8 @@ is; jacobian-wasm evaluates it in eval mode, i.e. as the identity), Flatten, Max
 AvgPool1d/2d/3d, BatchNorm1d/2d/3d (evaluated in eval mode, with its running statistics),
 InstanceNorm1d/2d/3d, LayerNorm, GroupNorm, Embedding (max_norm=None, scale_grad_by_freq=False),
 AdaptiveAvgPool1d/2d/3d, AdaptiveMaxPool1d/2d/3d (return_indices=False), Unflatten and Sequential
-nested to any depth. Anything else raises ``TypeError`` naming the module and its path in the model.
+nested to any depth. Anything else raises ``ExportError`` (a ``TypeError``) naming the module and its
+path in the model.
 Buffers (BatchNorm's ``running_mean``, ``running_var``, ``num_batches_tracked``) are written to
 the safetensors file with the parameters, as F32.
 
@@ -37,11 +38,19 @@ by a function ``package.module:factory`` that returns it::
     /usr/bin/python3 tools/export_torch.py model.pt model.json weights.safetensors
     /usr/bin/python3 tools/export_torch.py mypkg.nets:make_cnn model.json weights.safetensors
 
+As a script it ends a mistake with one line on stderr and exit code 2 (no traceback): a file
+that holds a ``state_dict`` rather than the model, a model whose class (defined in the training
+script) cannot be unpickled here, a module jacobian-wasm does not support (its path and the
+supported list). ``export_model`` called in the training script itself needs no unpickling.
+
 Only the Python standard library, numpy and torch are needed: the safetensors file is
 written by hand (8-byte little-endian header length, JSON header padded with spaces to a
 multiple of 8, then the raw little-endian data), so the ``safetensors`` package is not.
 """
 import argparse
+from collections.abc import Mapping
+import pickle
+import re
 from types import SimpleNamespace
 import importlib
 import json
@@ -53,7 +62,14 @@ import numpy as np
 import torch
 from torch import nn
 
-__all__ = ["export_model", "model_spec", "save_safetensors", "save_npy"]
+__all__ = ["export_model", "model_spec", "save_safetensors", "save_npy", "ExportError"]
+
+# What to do when the file given is not a model this script can load.
+_HINT = "pass the model, or use export_model in the training script"
+
+
+class ExportError(TypeError):
+    """A model (or a file) that cannot be exported; the message says what and where, in one line."""
 
 
 def _size(value):
@@ -65,7 +81,7 @@ def _size(value):
 
 def _conv(m):
     if m.padding_mode != "zeros":
-        raise TypeError(f"{type(m).__name__}: padding_mode must be 'zeros', got {m.padding_mode!r}")
+        raise ExportError(f"{type(m).__name__}: padding_mode must be 'zeros', got {m.padding_mode!r}")
     padding = m.padding if isinstance(m.padding, str) else _size(m.padding)
     return {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": _size(m.kernel_size),
             "stride": _size(m.stride), "padding": padding, "dilation": _size(m.dilation), "groups": m.groups,
@@ -74,7 +90,7 @@ def _conv(m):
 
 def _conv_transpose(m):
     if m.padding_mode != "zeros":
-        raise TypeError(f"{type(m).__name__}: padding_mode must be 'zeros', got {m.padding_mode!r}")
+        raise ExportError(f"{type(m).__name__}: padding_mode must be 'zeros', got {m.padding_mode!r}")
     return {"in_channels": m.in_channels, "out_channels": m.out_channels, "kernel_size": _size(m.kernel_size),
             "stride": _size(m.stride), "padding": _size(m.padding), "output_padding": _size(m.output_padding),
             "groups": m.groups, "bias": m.bias is not None, "dilation": _size(m.dilation), "padding_mode": "zeros"}
@@ -82,7 +98,7 @@ def _conv_transpose(m):
 
 def _max_pool(m):
     if m.return_indices:
-        raise TypeError(f"{type(m).__name__}: return_indices must be False")
+        raise ExportError(f"{type(m).__name__}: return_indices must be False")
     return {"kernel_size": _size(m.kernel_size), "stride": _size(m.stride), "padding": _size(m.padding),
             "dilation": _size(m.dilation), "ceil_mode": bool(m.ceil_mode)}
 
@@ -153,9 +169,9 @@ def _layer_norm(m):
 
 def _embedding(m):
     if m.max_norm is not None:
-        raise TypeError(f"Embedding: max_norm must be None (it renormalises the weights in place), got {m.max_norm!r}")
+        raise ExportError(f"Embedding: max_norm must be None (it renormalises the weights in place), got {m.max_norm!r}")
     if m.scale_grad_by_freq:
-        raise TypeError("Embedding: scale_grad_by_freq must be False (it mixes samples)")
+        raise ExportError("Embedding: scale_grad_by_freq must be False (it mixes samples)")
     return {"num_embeddings": int(m.num_embeddings), "embedding_dim": int(m.embedding_dim),
             "padding_idx": None if m.padding_idx is None else int(m.padding_idx), "sparse": bool(m.sparse)}
 
@@ -169,14 +185,14 @@ def _adaptive_size(value):
 
 def _adaptive_max(m):
     if m.return_indices:
-        raise TypeError(f"{type(m).__name__}: return_indices must be False")
+        raise ExportError(f"{type(m).__name__}: return_indices must be False")
     return {"output_size": _adaptive_size(m.output_size)}
 
 
 def _unflatten(m):
     sizes = m.unflattened_size
     if any(isinstance(s, (tuple, list)) for s in sizes):
-        raise TypeError("Unflatten: named shapes are not supported, give unflattened_size as a tuple of ints")
+        raise ExportError("Unflatten: named shapes are not supported, give unflattened_size as a tuple of ints")
     return {"dim": int(m.dim), "unflattened_size": [int(s) for s in sizes]}
 
 
@@ -232,7 +248,7 @@ def _layers(seq, path, seen):
         where = f"{path}.{name}" if path else name
         # A module used twice is fine without parameters (a shared ReLU) but would tie parameters.
         if id(m) in seen and any(True for _ in m.parameters()):
-            raise TypeError(f"module {where} ({type(m).__name__}) appears twice in the model: shared parameters "
+            raise ExportError(f"module {where} ({type(m).__name__}) appears twice in the model: shared parameters "
                             f"(tied weights) are not supported")
         seen.add(id(m))
         if type(m) is nn.Sequential:
@@ -250,19 +266,26 @@ def _layers(seq, path, seen):
         describe = _LAYERS.get(type(m))
         if describe is None:
             supported = ", ".join(sorted(c.__name__ for c in _LAYERS)) + ", Sequential"
-            raise TypeError(f"module {where} is a {type(m).__module__}.{type(m).__name__}, which jacobian-wasm "
+            raise ExportError(f"module {where} is a {type(m).__module__}.{type(m).__name__}, which jacobian-wasm "
                             f"does not support; supported: {supported}")
         try:
             layers.append({"type": type(m).__name__, **describe(m)})
-        except TypeError as e:
-            raise TypeError(f"module {where}: {e}") from None
+        except ExportError as e:
+            raise ExportError(f"module {where}: {e}") from None
     return layers
 
 
 def model_spec(model):
     """The JSON-serialisable spec of ``model`` (an ``nn.Sequential``)."""
     if type(model) is not nn.Sequential:
-        raise TypeError(f"export_model expects a torch.nn.Sequential, got {type(model).__name__}")
+        what = type(model).__name__
+        if isinstance(model, Mapping) and all(torch.is_tensor(v) for v in model.values()):
+            raise ExportError(f"export_model expects a torch.nn.Sequential, got a state_dict ({what} of {len(model)} tensors), "
+                              f"which holds the weights but not the layers: {_HINT}")
+        if isinstance(model, nn.Module):
+            raise ExportError(f"export_model expects a torch.nn.Sequential, got a {type(model).__module__}.{what}: build the "
+                              f"model as nn.Sequential (nested; Residual and Parallel from this file for branches)")
+        raise ExportError(f"export_model expects a torch.nn.Sequential, got {what}: {_HINT}")
     return {"format": "torch.nn.Sequential", "layers": _layers(model, "", set())}
 
 
@@ -296,7 +319,7 @@ def export_model(model, spec_path, weights_path):
     buffers = {n for n, _ in model.named_buffers()}  # running statistics of the normalisation layers
     if [k for k in state.keys() if k not in buffers] != names:  # tied parameters would need a place in the format first
         extra = sorted(set(state.keys()) - set(names) - buffers)
-        raise TypeError(f"the model's state_dict holds tensors that are not parameters or buffers: {extra}")
+        raise ExportError(f"the model's state_dict holds tensors that are not parameters or buffers: {extra}")
     with open(spec_path, "w") as f:
         json.dump(spec, f, indent=1)
         f.write("\n")
@@ -316,10 +339,30 @@ def _load(source):
         module, _, factory = source.partition(":")
         sys.path.insert(0, os.getcwd())
         return getattr(importlib.import_module(module), factory)()
+    if not os.path.isfile(source):
+        raise ExportError(f"{source}: no such file" + (" (it is a directory)" if os.path.isdir(source) else ""))
     try:
-        return torch.load(source, map_location="cpu", weights_only=False)
-    except TypeError:  # torch < 1.13 has no weights_only
-        return torch.load(source, map_location="cpu")
+        try:
+            return torch.load(source, map_location="cpu", weights_only=False)
+        except TypeError as e:  # torch < 1.13 has no weights_only
+            if "weights_only" not in str(e):
+                raise
+            return torch.load(source, map_location="cpu")
+    except (AttributeError, ModuleNotFoundError) as e:
+        # Unpickling looks the model's class up by module and name: a class defined in the training
+        # script lives in that script's __main__, not in this one's.
+        missing = re.match(r"Can't get attribute '([^']+)' on <module '([^']+)'", str(e))
+        if missing:
+            where = "the script that saved it" if missing[2] == "__main__" else f"module {missing[2]}"
+            why = f"its class {missing[1]} is defined in {where}, and unpickling needs that class importable here"
+        elif isinstance(e, ModuleNotFoundError):
+            why = f"it needs module {e.name}, which cannot be imported here"
+        else:
+            why = str(e)
+        raise ExportError(f"{source}: cannot load the model: {why}: {_HINT}") from None
+    except (pickle.UnpicklingError, RuntimeError, EOFError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise ExportError(f"{source}: not a file torch.save wrote, or a damaged one: {first}") from None
 
 
 def main(argv=None):
@@ -328,7 +371,19 @@ def main(argv=None):
     ap.add_argument("spec", help="where to write the JSON spec")
     ap.add_argument("weights", help="where to write the .safetensors weights")
     a = ap.parse_args(argv)
-    spec = export_model(_load(a.model), a.spec, a.weights)
+    try:
+        model = _load(a.model)
+        if isinstance(model, Mapping):
+            tensors = sum(1 for v in model.values() if torch.is_tensor(v))
+            what = (f"a state_dict ({len(model)} tensors)" if tensors == len(model)
+                    else f"a {type(model).__name__} (keys {', '.join(map(str, list(model)[:5]))})")
+            raise ExportError(f"{a.model} holds {what}, not the model: jacobian-wasm needs its layers too: {_HINT}")
+        spec = export_model(model, a.spec, a.weights)
+    except (ExportError, OSError) as e:
+        # A mistake in what was given, not in this script: one line, as the command line does.
+        message = str(e) if isinstance(e, ExportError) else f"{e.filename or a.model}: {e.strerror or e}"
+        print(f"export_torch.py: {' '.join(message.split())}", file=sys.stderr)
+        return 2
     print(f"wrote {a.spec} ({len(spec['layers'])} top-level layers) and {a.weights}")
     return 0
 

@@ -191,6 +191,22 @@ export function safetensorsHeader(
 
 // ---------------------------------------------------------------------------------------------
 
+/** The first 8 bytes (fewer if the file is shorter) in hex: `50 4b 03 04 ...`. */
+function hexStart(bytes: Uint8Array): string {
+  return Array.from(bytes.subarray(0, 8), (b) => b.toString(16).padStart(2, "0")).join(" ");
+}
+
+/** What the first bytes say the file is, when they are a kind given for weights by mistake. */
+function fileKind(bytes: Uint8Array): string {
+  const startsWith = (magic: number[]) => magic.every((b, i) => bytes[i] === b);
+  if (startsWith([0x50, 0x4b, 0x03, 0x04])) {
+    return " (a zip archive, as torch.save writes: export the model with tools/export_torch.py)";
+  }
+  if (startsWith([0x80]) && bytes[1] >= 2 && bytes[1] <= 5) return " (a Python pickle: export the model with tools/export_torch.py)";
+  if (startsWith([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59])) return " (a .npy file)";
+  return "";
+}
+
 /** The JSON header, checked entry by entry, but not yet against the data section. */
 function parseHeaderJson(
   bytes: Uint8Array,
@@ -202,6 +218,11 @@ function parseHeaderJson(
   if (bytes.length < 8) fail(`file ends at byte ${bytes.length}, inside the 8-byte header length`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const headerLength = view.getBigUint64(0, true);
+  // A header always begins with "{" at byte 8: a length past the end of the file without it is
+  // no truncated safetensors file but another kind of file (a .pt, a .npy) given by mistake.
+  if (headerLength > BigInt(bytes.length - 8) && bytes.length > 8 && bytes[8] !== 0x7b) {
+    fail(`not a safetensors file: it starts with ${hexStart(bytes)}, not an 8-byte header length followed by "{"${fileKind(bytes)}`);
+  }
   if (headerLength > BigInt(bytes.length - 8)) {
     fail(
       `the header length at bytes 0-7 says the header runs to byte ${8n + headerLength}, but the file ends ` +
