@@ -11,7 +11,7 @@ import type { Module, Step } from "./layers/module.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
 import { align, arena, formatBytes, kernels, kernelsGeneration, MAX_BYTES } from "./wasm.ts";
-import { recordCalls, runTapes, setWorkspace, threadCount } from "./threads/parallel.ts";
+import { finishTapes, postTapes, recordCalls, setWorkspace, threadCount } from "./threads/parallel.ts";
 import { MemoryError, ShapeError, UnsupportedError } from "./errors.ts";
 import { explainInputMismatch } from "./expected_input.ts";
 
@@ -211,7 +211,8 @@ export class Plan {
       // A chunk per thread when there are chunks to share and they are cache-sized (a sample
       // whose rows alone are larger is made on this thread: a copy per thread would not fit).
       if (N > this.chunkSamples && this.chunkStride <= 2 * chunkTuning.bytes) this.threads = threadCount();
-      this.chunkPtr = builder.allocate(this.chunkStride * this.threads);
+      // This thread's chunk, then two sets of one per worker (see chunksOnThreads).
+      this.chunkPtr = builder.allocate(this.chunkStride * (2 * this.threads - 1));
     }
     this.end = builder.finish();
     this.workspace = builder.workspace;
@@ -289,35 +290,63 @@ export class Plan {
       chunk: arena.f32().subarray(at >>> 2, (at >>> 2) + samples * rowFloats),
     });
     if (this.threads > 1 && this.N > this.chunkSamples) {
-      // Each thread makes whole chunks: the calls of thread t's chunk are recorded (with its own
-      // chunk buffer and workspace) and run on worker t − 1 while this thread makes its own.
-      const group = this.chunkSamples * this.threads;
-      const ownWorkspace = this.workspace.ptr;
-      for (let first = 0; first < this.N; first += group) {
-        const firsts: number[] = [];
-        for (let t = 0; t < this.threads && first + t * this.chunkSamples < this.N; t++) firsts.push(first + t * this.chunkSamples);
-        const samplesAt = (t: number) => Math.min(this.chunkSamples, this.N - firsts[t]);
-        const tapes = firsts.slice(1).map((f, w) => {
-          this.workspace.ptr = ownWorkspace + (w + 1) * this.workspaceStride;
-          try {
-            return recordCalls(() => {
-              for (const step of steps) step.perSample(f, samplesAt(w + 1), chunk + (w + 1) * this.chunkStride);
-            });
-          } finally {
-            this.workspace.ptr = ownWorkspace;
-          }
-        });
-        runTapes(tapes, () => {
-          for (const step of steps) step.perSample(firsts[0], samplesAt(0), chunk);
-        });
-        for (let t = 0; t < firsts.length; t++) yield view(firsts[t], samplesAt(t), chunk + t * this.chunkStride);
-      }
+      yield* this.chunksOnThreads(steps, view);
       return;
     }
     for (let first = 0; first < this.N; first += this.chunkSamples) {
       const samples = Math.min(this.chunkSamples, this.N - first);
       for (const step of steps) step.perSample(first, samples, chunk);
       yield view(first, samples, chunk);
+    }
+  }
+
+  /**
+   * The chunks of J's rows made by every thread, in groups of one chunk a thread: this thread
+   * makes the first chunk of a group, worker w the (w + 1)-th, from a tape of the calls its
+   * chunk takes (recorded with its own chunk buffer and workspace). The workers' buffers come
+   * in two sets: while a group's chunks are handed on, the workers already make the next
+   * group's in the other set.
+   */
+  private *chunksOnThreads(
+    steps: readonly Step[],
+    view: (first: number, samples: number, at: number) => { firstRow: number; rows: number; chunk: Float32Array },
+  ): Generator<{ firstRow: number; rows: number; chunk: Float32Array }, void, undefined> {
+    const workers = this.threads - 1;
+    const group = this.chunkSamples * this.threads;
+    const ownWorkspace = this.workspace.ptr;
+    /** Worker w's buffer in set `set`: after this thread's own, which is buffer 0. */
+    const bufferOf = (set: number, w: number) => this.chunkPtr + (1 + set * workers + w) * this.chunkStride;
+    const firstsOf = (start: number) => {
+      const firsts: number[] = [];
+      for (let t = 0; t < this.threads && start + t * this.chunkSamples < this.N; t++) firsts.push(start + t * this.chunkSamples);
+      return firsts;
+    };
+    const samplesFrom = (first: number) => Math.min(this.chunkSamples, this.N - first);
+    const post = (start: number, set: number) => {
+      const tapes = firstsOf(start).slice(1).map((first, w) => {
+        this.workspace.ptr = ownWorkspace + (w + 1) * this.workspaceStride;
+        try {
+          return recordCalls(() => {
+            for (const step of steps) step.perSample(first, samplesFrom(first), bufferOf(set, w));
+          });
+        } finally {
+          this.workspace.ptr = ownWorkspace;
+        }
+      });
+      postTapes(tapes);
+    };
+    try {
+      post(0, 0);
+      for (let start = 0, set = 0; start < this.N; start += group, set = 1 - set) {
+        const firsts = firstsOf(start);
+        for (const step of steps) step.perSample(firsts[0], samplesFrom(firsts[0]), this.chunkPtr);
+        finishTapes();
+        if (start + group < this.N) post(start + group, 1 - set);
+        yield view(firsts[0], samplesFrom(firsts[0]), this.chunkPtr);
+        for (let w = 0; w + 1 < firsts.length; w++) yield view(firsts[w + 1], samplesFrom(firsts[w + 1]), bufferOf(set, w));
+      }
+    } finally {
+      finishTapes(); // a consumer that stopped early: no worker may still write when we return
     }
   }
 
@@ -531,11 +560,11 @@ export class PlanCache {
     // Everything but J's chunk grows in proportion to the samples (activations, caches,
     // gradients): its growth from one sample to two, with the chunk taken out, bounds the
     // rest; the chunk is a few rows of J, at most about 1 MiB.
-    const chunkBytes = (plan: Plan) => plan.chunkStride * plan.threads;
+    const chunkBytes = (plan: Plan) => plan.chunkStride * (2 * plan.threads - 1);
     const two = N >= 2 ? this.get(net, sampleShape, 2, K, mode) : one;
     const perSample = Math.max(0, two.end - chunkBytes(two) - (one.end - chunkBytes(one)));
     const fixed = one.end - perSample;
-    const chunkCap = (chunkTuning.bytes + K * one.D * 4 + 64) * one.threads;
+    const chunkCap = (chunkTuning.bytes + K * one.D * 4 + 64) * (2 * one.threads - 1);
     let size = perSample === 0 ? N : Math.max(1, Math.min(N, Math.floor((limit - fixed - chunkCap) / perSample)));
     for (;;) {
       if (size <= 2) return size === 2 && two.end > limit ? 1 : size;

@@ -26,6 +26,7 @@ import type { Module } from "../mod.ts";
 import { modelFromSpec } from "../src/io/spec.ts";
 import { cnnNetwork, mlpNetwork, seedNetwork } from "../src/examples.ts";
 import { chunkTuning } from "../src/plan.ts";
+import { rowChunks } from "../src/jacobian.ts";
 import { splitTuning } from "../src/threads/parallel.ts";
 import { threadsAvailable } from "../src/threads/pool.ts";
 import { arbitraryNetwork } from "./helpers/architectures.ts";
@@ -187,6 +188,26 @@ test("stress: thousands of calls on two networks interleaved, varying batch size
       setThreads(undefined);
     }
   });
+});
+
+test("a consumer that stops between chunks (an onChunk that throws, a generator returned early) leaves no worker writing, and the library usable", { skip }, () => {
+  const net = mlpNetwork();
+  const x = randn([24, 784], 5);
+  setThreads(2);
+  try {
+    splitEverything(() => {
+      const expected = jacobian(net, x).data.slice();
+      let seen = 0;
+      assert.throws(() => jacobian(net, x, { onChunk: () => { if (++seen === 3) throw new Error("enough"); } }), /enough/);
+      const chunks = rowChunks(net, x, {});
+      chunks.next();
+      chunks.next();
+      chunks.return();
+      assertIdentical([jacobian(net, x).data], [expected], "after stopping early");
+    });
+  } finally {
+    setThreads(undefined);
+  }
 });
 
 test("a script that computed on threads exits by itself, and JACOBIAN_WASM_THREADS sets the count", { skip }, () => {

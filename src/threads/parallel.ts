@@ -21,6 +21,8 @@ interface Threads {
   startPool: () => WorkerPool;
   /** Export name → index in `WebAssembly.Module.exports` order (the workers' numbering). */
   index: Map<string, number>;
+  /** Whether a computation is running (see setComputing). */
+  active: boolean;
   /** Where calls go while a tape is recorded. */
   recording: Call[] | undefined;
   /** The running plan's workspace (thread t's copy at ptr + t · stride): only calls given it are split. */
@@ -40,7 +42,18 @@ export function setWorkspace(ptr: number, stride: number): void {
 }
 
 function pool(state: Threads): WorkerPool {
-  return (state.pool ??= state.startPool());
+  if (state.pool === undefined) {
+    state.pool = state.startPool();
+    state.pool.setActive(state.active);
+  }
+  return state.pool;
+}
+
+/** Says a computation starts or ends: the workers spin between its calls, and sleep after. */
+export function setComputing(active: boolean): void {
+  if (threads === undefined) return;
+  threads.active = active;
+  threads.pool?.setActive(active);
 }
 
 /** Runs `body` with every kernel call recorded instead of run; returns the calls, in order. */
@@ -56,9 +69,14 @@ export function recordCalls(body: () => void): Call[] {
   return calls;
 }
 
-/** Runs `tapes[w]` on worker w and `own` here, in parallel; see WorkerPool.run. */
-export function runTapes(tapes: readonly (readonly Call[])[], own: () => void): void {
-  pool(threads!).run(tapes, own);
+/** Starts `tapes[w]` on worker w and returns at once; `finishTapes` waits for them. */
+export function postTapes(tapes: readonly (readonly Call[])[]): void {
+  pool(threads!).post(tapes);
+}
+
+/** Waits for the tapes `postTapes` started (nothing to wait for: returns at once). */
+export function finishTapes(): void {
+  if (threads?.pool?.busy) threads.pool.finish();
 }
 
 /** Stops the workers, if they started, and forgets the parallel state (the kernels are unloaded). */
@@ -76,7 +94,7 @@ type Exports = Record<string, any>;
  */
 export function parallelKernels(exports: Exports, module: WebAssembly.Module, count: number, startPool: () => WorkerPool): Exports {
   const index = new Map(WebAssembly.Module.exports(module).map(({ name }, i) => [name, i]));
-  const state: Threads = { count, pool: undefined, startPool, index, recording: undefined, workspace: { ptr: -1, stride: 0 } };
+  const state: Threads = { count, pool: undefined, startPool, active: false, index, recording: undefined, workspace: { ptr: -1, stride: 0 } };
   threads = state;
   const facade: Exports = {};
   for (const [name, value] of Object.entries(exports)) {
@@ -92,7 +110,8 @@ export function parallelKernels(exports: Exports, module: WebAssembly.Module, co
         state.recording.push([id, args]);
         return 0;
       }
-      if (rule !== undefined) {
+      // While workers make the next chunks of J (postTapes), a call runs whole, here.
+      if (rule !== undefined && state.pool?.busy !== true) {
         const parts = rule(args, count, state.workspace, exports);
         if (parts !== undefined) return runParts(state, id, fn, parts, name === "first_nonfinite" ? args : undefined);
       }

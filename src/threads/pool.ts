@@ -11,6 +11,7 @@
  *   [2] result of the tape's last call (for kernels that return an i32)
  *   [3] 1 when a call threw (the message is in the worker's console; the caller throws)
  *   [4] 1 once the worker has instantiated the kernels (start-up)
+ *   [5] 1 while a computation runs: the worker spins between tapes instead of sleeping
  *   tape at +TAPE_OFFSET: Float64 words: call count, then per call: export index, argc, args.
  */
 import { workerSource } from "./worker_source.ts";
@@ -20,7 +21,14 @@ export const BLOCK_BYTES = 64 * 1024;
 const TAPE_OFFSET = 64;
 const TAPE_WORDS = (BLOCK_BYTES - TAPE_OFFSET) / 8;
 
-const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4;
+const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
+
+/**
+ * How long a waiting thread spins on its control word during a computation before it sleeps
+ * in `Atomics.wait`: a computation posts its calls microseconds apart, and a wake-up from
+ * sleep costs hundreds of microseconds on these virtual machines.
+ */
+const SPIN_MS = 5;
 
 /** One kernel call: the export's index in `WebAssembly.Module.exports` order, and its arguments. */
 export type Call = readonly [fn: number, args: readonly number[]];
@@ -87,7 +95,7 @@ export class WorkerPool {
         const worker = new Worker(workerSource, { eval: true });
         worker.unref(); // an idle pool never keeps a script from exiting
         worker.on("error", () => {}); // reported through the control block instead
-        worker.postMessage({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET });
+        worker.postMessage({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS });
         this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, stop: () => void worker.terminate() });
       }
       const deadline = performance.now() + timeoutMs;
@@ -118,13 +126,30 @@ export class WorkerPool {
     }
   }
 
+  /** Workers given a tape by `post` and not yet waited for by `finish`. */
+  private pending: number[] = [];
+
   /**
    * Posts `tapes[w]` to worker w (an empty tape posts nothing), runs `own` on this thread, then
    * waits for the workers. Returns each tape's last call's result (0 for an empty tape).
    */
   run(tapes: readonly (readonly Call[])[], own: () => void): number[] {
+    this.post(tapes);
+    let ownError: unknown;
+    try {
+      own();
+    } catch (error) {
+      ownError = error;
+    }
+    const results = this.finish(tapes.length);
+    if (ownError !== undefined) throw ownError;
+    return results;
+  }
+
+  /** Posts `tapes[w]` to worker w and returns at once; `finish` waits for them. */
+  post(tapes: readonly (readonly Call[])[]): void {
+    if (this.pending.length > 0) throw new Error("internal: tapes posted before the last ones finished");
     this.views();
-    const posted: number[] = [];
     for (let w = 0; w < tapes.length && w < this.workers.length; w++) {
       const tape = tapes[w];
       if (tape.length === 0) continue;
@@ -141,32 +166,47 @@ export class WorkerPool {
       worker.sequence++;
       Atomics.store(this.int32, worker.header + SEQ, worker.sequence);
       Atomics.notify(this.int32, worker.header + SEQ);
-      posted.push(w);
+      this.pending.push(w);
     }
-    let ownError: unknown;
-    try {
-      own();
-    } catch (error) {
-      ownError = error;
-    }
-    const results = new Array<number>(tapes.length).fill(0);
+  }
+
+  /** Whether tapes are posted and not yet finished. */
+  get busy(): boolean {
+    return this.pending.length > 0;
+  }
+
+  /** Waits for the posted tapes; returns each worker's last result (`count` of them, 0 where nothing was posted). */
+  finish(count = this.workers.length): number[] {
+    this.views();
+    const results = new Array<number>(count).fill(0);
     let failed = false;
-    for (const w of posted) {
+    for (const w of this.pending) {
       const worker = this.workers[w];
+      const spinUntil = performance.now() + SPIN_MS;
+      while (Atomics.load(this.int32, worker.header + DONE) !== worker.sequence && performance.now() < spinUntil) { /* spin */ }
       for (;;) {
         const done = Atomics.load(this.int32, worker.header + DONE);
         if (done === worker.sequence) break;
         Atomics.wait(this.int32, worker.header + DONE, done, 1000);
       }
-      results[w] = this.int32[worker.header + RESULT];
+      if (w < count) results[w] = this.int32[worker.header + RESULT];
       if (this.int32[worker.header + FAILED] !== 0) {
         this.int32[worker.header + FAILED] = 0;
         failed = true;
       }
     }
-    if (ownError !== undefined) throw ownError;
+    this.pending = [];
     if (failed) throw new Error("jacobian-wasm: a kernel failed on a worker thread");
     return results;
+  }
+
+  /**
+   * Marks a computation as running (workers spin between its tapes) or over (they sleep):
+   * idle workers take no CPU.
+   */
+  setActive(active: boolean): void {
+    this.views();
+    for (const worker of this.workers) Atomics.store(this.int32, worker.header + ACTIVE, active ? 1 : 0);
   }
 
   /** Stops every worker (they are also unref'd: a script exits without this). */
