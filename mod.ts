@@ -14,7 +14,7 @@
  */
 export type { Tensor } from "./src/tensor.ts";
 export { numel, randn, tensor, zeros } from "./src/tensor.ts";
-export { initialize, isInitialized, memoryLimit, setMemoryLimit, simdBuild, wasmBytes } from "./src/wasm.ts";
+export { initialize, isInitialized, memoryLimit, setMemoryLimit, setThreads, simdBuild, threads, wasmBytes } from "./src/wasm.ts";
 export type { SimdBuild } from "./src/wasm.ts";
 export { FileError, FormatError, MemoryError, ShapeError, UnsupportedError, ValueError } from "./src/errors.ts";
 

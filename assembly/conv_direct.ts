@@ -48,14 +48,14 @@ const FRAME_CAP: i32 = 65536;
 /** Floats of the flat walk's tile output (MR rows × padded positions) or its zero-padded gy rows. */
 const STAGE_CAP: i32 = 32768;
 
-const PACKED: usize = memory.data(PACK_CAP << 2, 64);
-const OFFSETS: usize = memory.data(OFFSET_CAP << 2, 64);
-const FRAME: usize = memory.data(FRAME_CAP << 2, 64);
-const STAGE: usize = memory.data(STAGE_CAP << 2, 64);
+let PACKED: usize = memory.data(PACK_CAP << 2, 64);
+let OFFSETS: usize = memory.data(OFFSET_CAP << 2, 64);
+let FRAME: usize = memory.data(FRAME_CAP << 2, 64);
+let STAGE: usize = memory.data(STAGE_CAP << 2, 64);
 /** Floats of gyᵀ that one weight-gradient chunk aims at (32 KiB: it stays in L1 across the taps). */
 const CHUNK_FLOATS: i32 = 8192;
 /** One 2×16 weight-gradient tile on its way to J. */
-const TILE: usize = memory.data(MR * NR << 2, 64);
+let TILE: usize = memory.data(MR * NR << 2, 64);
 
 /** How a convolution kernel walks its problem (conv_strategy reports it to the tests). */
 export const PATH_IM2COL: i32 = 0;
@@ -1224,4 +1224,16 @@ function stage_rows(gy: usize, C: i32, oD: i32, oH: i32, oW: i32, FH: i32, FW: i
   let i = 0;
   for (; i + 4 <= count; i += 4) v128.store(dst + (<usize>i << 2), zero);
   for (; i < count; i++) store<f32>(dst + (<usize>i << 2), 0);
+}
+
+/**
+ * Moves this file's scratch buffers by `delta` bytes: a worker of the threads build calls it
+ * once, so that its kernels use a copy of the static scratch of their own.
+ */
+export function relocate_conv_direct_scratch(delta: usize): void {
+  PACKED += delta;
+  OFFSETS += delta;
+  FRAME += delta;
+  STAGE += delta;
+  TILE += delta;
 }

@@ -22,10 +22,10 @@ import { conv_backward_input } from "./conv";
 export const PATH_PHASES: i32 = 5;
 
 const GEOM_INTS: i32 = 21;
-const PHASE_GEOM: usize = memory.data(GEOM_INTS << 2, 64);
+let PHASE_GEOM: usize = memory.data(GEOM_INTS << 2, 64);
 /** Floats of one phase's sub-kernel (at most the layer's weights). */
 const SUB_WEIGHT_CAP: i32 = 131072;
-const SUB_WEIGHTS: usize = memory.data(SUB_WEIGHT_CAP << 2, 64);
+let SUB_WEIGHTS: usize = memory.data(SUB_WEIGHT_CAP << 2, 64);
 
 /** Taps of phase φ of a kernel of k taps with stride s: ⌈(k − φ)/s⌉, or 0. */
 // @ts-ignore: decorator
@@ -170,4 +170,13 @@ function scatter_phase(
       }
     }
   }
+}
+
+/**
+ * Moves this file's scratch buffers by `delta` bytes: a worker of the threads build calls it
+ * once, so that its kernels use a copy of the static scratch of their own.
+ */
+export function relocate_conv_phases_scratch(delta: usize): void {
+  PHASE_GEOM += delta;
+  SUB_WEIGHTS += delta;
 }

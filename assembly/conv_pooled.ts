@@ -122,9 +122,9 @@ export function conv_weight_per_sample_pooled(
 }
 
 /** The sums of sum_rows_8 or sum_rows_1, on their way to J. */
-const ACC: usize = memory.data(8 * 16, 16);
+let ACC: usize = memory.data(8 * 16, 16);
 /** The eight row offsets of sum_rows_8. */
-const ROWS: usize = memory.data(8 * 4, 16);
+let ROWS: usize = memory.data(8 * 4, 16);
 
 /**
  * Byte offset in the frame of "row" i of the kernel: input channel c0 + i / rowsPerChannel,
@@ -222,4 +222,13 @@ function fill_frame(
       }
     }
   }
+}
+
+/**
+ * Moves this file's scratch buffers by `delta` bytes: a worker of the threads build calls it
+ * once, so that its kernels use a copy of the static scratch of their own.
+ */
+export function relocate_conv_pooled_scratch(delta: usize): void {
+  ACC += delta;
+  ROWS += delta;
 }

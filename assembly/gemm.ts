@@ -20,10 +20,10 @@ const MC: i32 = 32;
 /** Columns of B packed at once (KC×NC floats, 512 KiB, in L2). */
 const NC: i32 = 512;
 
-const PACKED_A: usize = memory.data(MC * KC * 4, 64);
-const PACKED_B: usize = memory.data(KC * NC * 4, 64);
+let PACKED_A: usize = memory.data(MC * KC * 4, 64);
+let PACKED_B: usize = memory.data(KC * NC * 4, 64);
 /** Where a ragged edge tile is computed before its valid part is copied to C. */
-const EDGE_TILE: usize = memory.data(MR * NR * 4, 64);
+let EDGE_TILE: usize = memory.data(MR * NR * 4, 64);
 
 /** C[M×N] (+)= A[M×K] · B[K×N]. */
 export function gemm_nn(
@@ -216,4 +216,14 @@ function transpose_rows_4(src: usize, ld: usize, kc: i32, dst: usize, stride: us
     store<f32>(d, load<f32>(s2 + at), 8);
     store<f32>(d, load<f32>(s3 + at), 12);
   }
+}
+
+/**
+ * Moves this file's scratch buffers by `delta` bytes: a worker of the threads build calls it
+ * once, so that its kernels use a copy of the static scratch of their own.
+ */
+export function relocate_gemm_scratch(delta: usize): void {
+  PACKED_A += delta;
+  PACKED_B += delta;
+  EDGE_TILE += delta;
 }

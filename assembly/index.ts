@@ -13,3 +13,4 @@ export * from "./conv_transpose";
 export * from "./norm";
 export * from "./probe";
 export * from "./quantities";
+export * from "./threads/scratch";

@@ -34,13 +34,13 @@ const MR: i32 = 4;
 /** Tiles per register tile (two groups of 4 lanes). */
 const NR: i32 = 8;
 /** The 16 products of one block (ξ × MR × NR floats), on their way to the output transform. */
-const PRODUCTS: usize = memory.data(16 * MR * NR << 2, 64);
+let PRODUCTS: usize = memory.data(16 * MR * NR << 2, 64);
 /**
  * Floats of module-static scratch for layers whose buffers do not fit `work` (small outputs);
  * winograd43.ts uses it too (one convolution pass runs at a time).
  */
 export const SCRATCH_CAP: i32 = 131072;
-export const SCRATCH: usize = memory.data(SCRATCH_CAP << 2, 64);
+export let SCRATCH: usize = memory.data(SCRATCH_CAP << 2, 64);
 
 // @ts-ignore: decorator
 @inline export function round_up(v: i32, to: i32): i32 {
@@ -510,4 +510,13 @@ export function weight_output_2x2(
     store<f32>(at, v1, 4);
     store<f32>(at, v2, 8);
   }
+}
+
+/**
+ * Moves this file's scratch buffers by `delta` bytes: a worker of the threads build calls it
+ * once, so that its kernels use a copy of the static scratch of their own.
+ */
+export function relocate_winograd_scratch(delta: usize): void {
+  PRODUCTS += delta;
+  SCRATCH += delta;
 }

@@ -40,12 +40,12 @@ const TAPS: i32 = 5;
 const MR: i32 = 4;
 const NR: i32 = 8;
 /** The 8 products of one block (ξ × MR × NR floats). */
-const PRODUCTS: usize = memory.data(XI * MR * NR << 2, 64);
+let PRODUCTS: usize = memory.data(XI * MR * NR << 2, 64);
 /** The output transform's 4 × 4 results, then transposed (OUT_ODD: the odd phase's, stride 2). */
-const OUT: usize = memory.data(4 * 16, 64);
-const OUT_ODD: usize = memory.data(4 * 16, 64);
+let OUT: usize = memory.data(4 * 16, 64);
+let OUT_ODD: usize = memory.data(4 * 16, 64);
 /** One row of taps of G·w' (float64 work of transform_weights). */
-const TAP_ROW: usize = memory.data(TAPS << 3, 16);
+let TAP_ROW: usize = memory.data(TAPS << 3, 16);
 
 // The layer (1-d: length L → oL, kernel k, stride s, padding p), set by split().
 let stride: i32 = 0;
@@ -428,9 +428,9 @@ let tapFloats: i32 = 0;
 const ROW_CAP: i32 = 4096;
 const TAP_CAP: i32 = 1024;
 /** Per frame row (c, φ, g): where its position 0 reads in channel c (φ + 5sg − p, in floats). */
-const ROW_START: usize = memory.data(ROW_CAP << 2, 16);
+let ROW_START: usize = memory.data(ROW_CAP << 2, 16);
 /** Per tap s(5g + j) + φ: where weight_output left it in a channel's taps (j·rowsPadded + φ·chunks + g). */
-const TAP_SOURCE: usize = memory.data(TAP_CAP << 2, 16);
+let TAP_SOURCE: usize = memory.data(TAP_CAP << 2, 16);
 
 /** Lays out the weight pass (split() done) and places it: its buffers' address, or 0: no room. */
 function weight_buffers(geom: usize, work: usize): usize {
@@ -651,4 +651,17 @@ function scatter_taps(taps: usize, Cout: i32, Cin: i32, J: usize, add: bool): vo
       }
     }
   }
+}
+
+/**
+ * Moves this file's scratch buffers by `delta` bytes: a worker of the threads build calls it
+ * once, so that its kernels use a copy of the static scratch of their own.
+ */
+export function relocate_winograd1d_scratch(delta: usize): void {
+  PRODUCTS += delta;
+  OUT += delta;
+  OUT_ODD += delta;
+  TAP_ROW += delta;
+  ROW_START += delta;
+  TAP_SOURCE += delta;
 }

@@ -25,12 +25,12 @@ const MR: i32 = 4;
 const NR: i32 = 8;
 const XI: i32 = 36;
 /** The 36 products of one block (ξ × MR × NR floats). */
-const PRODUCTS: usize = memory.data(XI * MR * NR << 2, 64);
+let PRODUCTS: usize = memory.data(XI * MR * NR << 2, 64);
 /** The 36 row transforms of one tile group (6 × 6 f32x4), between the row and column passes. */
-const ROWS: usize = memory.data(36 * 16, 64);
+let ROWS: usize = memory.data(36 * 16, 64);
 /** The output transform's 6 × 4 row results, then its 4 × 4 outputs. */
-const OUT_ROWS: usize = memory.data(24 * 16, 64);
-const OUT: usize = memory.data(16 * 16, 64);
+let OUT_ROWS: usize = memory.data(24 * 16, 64);
+let OUT: usize = memory.data(16 * 16, 64);
 // The shape of one pass (C input planes → M output planes of oH × oW), set by lay_out.
 let tilesH: i32 = 0;
 let tilesW: i32 = 0;
@@ -466,4 +466,15 @@ export function weight_output_4x4(
       }
     }
   }
+}
+
+/**
+ * Moves this file's scratch buffers by `delta` bytes: a worker of the threads build calls it
+ * once, so that its kernels use a copy of the static scratch of their own.
+ */
+export function relocate_winograd43_scratch(delta: usize): void {
+  PRODUCTS += delta;
+  ROWS += delta;
+  OUT_ROWS += delta;
+  OUT += delta;
 }

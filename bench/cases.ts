@@ -2,7 +2,7 @@
  * The public benchmark cases (docs/bench_cases.md) through the public API, against
  * our own naive per-sample loop and TF.js's; and the one-pass speedup as the batch grows.
  */
-import { jacobian, jacobianNaive, manualSeed, perSampleGradients, perSampleGradientsNaive, randn, simdBuild } from "../mod.ts";
+import { jacobian, jacobianNaive, manualSeed, perSampleGradients, perSampleGradientsNaive, randn, simdBuild, threads } from "../mod.ts";
 import type { Module, ResultOptions, Target, Tensor } from "../mod.ts";
 import { cnnNetwork, mlpNetwork, seedNetwork } from "../src/examples.ts";
 import {
@@ -74,7 +74,7 @@ function naive(definition: CaseDefinition, net: Module, batch: Batch, options: R
 }
 
 export function where(): Where {
-  return { runtime: currentRuntime(), runtime_version: runtimeVersion(), build: simdBuild(), load_avg_1m: loadAverage(), glibc_tunables: glibcTunables() };
+  return { runtime: currentRuntime(), runtime_version: runtimeVersion(), build: simdBuild(), threads: threads(), load_avg_1m: loadAverage(), glibc_tunables: glibcTunables() };
 }
 
 /** D: the number of parameters, the columns of J. */

@@ -5,7 +5,7 @@
  * packing is included. TF.js's is `tf.matMul` on tensors created once; XNNPACK caches B's
  * packed weights per tensor, so `peer_gflops_new_b` also times it with a new B each call.
  */
-import { arena, kernels, simdBuild } from "../src/wasm.ts";
+import { arena, kernels, simdBuild, threads } from "../src/wasm.ts";
 import { currentRuntime, type Effort, glibcTunables, loadAverage, medians, runtimeVersion, significant } from "./measure.ts";
 import type { GemmRow } from "./rows.ts";
 import { describeError, loadTfjs, matMulTask } from "./tfjs.ts";
@@ -53,6 +53,7 @@ export async function gemmRows(effort: Effort): Promise<GemmRow[]> {
       runtime: currentRuntime(),
       runtime_version: runtimeVersion(),
       build: simdBuild(),
+      threads: threads(),
       load_avg_1m: loadAverage(),
       glibc_tunables: glibcTunables(),
       median_ms: ourMs,

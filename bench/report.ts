@@ -222,7 +222,7 @@ function comparisonTable(rows: Row[], format: (h: string[], b: string[][]) => st
         hasOut && outRatio !== undefined ? `${times(main)} (out: ${times(outRatio)})` : times(main);
       body.push([
         `${name} N=${fresh.N}`,
-        `${runtime} (${fresh.build})`,
+        `${runtime} (${where(fresh)})`,
         both(torch?.functorch_ms),
         both(torch?.loop_ms),
         both(fresh.naive_ms),
@@ -234,7 +234,7 @@ function comparisonTable(rows: Row[], format: (h: string[], b: string[][]) => st
   return format(
     [
       "case",
-      "runtime (SIMD build)",
+      "runtime (SIMD build, threads)",
       "vs functorch vmap(grad)",
       "vs PyTorch loop",
       "vs our naive loop",
@@ -287,8 +287,8 @@ export function markdownReport(rows: Row[], measured: Date): string {
       "case (interleaved in the same process). Like for like, both on reused memory: J written into a reused `out` buffer; " +
       "against the default call, J in a new N × D array (fresh memory) each time:", "");
     parts.push(markdownTable(
-      ["case", "runtime (SIMD build)", "quantity", "vs J into a reused buffer", "vs J as a new array"],
-      quantityRows.map((r) => [`${r.case} N=${r.N}`, `${r.runtime} (${r.build})`, `\`${quantityName(r)}\``, times(r.vs_out), times(r.vs_fresh)]),
+      ["case", "runtime (SIMD build, threads)", "quantity", "vs J into a reused buffer", "vs J as a new array"],
+      quantityRows.map((r) => [`${r.case} N=${r.N}`, `${r.runtime} (${where(r)})`, `\`${quantityName(r)}\``, times(r.vs_out), times(r.vs_fresh)]),
     ), "");
   }
   const bigRows = bigs(rows);
@@ -299,9 +299,9 @@ export function markdownReport(rows: Row[], measured: Date): string {
       "never formed. Peak resident memory of the whole process (runtime, earlier cases and all) over each quantity's calls; " +
       "time against streaming J's rows once and dropping them:", "");
     parts.push(markdownTable(
-      ["runtime (SIMD build)", "quantity", "peak RSS", "WASM memory", "vs streaming J's rows"],
+      ["runtime (SIMD build, threads)", "quantity", "peak RSS", "WASM memory", "vs streaming J's rows"],
       bigRows.filter((r) => r.variant !== "stream").map((r) => [
-        `${r.runtime} (${r.build})`, `\`${quantityName(r)}\``, mib(r.peak_rss_bytes), mib(r.wasm_bytes),
+        `${r.runtime} (${where(r)})`, `\`${quantityName(r)}\``, mib(r.peak_rss_bytes), mib(r.wasm_bytes),
         times(stream(r.runtime) ? stream(r.runtime)!.median_ms / r.median_ms : undefined),
       ]),
     ), "");
@@ -313,9 +313,9 @@ export function markdownReport(rows: Row[], measured: Date): string {
       `${soakRows[0].warm_up_calls.toLocaleString("en-US")}, on one network or a new network every 3 calls (no collection forced; ` +
       "\"after gc\": once the results' garbage is collected):", "");
     parts.push(markdownTable(
-      ["runtime (SIMD build)", "networks", "RSS after warm-up", "RSS after the calls", "after gc", "WASM memory"],
+      ["runtime (SIMD build, threads)", "networks", "RSS after warm-up", "RSS after the calls", "after gc", "WASM memory"],
       soakRows.map((r) => [
-        `${r.runtime} (${r.build})`, r.variant === "one-network" ? "one" : `${r.networks.toLocaleString("en-US")} (dropped)`,
+        `${r.runtime} (${where(r)})`, r.variant === "one-network" ? "one" : `${r.networks.toLocaleString("en-US")} (dropped)`,
         mib(r.rss_after_warm_up_bytes), `${mib(r.rss_bytes)} (${percent(r.rss_growth)})`, mib(r.rss_after_gc_bytes), mib(r.wasm_bytes),
       ]),
     ), "");
@@ -324,9 +324,9 @@ export function markdownReport(rows: Row[], measured: Date): string {
   if (gemmRows.length > 0) {
     parts.push("GEMM, one thread, ours (`gemm_nn`, packing included) over TF.js's WASM backend (`tf.matMul`, XNNPACK):", "");
     parts.push(markdownTable(
-      ["m = n = k", "runtime (SIMD build)", "ours / TF.js matMul", "ours / TF.js matMul with a new B tensor per call"],
+      ["m = n = k", "runtime (SIMD build, threads)", "ours / TF.js matMul", "ours / TF.js matMul with a new B tensor per call"],
       gemmRows.map((r) => [
-        String(r.m), `${r.runtime} (${r.build})`,
+        String(r.m), `${r.runtime} (${where(r)})`,
         r.peer_gflops === null ? `n/a (${r.peer_error})` : times(r.ratio),
         r.peer_gflops_new_b === null ? "n/a" : times(r.gflops / r.peer_gflops_new_b),
       ]),
@@ -476,4 +476,9 @@ export function svgReport(rows: Row[], measured: Date): string {
   }
   out.push(`</svg>`);
   return out.join("\n") + "\n";
+}
+
+/** "baseline, 2 threads": the SIMD build and the threads a row ran on (rows from before threads: the build alone). */
+function where(row: { build: string; threads?: number }): string {
+  return row.threads === undefined ? row.build : `${row.build}, ${row.threads} thread${row.threads === 1 ? "" : "s"}`;
 }

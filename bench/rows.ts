@@ -11,6 +11,8 @@ export interface Where {
   runtime_version: string;
   /** Our kernels' SIMD build: "relaxed" (FMA) or "baseline". */
   build: string;
+  /** Threads our computations ran on (`threads()`: the calling thread and its workers). */
+  threads: number;
   /** The machine's 1-minute load average when the row was measured (other jobs share it). */
   load_avg_1m: number;
   /** GLIBC_TUNABLES of the measuring process, or null (README, "Large results"). */

@@ -1,8 +1,9 @@
-// Compiles assembly/ twice (baseline SIMD and relaxed SIMD) and embeds both modules as
-// base64 in src/wasm/kernels.generated.ts, so the library loads with no file or network access.
+// Compiles assembly/ four times (baseline SIMD and relaxed SIMD, each with its own memory and
+// with an imported shared memory for threads) and embeds the modules as base64 in
+// src/wasm/kernels.generated.ts, so the library loads with no file or network access.
 // The file records the hash of the sources (scripts/kernel-sources.mjs), so that scripts/prepare.mjs
 // (npm install in a clone) compiles only when assembly/ has changed since.
-import { spawnSync } from "node:child_process";
+import { spawn } from "node:child_process";
 import { readFileSync, writeFileSync, mkdirSync, renameSync } from "node:fs";
 import { fileURLToPath } from "node:url";
 import { dirname, join } from "node:path";
@@ -15,12 +16,26 @@ mkdirSync(join(root, "build"), { recursive: true });
 const tag = `${process.pid}`;
 const sourcesHash = kernelSourcesHash(root); // before compiling: the sources the modules are built from
 const built = {};
-for (const [target, file] of [["baseline", "kernels.simd.wasm"], ["relaxed", "kernels.relaxed.wasm"]]) {
+const TARGETS = [
+  ["baseline", "kernels.simd.wasm"],
+  ["relaxed", "kernels.relaxed.wasm"],
+  ["baseline-threads", "kernels.simd-threads.wasm"],
+  ["relaxed-threads", "kernels.relaxed-threads.wasm"],
+];
+// In parallel: each compile is single-threaded (about 20-40 s with converge).
+await Promise.all(TARGETS.map(async ([target, file]) => {
   const tmp = join("build", `${file}.${tag}.tmp`);
-  const run = spawnSync(asc, ["--config", "asconfig.json", "--target", target, "--outFile", tmp], { cwd: root, encoding: "utf8" });
+  const run = await new Promise((resolve) => {
+    const child = spawn(asc, ["--config", "asconfig.json", "--target", target, "--outFile", tmp], { cwd: root });
+    let output = "";
+    child.stdout.on("data", (chunk) => (output += chunk));
+    child.stderr.on("data", (chunk) => (output += chunk));
+    child.on("error", (error) => resolve({ output, status: null, error }));
+    child.on("close", (status, signal) => resolve({ output, status, signal }));
+  });
   // asc's own report that its last --converge round grew the module by a few bytes is no
   // problem of ours to act on; anything else it says is passed on.
-  const said = `${run.stdout ?? ""}${run.stderr ?? ""}`.split("\n").filter((line) => line.trim() !== "" && line.trim() !== "Last converge was suboptimal.");
+  const said = run.output.split("\n").filter((line) => line.trim() !== "" && line.trim() !== "Last converge was suboptimal.");
   if (said.length > 0) console.error(said.join("\n"));
   if (run.status !== 0) {
     console.error(`asc --target ${target} failed (${run.error?.message ?? `exit code ${run.status ?? run.signal}`})`);
@@ -28,7 +43,7 @@ for (const [target, file] of [["baseline", "kernels.simd.wasm"], ["relaxed", "ke
   }
   built[file] = readFileSync(join(root, tmp));
   renameSync(join(root, tmp), join(root, "build", file));
-}
+}));
 // The modules as files too, shipped in the package (jacobian-wasm/kernels.*.wasm) for hosts
 // whose bundler precompiles WebAssembly (workerd, Cloudflare Workers).
 mkdirSync(join(root, "dist"), { recursive: true });
@@ -46,6 +61,12 @@ export const baselineWasmBase64 =
 /** The kernels compiled with relaxed SIMD (f32x4.relaxed_madd, fused multiply-add). */
 export const relaxedWasmBase64 =
   "${base64("kernels.relaxed.wasm")}";
+/** The baseline build over an imported shared memory, with atomics: what the threads run. */
+export const baselineThreadsWasmBase64 =
+  "${base64("kernels.simd-threads.wasm")}";
+/** The relaxed-SIMD build over an imported shared memory, with atomics. */
+export const relaxedThreadsWasmBase64 =
+  "${base64("kernels.relaxed-threads.wasm")}";
 `;
 writeFileSync(`${out}.${tag}.tmp`, text);
 renameSync(`${out}.${tag}.tmp`, out);

@@ -27,7 +27,7 @@ import { seedNetwork } from "./examples.ts";
 import { manualSeed } from "./layers/init.ts";
 import type { Tensor } from "./tensor.ts";
 import { randn } from "./tensor.ts";
-import { simdBuild } from "./wasm.ts";
+import { simdBuild, threads } from "./wasm.ts";
 
 const JACOBIAN_SYNOPSIS = `  jacobian-wasm jacobian --model M.json --weights W.safetensors --input X.npy
                          [--target Y.npy --loss cross_entropy|mse] [--reduction sum|mean]
@@ -549,7 +549,7 @@ function demoCommand(args: string[], output: CommandLineOutput): void {
   const net = seedNetwork();
   const x = randn([N, 1, 6, 6, 6], 1);
   const D = net.parameters().reduce((sum, [, p]) => sum + p.data.length, 0);
-  output.print(`jacobian-wasm demo: the seed's example (${simdBuild()} SIMD build)`);
+  output.print(`jacobian-wasm demo: the per-sample Jacobian of the seed3d network (the example of pytorch-Jacobian, this project's seed; ${simdBuild()} SIMD build, ${threads()} thread${threads() === 1 ? "" : "s"})`);
   output.print(`  network  Sequential(Conv3d(1, 2, 2, bias=False), ReLU(), Conv3d(2, 1, 2), ReLU(), AvgPool3d(4), Flatten(1))`);
   output.print(`  input    ${N} samples of shape (1, 6, 6, 6); one output per sample; D = ${D} parameters`);
 

@@ -9,6 +9,7 @@ import { PlanCache } from "./plan.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
 import { arena, kernels, memoryLimit } from "./wasm.ts";
+import { setComputing } from "./threads/parallel.ts";
 
 const caches = new WeakMap<Module, PlanCache>();
 
@@ -51,8 +52,10 @@ function claim(what: string): () => void {
     );
   }
   running = what;
+  setComputing(true);
   return () => {
     running = undefined;
+    setComputing(false);
   };
 }
 

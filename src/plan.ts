@@ -10,7 +10,8 @@
 import type { Module, Step } from "./layers/module.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
-import { align, arena, formatBytes, MAX_BYTES } from "./wasm.ts";
+import { align, arena, formatBytes, kernels, kernelsGeneration, MAX_BYTES } from "./wasm.ts";
+import { finishTapes, postTapes, recordCalls, setWorkspace, threadCount } from "./threads/parallel.ts";
 import { MemoryError, ShapeError, UnsupportedError } from "./errors.ts";
 import { explainInputMismatch } from "./expected_input.ts";
 
@@ -107,10 +108,14 @@ export class PlanBuilder {
     return this.column(t) * 4;
   }
 
-  /** Places the workspace last; returns the end of the plan's memory. */
+  /** Bytes from one thread's copy of the workspace to the next (set by `finish`). */
+  workspaceStride = 0;
+
+  /** Places the workspace last, one copy per thread; returns the end of the plan's memory. */
   finish(): number {
     if (this.mode === "summed") this.gradientVector.ptr = this.floats(this.D);
-    this.workspace.ptr = this.allocate(this.workspaceBytes);
+    this.workspaceStride = align(this.workspaceBytes, 64);
+    this.workspace.ptr = this.allocate(this.workspaceStride * threadCount());
     return align(this.cursor, 64);
   }
 }
@@ -121,6 +126,9 @@ export class PlanBuilder {
  * to its destination, never twice.
  */
 const CHUNK_BYTES = 1 << 20;
+
+/** For tests: smaller chunks make the chunk loop (and its split between threads) run on small networks. */
+export const chunkTuning = { bytes: CHUNK_BYTES };
 
 /** Where the rows of J go: called once per chunk with rows [firstRow, firstRow + rows), row stride D. */
 export type RowSink = (firstRow: number, rows: number, chunk: Float32Array) => void;
@@ -143,9 +151,14 @@ export class Plan {
   readonly seedPtr: number;
   /** The summed gradient vector ("summed" plans). */
   readonly gradientPtr: number;
-  /** Samples per chunk of J ("per-sample" plans), and where the chunk is built. */
+  /** Samples per chunk of J ("per-sample" plans), and where the chunk is built (thread t's at chunkPtr + t · chunkStride). */
   readonly chunkSamples: number;
   readonly chunkPtr: number;
+  readonly chunkStride: number;
+  /** Threads that make chunks of J's rows: one chunk buffer each (1: chunks are made here only). */
+  readonly threads: number;
+  private readonly workspace: Slot;
+  private readonly workspaceStride: number;
   readonly end: number;
   private readonly steps: Step[];
   private readonly parameters: Tensor[];
@@ -190,11 +203,20 @@ export class Plan {
     this.R = builder.R;
     this.chunkSamples = 0;
     this.chunkPtr = 0;
+    this.chunkStride = 0;
+    this.threads = 1;
     if (mode === "per-sample") {
-      this.chunkSamples = Math.max(1, Math.min(N, Math.floor(CHUNK_BYTES / (K * Math.max(1, this.D) * 4))));
-      this.chunkPtr = builder.floats(this.chunkSamples * K * this.D);
+      this.chunkSamples = Math.max(1, Math.min(N, Math.floor(chunkTuning.bytes / (K * Math.max(1, this.D) * 4))));
+      this.chunkStride = align(this.chunkSamples * K * this.D * 4, 64);
+      // A chunk per thread when there are chunks to share and they are cache-sized (a sample
+      // whose rows alone are larger is made on this thread: a copy per thread would not fit).
+      if (N > this.chunkSamples && this.chunkStride <= 2 * chunkTuning.bytes) this.threads = threadCount();
+      // This thread's chunk, then two sets of one per worker (see chunksOnThreads).
+      this.chunkPtr = builder.allocate(this.chunkStride * (2 * this.threads - 1));
     }
     this.end = builder.finish();
+    this.workspace = builder.workspace;
+    this.workspaceStride = builder.workspaceStride;
     this.gradientPtr = builder.gradientVector.ptr;
     this.gradientSlot = builder.gradientVector;
     this.N = N;
@@ -225,6 +247,7 @@ export class Plan {
   }
 
   forward(): void {
+    setWorkspace(this.workspace.ptr, this.workspaceStride);
     for (const step of this.steps) step.forward();
   }
 
@@ -261,11 +284,69 @@ export class Plan {
     if (steps.length === 0) return;
     const rowFloats = this.K * this.D;
     const chunk = this.chunkPtr;
+    const view = (first: number, samples: number, at: number) => ({
+      firstRow: first * this.K,
+      rows: samples * this.K,
+      chunk: arena.f32().subarray(at >>> 2, (at >>> 2) + samples * rowFloats),
+    });
+    if (this.threads > 1 && this.N > this.chunkSamples) {
+      yield* this.chunksOnThreads(steps, view);
+      return;
+    }
     for (let first = 0; first < this.N; first += this.chunkSamples) {
       const samples = Math.min(this.chunkSamples, this.N - first);
       for (const step of steps) step.perSample(first, samples, chunk);
-      const start = chunk >>> 2;
-      yield { firstRow: first * this.K, rows: samples * this.K, chunk: arena.f32().subarray(start, start + samples * rowFloats) };
+      yield view(first, samples, chunk);
+    }
+  }
+
+  /**
+   * The chunks of J's rows made by every thread, in groups of one chunk a thread: this thread
+   * makes the first chunk of a group, worker w the (w + 1)-th, from a tape of the calls its
+   * chunk takes (recorded with its own chunk buffer and workspace). The workers' buffers come
+   * in two sets: while a group's chunks are handed on, the workers already make the next
+   * group's in the other set.
+   */
+  private *chunksOnThreads(
+    steps: readonly Step[],
+    view: (first: number, samples: number, at: number) => { firstRow: number; rows: number; chunk: Float32Array },
+  ): Generator<{ firstRow: number; rows: number; chunk: Float32Array }, void, undefined> {
+    const workers = this.threads - 1;
+    const group = this.chunkSamples * this.threads;
+    const ownWorkspace = this.workspace.ptr;
+    /** Worker w's buffer in set `set`: after this thread's own, which is buffer 0. */
+    const bufferOf = (set: number, w: number) => this.chunkPtr + (1 + set * workers + w) * this.chunkStride;
+    const firstsOf = (start: number) => {
+      const firsts: number[] = [];
+      for (let t = 0; t < this.threads && start + t * this.chunkSamples < this.N; t++) firsts.push(start + t * this.chunkSamples);
+      return firsts;
+    };
+    const samplesFrom = (first: number) => Math.min(this.chunkSamples, this.N - first);
+    const post = (start: number, set: number) => {
+      const tapes = firstsOf(start).slice(1).map((first, w) => {
+        this.workspace.ptr = ownWorkspace + (w + 1) * this.workspaceStride;
+        try {
+          return recordCalls(() => {
+            for (const step of steps) step.perSample(first, samplesFrom(first), bufferOf(set, w));
+          });
+        } finally {
+          this.workspace.ptr = ownWorkspace;
+        }
+      });
+      postTapes(tapes);
+    };
+    try {
+      post(0, 0);
+      for (let start = 0, set = 0; start < this.N; start += group, set = 1 - set) {
+        const firsts = firstsOf(start);
+        for (const step of steps) step.perSample(firsts[0], samplesFrom(firsts[0]), this.chunkPtr);
+        finishTapes();
+        if (start + group < this.N) post(start + group, 1 - set);
+        yield view(firsts[0], samplesFrom(firsts[0]), this.chunkPtr);
+        for (let w = 0; w + 1 < firsts.length; w++) yield view(firsts[w + 1], samplesFrom(firsts[w + 1]), bufferOf(set, w));
+      }
+    } finally {
+      finishTapes(); // a consumer that stopped early: no worker may still write when we return
     }
   }
 
@@ -297,6 +378,7 @@ export class Plan {
    * keeps its output gradient to the end, so their parameter gradients are taken afterwards.
    */
   private backward(): void {
+    setWorkspace(this.workspace.ptr, this.workspaceStride);
     for (let i = this.steps.length - 1; i > this.firstTrainable; i--) {
       if (i !== this.skippedBackward) this.steps[i].backward();
     }
@@ -391,6 +473,9 @@ export class PlanCache {
   /** Per-sample output shapes by per-sample input shape, so a repeated call walks no layers. */
   private readonly outputShapes = new Map<string, readonly number[]>();
 
+  /** The load of the kernels the plans were laid out under (`kernelsGeneration`). */
+  private generation = -1;
+
   constructor(readonly capacity = 8) {}
 
   /**
@@ -415,6 +500,13 @@ export class PlanCache {
   }
 
   get(net: Module, sampleShape: readonly number[], N: number, K: number, mode: PlanMode): Plan {
+    // Plans laid out under another load of the kernels (setThreads changed it) are not valid.
+    kernels();
+    if (this.generation !== kernelsGeneration()) {
+      this.plans.clear();
+      this.runSizes.clear();
+      this.generation = kernelsGeneration();
+    }
     const key = `${N}x${sampleShape.join("x")}|${K}|${mode}`;
     let plan = this.plans.get(key);
     if (plan) {
@@ -468,11 +560,11 @@ export class PlanCache {
     // Everything but J's chunk grows in proportion to the samples (activations, caches,
     // gradients): its growth from one sample to two, with the chunk taken out, bounds the
     // rest; the chunk is a few rows of J, at most about 1 MiB.
-    const chunkBytes = (plan: Plan) => plan.chunkSamples * K * plan.D * 4;
+    const chunkBytes = (plan: Plan) => plan.chunkStride * (2 * plan.threads - 1);
     const two = N >= 2 ? this.get(net, sampleShape, 2, K, mode) : one;
     const perSample = Math.max(0, two.end - chunkBytes(two) - (one.end - chunkBytes(one)));
     const fixed = one.end - perSample;
-    const chunkCap = CHUNK_BYTES + K * one.D * 4 + 64;
+    const chunkCap = (chunkTuning.bytes + K * one.D * 4 + 64) * (2 * one.threads - 1);
     let size = perSample === 0 ? N : Math.max(1, Math.min(N, Math.floor((limit - fixed - chunkCap) / perSample)));
     for (;;) {
       if (size <= 2) return size === 2 && two.end > limit ? 1 : size;

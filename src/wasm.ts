@@ -9,8 +9,10 @@
  * a precompiled `WebAssembly.Module`, for hosts that forbid compiling from bytes (workerd,
  * Cloudflare Workers), where the first call otherwise fails with an error that says so.
  */
-import { baselineWasmBase64, relaxedWasmBase64 } from "./wasm/kernels.generated.ts";
-import { MemoryError, ValueError } from "./errors.ts";
+import { baselineThreadsWasmBase64, baselineWasmBase64, relaxedThreadsWasmBase64, relaxedWasmBase64 } from "./wasm/kernels.generated.ts";
+import { MemoryError, UnsupportedError, ValueError } from "./errors.ts";
+import { BLOCK_BYTES, threadsAvailable, WorkerPool } from "./threads/pool.ts";
+import { closeThreads, parallelKernels } from "./threads/parallel.ts";
 
 /** The kernels' exports. Pointers are byte offsets into `memory`, sizes are element counts. */
 // deno-lint-ignore no-explicit-any
@@ -37,9 +39,15 @@ interface Loaded {
   build: SimdBuild;
   /** The module it was instantiated from when `initialize(module)` gave one. */
   module?: WebAssembly.Module;
+  /** Threads the memory is laid out for: 1 for the plain build; the workers start on first use. */
+  threads: number;
+  /** Bytes above the static data kept for the workers' control blocks and scratch copies. */
+  reserved: number;
 }
 
 let loaded: Loaded | undefined;
+/** Counts loads: plans laid out for one load are not valid in the next (see `kernelsGeneration`). */
+let generation = 0;
 /** Set by the `jacobian-wasm/precompiled` entry: never compile (or validate) the embedded bytes. */
 let precompiledOnly = false;
 
@@ -72,9 +80,18 @@ function loadedNow(): Loaded | undefined {
 }
 
 function load(instance: WebAssembly.Instance, build: SimdBuild, module?: WebAssembly.Module): SimdBuild {
-  loaded = { kernels: instance.exports as unknown as Kernels, build, module };
+  loaded = { kernels: instance.exports as unknown as Kernels, build, module, threads: 1, reserved: 0 };
+  generation++;
   arena.reset();
   return build;
+}
+
+/**
+ * Which load of the kernels is running: a plan cache built under another (before `setThreads`
+ * changed the build or the memory's layout) is dropped rather than used.
+ */
+export function kernelsGeneration(): number {
+  return generation;
 }
 
 // JACOBIAN_WASM_SIMD=baseline|relaxed forces a build (tests use it to cover both).
@@ -189,6 +206,17 @@ export function kernels(): Kernels {
 
 /** Compiles and instantiates an embedded build, synchronously: it never waits on the host. */
 function loadEmbedded(build: SimdBuild): SimdBuild {
+  const threads = threadsWanted();
+  if (threads > 1) {
+    try {
+      return loadThreaded(build, threads);
+    } catch (error) {
+      // Asked for (setThreads, JACOBIAN_WASM_THREADS): say why not. By default: one thread.
+      if (threadsSet !== undefined || readThreadsVariable() !== undefined) {
+        throw new UnsupportedError(`${threads} threads could not start here: ${error instanceof Error ? error.message : String(error)}`);
+      }
+    }
+  }
   let instance: WebAssembly.Instance;
   try {
     instance = new WebAssembly.Instance(new WebAssembly.Module(wasmBytes(build)), IMPORTS);
@@ -196,6 +224,52 @@ function loadEmbedded(build: SimdBuild): SimdBuild {
     throw notLoaded(`compiling them here failed: ${error instanceof Error ? error.message : String(error)}`);
   }
   return load(instance, build);
+}
+
+/**
+ * The threads build over a new shared memory, and `threads − 1` workers over the same memory.
+ * Above the static data: each worker's control block, then each worker's copy of the static
+ * scratch (its kernels' packing buffers are moved there), then the plans.
+ */
+function loadThreaded(build: SimdBuild, threads: number): SimdBuild {
+  const bytes = decodeBase64(build === "relaxed" ? relaxedThreadsWasmBase64 : baselineThreadsWasmBase64);
+  let module: WebAssembly.Module;
+  let instance: WebAssembly.Instance | undefined;
+  let memory: WebAssembly.Memory | undefined;
+  try {
+    module = new WebAssembly.Module(bytes);
+    // The module declares the pages its static data needs; a smaller memory does not link.
+    for (let pages = 64; instance === undefined; pages *= 2) {
+      memory = new WebAssembly.Memory({ initial: pages, maximum: 65536, shared: true });
+      try {
+        instance = new WebAssembly.Instance(module, { env: { ...IMPORTS.env, memory } });
+      } catch (error) {
+        if (!(error instanceof WebAssembly.LinkError) || pages >= 4096) throw error;
+      }
+    }
+  } catch (error) {
+    throw notLoaded(`compiling them here failed: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const exports = instance.exports as unknown as Kernels;
+  const staticBytes = align(exports.heapBase(), 64);
+  const workers = threads - 1;
+  const control = staticBytes;
+  const scratch = control + workers * BLOCK_BYTES;
+  const reserved = workers * (BLOCK_BYTES + staticBytes);
+  const have = memory!.buffer.byteLength;
+  if (scratch + workers * staticBytes > have) memory!.grow(Math.ceil((scratch + workers * staticBytes - have) / PAGE));
+  const startPool = () => new WorkerPool(memory!, module, workers, control, (w) => scratch + w * staticBytes);
+  const kernels = parallelKernels(exports, module, threads, startPool) as Kernels;
+  loaded = { kernels, build, threads, reserved };
+  generation++;
+  arena.reset();
+  return build;
+}
+
+/** Stops the workers and forgets the kernels: the next call loads them as `threadsWanted()` says. */
+function unload(): void {
+  closeThreads();
+  loaded = undefined;
 }
 
 /** For the `jacobian-wasm/precompiled` entry: the kernels come only from `initialize(module)`. */
@@ -215,6 +289,113 @@ export function requirePrecompiled(): void {
 export function simdBuild(): SimdBuild {
   kernels();
   return loaded!.build;
+}
+
+/** Set by `setThreads` (undefined: `JACOBIAN_WASM_THREADS`, else the machine's cores). */
+let threadsSet: number | undefined;
+/** The most threads `setThreads` and `JACOBIAN_WASM_THREADS` accept. */
+const MAX_THREADS = 64;
+
+/** The cores this process may use (os.availableParallelism, navigator.hardwareConcurrency), at least 1. */
+function machineCores(): number {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  try {
+    const os = g.process?.getBuiltinModule?.("node:os");
+    if (typeof os?.availableParallelism === "function") return Math.max(1, os.availableParallelism());
+  } catch {
+    // not a host with node:os
+  }
+  const cores = g.navigator?.hardwareConcurrency;
+  return typeof cores === "number" && cores >= 1 ? Math.floor(cores) : 1;
+}
+
+// JACOBIAN_WASM_THREADS=n asks for n threads (1: the plain build, no workers).
+function readThreadsVariable(): number | undefined {
+  // deno-lint-ignore no-explicit-any
+  const g = globalThis as any;
+  let value: string | undefined;
+  try {
+    value = g.process?.env?.JACOBIAN_WASM_THREADS ?? g.Deno?.env?.get?.("JACOBIAN_WASM_THREADS");
+  } catch {
+    value = undefined; // Deno without --allow-env
+  }
+  if (value === undefined || value === "") return undefined;
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) {
+    throw new TypeError(`JACOBIAN_WASM_THREADS must be an integer from 1 to ${MAX_THREADS}, got "${value}"`);
+  }
+  return n;
+}
+
+/** Threads the next load asks for: `setThreads`, else the variable, else the cores; 1 where no pool can run. */
+function threadsWanted(): number {
+  if (precompiledOnly || !threadsAvailable()) return 1;
+  return Math.min(threadsSet ?? readThreadsVariable() ?? machineCores(), MAX_THREADS);
+}
+
+/**
+ * How many threads the computations run on: the calling thread and `threads() − 1` workers
+ * sharing its WebAssembly memory (loading the kernels first if nothing did). By default the
+ * machine's cores where threads can run (node, deno and bun: `SharedArrayBuffer`, atomics and
+ * `node:worker_threads`), 1 elsewhere (browsers, workerd); `JACOBIAN_WASM_THREADS` or
+ * `setThreads` choose another number.
+ *
+ * @example
+ * ```ts
+ * import { threads } from "jacobian-wasm";
+ * const running: number = threads(); // e.g. 2 on a 2-core machine, 1 in a browser
+ * ```
+ */
+export function threads(): number {
+  kernels();
+  return loaded!.threads;
+}
+
+/**
+ * Sets how many threads the computations run on (1 to 64; `undefined`: back to
+ * `JACOBIAN_WASM_THREADS` or the machine's cores). More than 1 needs a host where threads can
+ * run (see `threads`): elsewhere it is an `UnsupportedError`. Changing the number reloads the
+ * kernels: every plan is rebuilt on its next call and the workers of the old number are
+ * stopped. Results are the same for any number (work is split by samples). Returns the
+ * number in force. Not callable during a computation (from `onChunk`, say).
+ *
+ * @example
+ * ```ts
+ * import { setThreads, threads } from "jacobian-wasm";
+ * setThreads(1); // one thread, no workers
+ * threads(); // 1
+ * setThreads(undefined); // back to the default
+ * ```
+ */
+export function setThreads(n: number | undefined): number {
+  if (n !== undefined && (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_THREADS)) {
+    throw new ValueError(`setThreads: n must be an integer from 1 to ${MAX_THREADS} (or undefined for the default), got ${showNumber(n)}`);
+  }
+  if (n !== undefined && n > 1 && (precompiledOnly || !threadsAvailable() || (loaded !== undefined && loaded.module !== undefined))) {
+    throw new UnsupportedError(
+      `setThreads(${n}): threads need SharedArrayBuffer, Atomics.wait on the calling thread and node:worker_threads ` +
+        `(node, deno, bun)${loaded?.module !== undefined || precompiledOnly ? ", and the embedded kernels (not a precompiled module)" : ""}; this host runs one thread`,
+    );
+  }
+  const previous = threadsSet;
+  threadsSet = n;
+  if (loaded !== undefined && loaded.module === undefined && threadsWanted() !== threads()) {
+    const build = loaded.build;
+    unload();
+    try {
+      loadEmbedded(build);
+    } catch (error) {
+      threadsSet = previous;
+      loadEmbedded(build);
+      throw error;
+    }
+  }
+  return loaded === undefined ? threadsWanted() : threads();
+}
+
+function showNumber(value: unknown): string {
+  return typeof value === "number" ? String(value) : typeof value === "string" ? JSON.stringify(value) : typeof value;
 }
 
 const PAGE = 65536;
@@ -273,9 +454,10 @@ export const arena = {
     this.i32View = new Int32Array(0);
   },
 
-  /** First usable byte, 64-byte aligned. */
+  /** First usable byte, 64-byte aligned (above what the worker threads keep, when there are any). */
   base(): number {
-    return align(kernels().heapBase(), 64);
+    const k = kernels();
+    return align(k.heapBase(), 64) + loaded!.reserved;
   },
 
   /** Grows the memory so that bytes [0, end) exist. */

@@ -1,0 +1,265 @@
+/**
+ * How a computation is shared between threads, without any layer knowing: the kernels object
+ * the steps call is a facade over the threads build's exports that
+ *  - splits the batch kernels of the forward and backward passes by samples (the rules below:
+ *    which argument counts the samples and how far each pointer moves per sample), each
+ *    thread running the kernel on its own samples with its own copy of the plan's workspace;
+ *  - records, instead of running, the calls of a chunk of J's rows while a plan builds a
+ *    worker's tape (`recordCalls`), so that each thread makes whole chunks of rows.
+ * A split is by samples (or, for a GEMM, by panels of rows of C) only: every output element is
+ * computed by one thread with the same kernel, path and order of sums as on one thread, so the
+ * results are identical to one thread's, bit for bit.
+ */
+import type { Call, WorkerPool } from "./pool.ts";
+
+/** The parallel state of the loaded kernels. */
+interface Threads {
+  /** Threads the memory is laid out for (the calling thread and count − 1 workers). */
+  count: number;
+  /** The workers, started by the first call that splits (a quick refusal never starts them). */
+  pool: WorkerPool | undefined;
+  startPool: () => WorkerPool;
+  /** Export name → index in `WebAssembly.Module.exports` order (the workers' numbering). */
+  index: Map<string, number>;
+  /** Whether a computation is running (see setComputing). */
+  active: boolean;
+  /** Where calls go while a tape is recorded. */
+  recording: Call[] | undefined;
+  /** The running plan's workspace (thread t's copy at ptr + t · stride): only calls given it are split. */
+  workspace: { ptr: number; stride: number };
+}
+
+let threads: Threads | undefined;
+
+/** Threads in use: the calling thread and the pool's workers (1 without a pool). */
+export function threadCount(): number {
+  return threads === undefined ? 1 : threads.count;
+}
+
+/** The running plan's workspace and stride (PlanBuilder lays out one copy per thread). */
+export function setWorkspace(ptr: number, stride: number): void {
+  if (threads !== undefined) threads.workspace = { ptr, stride };
+}
+
+function pool(state: Threads): WorkerPool {
+  if (state.pool === undefined) {
+    state.pool = state.startPool();
+    state.pool.setActive(state.active);
+  }
+  return state.pool;
+}
+
+/** Says a computation starts or ends: the workers spin between its calls, and sleep after. */
+export function setComputing(active: boolean): void {
+  if (threads === undefined) return;
+  threads.active = active;
+  threads.pool?.setActive(active);
+}
+
+/** Runs `body` with every kernel call recorded instead of run; returns the calls, in order. */
+export function recordCalls(body: () => void): Call[] {
+  const state = threads!;
+  const calls: Call[] = [];
+  state.recording = calls;
+  try {
+    body();
+  } finally {
+    state.recording = undefined;
+  }
+  return calls;
+}
+
+/** Starts `tapes[w]` on worker w and returns at once; `finishTapes` waits for them. */
+export function postTapes(tapes: readonly (readonly Call[])[]): void {
+  pool(threads!).post(tapes);
+}
+
+/** Waits for the tapes `postTapes` started (nothing to wait for: returns at once). */
+export function finishTapes(): void {
+  if (threads?.pool?.busy) threads.pool.finish();
+}
+
+/** Stops the workers, if they started, and forgets the parallel state (the kernels are unloaded). */
+export function closeThreads(): void {
+  threads?.pool?.close();
+  threads = undefined;
+}
+
+// deno-lint-ignore no-explicit-any
+type Exports = Record<string, any>;
+
+/**
+ * The kernels as the steps see them with a pool: every function passes through (recorded while
+ * a tape is being made), and the kernels with a rule are split when their batch is large enough.
+ */
+export function parallelKernels(exports: Exports, module: WebAssembly.Module, count: number, startPool: () => WorkerPool): Exports {
+  const index = new Map(WebAssembly.Module.exports(module).map(({ name }, i) => [name, i]));
+  const state: Threads = { count, pool: undefined, startPool, active: false, index, recording: undefined, workspace: { ptr: -1, stride: 0 } };
+  threads = state;
+  const facade: Exports = {};
+  for (const [name, value] of Object.entries(exports)) {
+    if (typeof value !== "function") {
+      facade[name] = value;
+      continue;
+    }
+    const fn = value as (...args: number[]) => number;
+    const id = index.get(name)!;
+    const rule = SPLITS[name];
+    facade[name] = (...args: number[]): number => {
+      if (state.recording !== undefined) {
+        state.recording.push([id, args]);
+        return 0;
+      }
+      // While workers make the next chunks of J (postTapes), a call runs whole, here.
+      if (rule !== undefined && state.pool?.busy !== true) {
+        const parts = rule(args, count, state.workspace, exports);
+        if (parts !== undefined) return runParts(state, id, fn, parts, name === "first_nonfinite" ? args : undefined);
+      }
+      return fn(...args);
+    };
+  }
+  return facade;
+}
+
+/** Part 0 here, the others on workers 0.., each one call; first_nonfinite's results combined. */
+function runParts(state: Threads, id: number, fn: (...args: number[]) => number, parts: number[][], scan: number[] | undefined): number {
+  let own = 0;
+  const results = pool(state).run(parts.slice(1).map((args) => [[id, args] as const]), () => {
+    own = fn(...parts[0]);
+  });
+  if (scan === undefined) return own;
+  // The first non-finite value: in the earliest part that found one, at its offset.
+  if (own >= 0) return own;
+  for (let p = 1; p < parts.length; p++) {
+    if (results[p - 1] >= 0) return (parts[p][0] - scan[0]) / 4 + results[p - 1];
+  }
+  return -1;
+}
+
+/** A rule: the per-thread argument lists for a call, or undefined to run it whole here. */
+type Split = (args: number[], threads: number, workspace: { ptr: number; stride: number }, exports: Exports) => number[][] | undefined;
+
+/** [first, end) of each of `parts` near-equal shares of `units`, in multiples of `step`. */
+function shares(units: number, parts: number, step = 1): [number, number][] {
+  const steps = Math.ceil(units / step);
+  const out: [number, number][] = [];
+  for (let p = 0; p < parts; p++) {
+    const first = Math.min(units, Math.floor((steps * p) / parts) * step);
+    const end = Math.min(units, Math.floor((steps * (p + 1)) / parts) * step);
+    if (end > first) out.push([first, end]);
+  }
+  return out;
+}
+
+/**
+ * A call is split only when each thread gets at least `minFloats` floats of output to compute
+ * (below, waking a worker costs more than it saves). Tests lower it to split every call.
+ */
+export const splitTuning = { minFloats: 16384 };
+
+function i32At(exports: Exports, pointer: number, i: number): number {
+  return new Int32Array((exports.memory as WebAssembly.Memory).buffer, pointer + 4 * i, 1)[0];
+}
+
+/**
+ * Splits a call over samples: `count` is the argument holding the samples (or rows) to share,
+ * `step` the granularity (K rows per sample), `moves` each pointer argument's bytes per unit of
+ * `count` (per sample: `perSample` divides by K), `work` the workspace argument, if any.
+ */
+function bySamples(
+  args: number[],
+  threads: number,
+  workspace: { ptr: number; stride: number },
+  count: number,
+  step: number,
+  moves: readonly (readonly [arg: number, bytesPerUnit: number])[],
+  outFloatsPerUnit: number,
+  work?: number,
+): number[][] | undefined {
+  const units = args[count];
+  // A workspace that is not the running plan's (a kernel called directly) has no copy per thread.
+  if (work !== undefined && args[work] !== workspace.ptr) return undefined;
+  const least = splitTuning.minFloats;
+  if (units * outFloatsPerUnit < 2 * least || units < 2 * step) return undefined;
+  const parts = Math.min(threads, Math.floor((units * outFloatsPerUnit) / least));
+  const ranges = shares(units, parts, step);
+  if (ranges.length < 2) return undefined;
+  return ranges.map(([first, end], p) => {
+    const part = args.slice();
+    part[count] = end - first;
+    for (const [arg, bytes] of moves) if (part[arg] !== 0) part[arg] += first * bytes;
+    if (work !== undefined && p > 0) part[work] += p * workspace.stride;
+    return part;
+  });
+}
+
+/** Conv geometry: input floats per sample (C_in·D·H·W) and output floats per sample (C_out·L). */
+function convWidths(exports: Exports, geom: number): [inWidth: number, outWidth: number] {
+  const g = (i: number) => i32At(exports, geom, i);
+  return [g(1) * g(3) * g(4) * g(5), g(2) * g(6) * g(7) * g(8)];
+}
+
+/** Pool geometry: input floats per sample (C·D·H·W) and output floats per sample (C·oD·oH·oW). */
+function poolWidths(exports: Exports, geom: number): [inWidth: number, outWidth: number] {
+  const g = (i: number) => i32At(exports, geom, i);
+  return [g(0) * g(1) * g(2) * g(3), g(0) * g(4) * g(5) * g(6)];
+}
+
+/**
+ * The batch kernels of the forward and backward passes, split by samples. Arguments by
+ * position, as assembly/ declares them.
+ */
+const SPLITS: Record<string, Split> = {
+  // gemm_xx(M, N, K, A, lda, B, ldb, C, ldc, accumulate), split into panels of C's rows: A's rows
+  // (or, transposed, its columns) and C's rows move; each panel is what one thread would compute.
+  gemm_nn: (a, t, s) => bySamples(a, t, s, 0, 8, [[3, a[4] * 4], [7, a[8] * 4]], a[1] * Math.max(1, a[2] / 16)),
+  gemm_nt: (a, t, s) => bySamples(a, t, s, 0, 8, [[3, a[4] * 4], [7, a[8] * 4]], a[1] * Math.max(1, a[2] / 16)),
+  gemm_tn: (a, t, s) => bySamples(a, t, s, 0, 8, [[3, 4], [7, a[8] * 4]], a[1] * Math.max(1, a[2] / 16)),
+  // linear_forward(rows, in, out, x, W, b, y)
+  linear_forward: (a, t, s) => bySamples(a, t, s, 0, 1, [[3, a[1] * 4], [6, a[2] * 4]], a[2] * Math.max(1, a[1] / 16)),
+  // linear_backward_input(rows, in, out, gy, W, gx)
+  linear_backward_input: (a, t, s) => bySamples(a, t, s, 0, 1, [[3, a[2] * 4], [5, a[1] * 4]], a[1] * Math.max(1, a[2] / 16)),
+  // act_forward(kind, count, x, y, p1, p2): elementwise, in multiples of 16 floats
+  act_forward: (a, t, s) => bySamples(a, t, s, 1, 16, [[2, 4], [3, 4]], 1),
+  // act_backward(kind, R, K, width, x, y, gy, gx, p1, p2): x, y per sample (r / K), gy, gx per row
+  act_backward: (a, t, s) =>
+    a[2] === 1
+      ? bySamples(a, t, s, 1, 1, [[4, a[3] * 4], [5, a[3] * 4], [6, a[3] * 4], [7, a[3] * 4]], a[3])
+      : perRowsOfSamples(a, t, s, 1, a[2], [[6, a[3] * 4], [7, a[3] * 4]], [[4, a[3] * 4], [5, a[3] * 4]], a[3]),
+  // conv_forward(geom, N, x, W, b, y, work)
+  conv_forward: (a, t, s, e) => {
+    const [inW, outW] = convWidths(e, a[0]);
+    return bySamples(a, t, s, 1, 1, [[2, inW * 4], [5, outW * 4]], outW * 8, 6);
+  },
+  // conv_backward_input(geom, R, gy, W, gx, work)
+  conv_backward_input: (a, t, s, e) => {
+    const [inW, outW] = convWidths(e, a[0]);
+    return bySamples(a, t, s, 1, 1, [[2, outW * 4], [4, inW * 4]], inW * 8, 5);
+  },
+  // maxpool_forward(geom, N, x, y, argmax, relu)
+  maxpool_forward: (a, t, s, e) => {
+    const [inW, outW] = poolWidths(e, a[0]);
+    return bySamples(a, t, s, 1, 1, [[2, inW * 4], [3, outW * 4], [4, outW * 4]], inW);
+  },
+  // maxpool_backward(geom, R, K, gy, argmax, gx): argmax per sample, gy and gx per row
+  maxpool_backward: (a, t, s, e) => {
+    const [inW, outW] = poolWidths(e, a[0]);
+    return perRowsOfSamples(a, t, s, 1, a[2], [[3, outW * 4], [5, inW * 4]], [[4, outW * 4]], inW);
+  },
+  // first_nonfinite(ptr, count): the parts' answers are combined by runParts
+  first_nonfinite: (a, t, s) => bySamples(a, t, s, 1, 16, [[0, 4]], 1 / 4),
+};
+
+/** bySamples over rows in whole samples of K rows: `perRow` pointers move per row, `perSample` per sample. */
+function perRowsOfSamples(
+  args: number[],
+  threads: number,
+  workspace: { ptr: number; stride: number },
+  count: number,
+  K: number,
+  perRow: readonly (readonly [number, number])[],
+  perSample: readonly (readonly [number, number])[],
+  outFloatsPerRow: number,
+): number[][] | undefined {
+  return bySamples(args, threads, workspace, count, K, [...perRow, ...perSample.map(([arg, bytes]) => [arg, bytes / K] as const)], outFloatsPerRow);
+}

@@ -1,0 +1,221 @@
+/**
+ * The worker threads: each instantiates the threads build of the kernels over the one shared
+ * WebAssembly memory and waits, blocked in `Atomics.wait` on its control block in that memory,
+ * for a tape of kernel calls to run. The calling thread writes the tapes, wakes the workers,
+ * runs its own share, then blocks until every worker is done: a computation stays synchronous,
+ * and no message crosses between threads after start-up.
+ *
+ * Control block of worker w, at `control + w · BLOCK_BYTES` (Int32 words, then the tape):
+ *   [0] sequence number of the last tape posted (the worker waits on it; −1: stop)
+ *   [1] sequence number of the last tape finished (the caller waits on it)
+ *   [2] result of the tape's last call (for kernels that return an i32)
+ *   [3] 1 when a call threw (the message is in the worker's console; the caller throws)
+ *   [4] 1 once the worker has instantiated the kernels (start-up)
+ *   [5] 1 while a computation runs: the worker spins between tapes instead of sleeping
+ *   tape at +TAPE_OFFSET: Float64 words: call count, then per call: export index, argc, args.
+ */
+import { workerSource } from "./worker_source.ts";
+
+/** Bytes of one worker's control block: 64 of header, the rest its tape. */
+export const BLOCK_BYTES = 64 * 1024;
+const TAPE_OFFSET = 64;
+const TAPE_WORDS = (BLOCK_BYTES - TAPE_OFFSET) / 8;
+
+const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
+
+/**
+ * How long a waiting thread spins on its control word during a computation before it sleeps
+ * in `Atomics.wait`: a computation posts its calls microseconds apart, and a wake-up from
+ * sleep costs hundreds of microseconds on these virtual machines.
+ */
+const SPIN_MS = 5;
+
+/** One kernel call: the export's index in `WebAssembly.Module.exports` order, and its arguments. */
+export type Call = readonly [fn: number, args: readonly number[]];
+
+/** A started worker: how to reach its control block, and how to stop it. */
+interface Started {
+  /** Int32 index of its control block's header. */
+  header: number;
+  /** Float64 index of its tape. */
+  tape: number;
+  sequence: number;
+  stop(): void;
+}
+
+// deno-lint-ignore no-explicit-any
+type NodeWorker = { postMessage(value: unknown): void; unref(): void; terminate(): unknown; on(event: string, listener: (...args: any[]) => void): void };
+
+/** `node:worker_threads`' Worker where the host has it (node, deno and bun all do), else undefined. */
+function nodeWorkerClass(): (new (source: string, options: { eval: true }) => NodeWorker) | undefined {
+  // deno-lint-ignore no-explicit-any
+  const process = (globalThis as any).process;
+  if (typeof process?.getBuiltinModule !== "function") return undefined;
+  try {
+    return process.getBuiltinModule("node:worker_threads")?.Worker;
+  } catch {
+    return undefined;
+  }
+}
+
+/** Whether this host can run the pool: shared memory, a thread that may block, worker threads. */
+export function threadsAvailable(): boolean {
+  if (typeof SharedArrayBuffer !== "function" || typeof Atomics?.wait !== "function") return false;
+  return nodeWorkerClass() !== undefined;
+}
+
+/** The workers of one shared memory. */
+export class WorkerPool {
+  private readonly workers: Started[] = [];
+  private int32: Int32Array<SharedArrayBuffer>;
+  private float64: Float64Array<SharedArrayBuffer>;
+
+  /**
+   * Starts `count` workers over `memory`, worker w's scratch moved by `scratchDelta(w)` bytes
+   * and its control block at `control + w · BLOCK_BYTES`; returns when all are ready (or
+   * throws, stopping those that started, if one is not ready within `timeoutMs`).
+   */
+  constructor(
+    readonly memory: WebAssembly.Memory,
+    readonly module: WebAssembly.Module,
+    count: number,
+    control: number,
+    scratchDelta: (worker: number) => number,
+    timeoutMs = 20_000,
+  ) {
+    const Worker = nodeWorkerClass();
+    if (Worker === undefined) throw new Error("internal: WorkerPool without node:worker_threads");
+    this.int32 = new Int32Array(memory.buffer as unknown as SharedArrayBuffer);
+    this.float64 = new Float64Array(memory.buffer as unknown as SharedArrayBuffer);
+    try {
+      for (let w = 0; w < count; w++) {
+        const at = control + w * BLOCK_BYTES;
+        const header = at >>> 2;
+        this.int32.fill(0, header, header + TAPE_OFFSET / 4);
+        const worker = new Worker(workerSource, { eval: true });
+        worker.unref(); // an idle pool never keeps a script from exiting
+        worker.on("error", () => {}); // reported through the control block instead
+        worker.postMessage({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS });
+        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, stop: () => void worker.terminate() });
+      }
+      const deadline = performance.now() + timeoutMs;
+      for (const worker of this.workers) {
+        while (Atomics.load(this.int32, worker.header + READY) === 0) {
+          const left = deadline - performance.now();
+          if (left <= 0) throw new Error(`a worker thread did not start within ${timeoutMs} ms`);
+          Atomics.wait(this.int32, worker.header + READY, 0, Math.min(left, 100));
+        }
+        if (Atomics.load(this.int32, worker.header + FAILED) !== 0) throw new Error("a worker thread could not instantiate the kernels");
+      }
+    } catch (error) {
+      this.close();
+      throw error;
+    }
+  }
+
+  /** Workers in the pool (threads − 1: the calling thread is the other one). */
+  get size(): number {
+    return this.workers.length;
+  }
+
+  /** Views of the memory, renewed after it grew (a grown shared memory has a new buffer object). */
+  private views(): void {
+    if ((this.int32.buffer as unknown) !== this.memory.buffer) {
+      this.int32 = new Int32Array(this.memory.buffer as unknown as SharedArrayBuffer);
+      this.float64 = new Float64Array(this.memory.buffer as unknown as SharedArrayBuffer);
+    }
+  }
+
+  /** Workers given a tape by `post` and not yet waited for by `finish`. */
+  private pending: number[] = [];
+
+  /**
+   * Posts `tapes[w]` to worker w (an empty tape posts nothing), runs `own` on this thread, then
+   * waits for the workers. Returns each tape's last call's result (0 for an empty tape).
+   */
+  run(tapes: readonly (readonly Call[])[], own: () => void): number[] {
+    this.post(tapes);
+    let ownError: unknown;
+    try {
+      own();
+    } catch (error) {
+      ownError = error;
+    }
+    const results = this.finish(tapes.length);
+    if (ownError !== undefined) throw ownError;
+    return results;
+  }
+
+  /** Posts `tapes[w]` to worker w and returns at once; `finish` waits for them. */
+  post(tapes: readonly (readonly Call[])[]): void {
+    if (this.pending.length > 0) throw new Error("internal: tapes posted before the last ones finished");
+    this.views();
+    for (let w = 0; w < tapes.length && w < this.workers.length; w++) {
+      const tape = tapes[w];
+      if (tape.length === 0) continue;
+      const worker = this.workers[w];
+      let word = worker.tape;
+      const end = worker.tape + TAPE_WORDS;
+      this.float64[word++] = tape.length;
+      for (const [fn, args] of tape) {
+        if (word + 2 + args.length > end) throw new Error("internal: a worker's tape overflowed its control block");
+        this.float64[word++] = fn;
+        this.float64[word++] = args.length;
+        for (const a of args) this.float64[word++] = a;
+      }
+      worker.sequence++;
+      Atomics.store(this.int32, worker.header + SEQ, worker.sequence);
+      Atomics.notify(this.int32, worker.header + SEQ);
+      this.pending.push(w);
+    }
+  }
+
+  /** Whether tapes are posted and not yet finished. */
+  get busy(): boolean {
+    return this.pending.length > 0;
+  }
+
+  /** Waits for the posted tapes; returns each worker's last result (`count` of them, 0 where nothing was posted). */
+  finish(count = this.workers.length): number[] {
+    this.views();
+    const results = new Array<number>(count).fill(0);
+    let failed = false;
+    for (const w of this.pending) {
+      const worker = this.workers[w];
+      const spinUntil = performance.now() + SPIN_MS;
+      while (Atomics.load(this.int32, worker.header + DONE) !== worker.sequence && performance.now() < spinUntil) { /* spin */ }
+      for (;;) {
+        const done = Atomics.load(this.int32, worker.header + DONE);
+        if (done === worker.sequence) break;
+        Atomics.wait(this.int32, worker.header + DONE, done, 1000);
+      }
+      if (w < count) results[w] = this.int32[worker.header + RESULT];
+      if (this.int32[worker.header + FAILED] !== 0) {
+        this.int32[worker.header + FAILED] = 0;
+        failed = true;
+      }
+    }
+    this.pending = [];
+    if (failed) throw new Error("jacobian-wasm: a kernel failed on a worker thread");
+    return results;
+  }
+
+  /**
+   * Marks a computation as running (workers spin between its tapes) or over (they sleep):
+   * idle workers take no CPU.
+   */
+  setActive(active: boolean): void {
+    this.views();
+    for (const worker of this.workers) Atomics.store(this.int32, worker.header + ACTIVE, active ? 1 : 0);
+  }
+
+  /** Stops every worker (they are also unref'd: a script exits without this). */
+  close(): void {
+    for (const worker of this.workers) {
+      Atomics.store(this.int32, worker.header + SEQ, -1);
+      Atomics.notify(this.int32, worker.header + SEQ);
+      worker.stop();
+    }
+    this.workers.length = 0;
+  }
+}

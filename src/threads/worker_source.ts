@@ -1,0 +1,63 @@
+/**
+ * What a worker thread runs (`node:worker_threads` with `eval: true`, in node, deno and bun):
+ * it instantiates the kernels over the shared memory it is sent, moves their scratch to its
+ * own copy, says it is ready, then runs each tape posted to its control block (see pool.ts)
+ * until told to stop. Kept as a string so that the package needs no worker file of its own.
+ */
+export const workerSource = `
+"use strict";
+const { parentPort } = require("node:worker_threads");
+parentPort.once("message", ({ module, memory, control, delta, tapeOffset, spinMs: SPIN_MS }) => {
+  const header = control >>> 2;
+  const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
+  let int32 = new Int32Array(memory.buffer);
+  let kernels;
+  try {
+    const imports = { env: { memory, abort(_m, _f, line, column) { throw new Error("kernel aborted at " + line + ":" + column); } } };
+    const instance = new WebAssembly.Instance(module, imports);
+    kernels = WebAssembly.Module.exports(module).map(({ name }) => instance.exports[name]);
+    instance.exports.relocate_scratch(delta);
+  } catch (error) {
+    console.error("jacobian-wasm worker:", error);
+    Atomics.store(int32, header + FAILED, 1);
+    Atomics.store(int32, header + READY, 1);
+    Atomics.notify(int32, header + READY);
+    return;
+  }
+  Atomics.store(int32, header + READY, 1);
+  Atomics.notify(int32, header + READY);
+  let seen = 0;
+  for (;;) {
+    // During a computation (ACTIVE), spin before sleeping: the next tape usually follows within
+    // microseconds (the next layer, the next chunk), and a wake-up from Atomics.wait costs
+    // hundreds of them on a virtual machine. Between computations, sleep at once.
+    const spinUntil = performance.now() + SPIN_MS;
+    while (Atomics.load(int32, header + SEQ) === seen && Atomics.load(int32, header + ACTIVE) === 1 && performance.now() < spinUntil) {}
+    Atomics.wait(int32, header + SEQ, seen);
+    const sequence = Atomics.load(int32, header + SEQ);
+    if (sequence < 0) return;
+    if (sequence === seen) continue;
+    seen = sequence;
+    if (int32.buffer !== memory.buffer) int32 = new Int32Array(memory.buffer);
+    const tape = new Float64Array(memory.buffer, control + tapeOffset);
+    let result = 0;
+    try {
+      let word = 1;
+      for (let c = tape[0]; c > 0; c--) {
+        const fn = kernels[tape[word]];
+        const argc = tape[word + 1];
+        const args = new Array(argc);
+        for (let a = 0; a < argc; a++) args[a] = tape[word + 2 + a];
+        word += 2 + argc;
+        result = fn(...args) | 0;
+      }
+    } catch (error) {
+      console.error("jacobian-wasm worker:", error);
+      Atomics.store(int32, header + FAILED, 1);
+    }
+    Atomics.store(int32, header + RESULT, result);
+    Atomics.store(int32, header + DONE, sequence);
+    Atomics.notify(int32, header + DONE);
+  }
+});
+`;
