@@ -25,6 +25,8 @@ interface Threads {
   active: boolean;
   /** Where calls go while a tape is recorded. */
   recording: Call[] | undefined;
+  /** Points the facade's functions at recorders (on) or at the exports and split wrappers (off). */
+  setRecording(on: boolean): void;
   /** The running plan's workspace (thread t's copy at ptr + t · stride): only calls given it are split. */
   workspace: { ptr: number; stride: number };
 }
@@ -61,10 +63,12 @@ export function recordCalls(body: () => void): Call[] {
   const state = threads!;
   const calls: Call[] = [];
   state.recording = calls;
+  state.setRecording(true);
   try {
     body();
   } finally {
     state.recording = undefined;
+    state.setRecording(false);
   }
   return calls;
 }
@@ -94,9 +98,18 @@ type Exports = Record<string, any>;
  */
 export function parallelKernels(exports: Exports, module: WebAssembly.Module, count: number, startPool: () => WorkerPool): Exports {
   const index = new Map(WebAssembly.Module.exports(module).map(({ name }, i) => [name, i]));
-  const state: Threads = { count, pool: undefined, startPool, active: false, index, recording: undefined, workspace: { ptr: -1, stride: 0 } };
-  threads = state;
   const facade: Exports = {};
+  const running: [string, (...args: number[]) => number][] = [];
+  const recorders: [string, (...args: number[]) => number][] = [];
+  const state: Threads = {
+    count, pool: undefined, startPool, active: false, index, recording: undefined, workspace: { ptr: -1, stride: 0 },
+    // While a tape is recorded every function records; otherwise a kernel without a split rule
+    // is the export itself (no wrapper on the path of the many small calls of a small batch).
+    setRecording(on: boolean) {
+      for (const [name, fn] of on ? recorders : running) facade[name] = fn;
+    },
+  };
+  threads = state;
   for (const [name, value] of Object.entries(exports)) {
     if (typeof value !== "function") {
       facade[name] = value;
@@ -104,20 +117,27 @@ export function parallelKernels(exports: Exports, module: WebAssembly.Module, co
     }
     const fn = value as (...args: number[]) => number;
     const id = index.get(name)!;
+    recorders.push([name, (...args: number[]): number => {
+      state.recording!.push([id, args]);
+      return 0;
+    }]);
     const rule = SPLITS[name];
-    facade[name] = (...args: number[]): number => {
-      if (state.recording !== undefined) {
-        state.recording.push([id, args]);
-        return 0;
-      }
+    if (rule === undefined) {
+      running.push([name, fn]);
+      continue;
+    }
+    const countArg = SAMPLES_ARGUMENT[name] ?? 0;
+    running.push([name, (...args: number[]): number => {
       // While workers make the next chunks of J (postTapes), a call runs whole, here.
-      if (rule !== undefined && state.pool?.busy !== true) {
+      // (A call of one sample or row is never split: most calls of small batches end here.)
+      if (args[countArg] >= 2 && state.pool?.busy !== true) {
         const parts = rule(args, count, state.workspace, exports);
         if (parts !== undefined) return runParts(state, id, fn, parts, name === "first_nonfinite" ? args : undefined);
       }
       return fn(...args);
-    };
+    }]);
   }
+  state.setRecording(false);
   return facade;
 }
 
@@ -157,9 +177,19 @@ function shares(units: number, parts: number, step = 1): [number, number][] {
  */
 export const splitTuning = { minFloats: 16384 };
 
+let geometryView = new Int32Array(0);
+
 function i32At(exports: Exports, pointer: number, i: number): number {
-  return new Int32Array((exports.memory as WebAssembly.Memory).buffer, pointer + 4 * i, 1)[0];
+  const buffer = (exports.memory as WebAssembly.Memory).buffer;
+  if ((geometryView.buffer as unknown) !== buffer) geometryView = new Int32Array(buffer as ArrayBuffer);
+  return geometryView[(pointer >>> 2) + i];
 }
+
+/** Which argument of each split kernel counts its samples, rows or elements (SPLITS' `count`). */
+const SAMPLES_ARGUMENT: Record<string, number> = {
+  gemm_nn: 0, gemm_nt: 0, gemm_tn: 0, linear_forward: 0, linear_backward_input: 0,
+  act_forward: 1, act_backward: 1, conv_forward: 1, conv_backward_input: 1, maxpool_forward: 1, maxpool_backward: 1, first_nonfinite: 1,
+};
 
 /**
  * Splits a call over samples: `count` is the argument holding the samples (or rows) to share,
