@@ -4,8 +4,9 @@
  * Ours is `gemm_nn` on matrices in WASM memory; it packs A and B panels on every call, so
  * packing is included. TF.js's is `tf.matMul` on tensors created once; XNNPACK caches B's
  * packed weights per tensor, so `peer_gflops_new_b` also times it with a new B each call.
+ * Both on one thread (TF.js's backend runs one here): ours with `setThreads(1)` for the rows.
  */
-import { arena, kernels, simdBuild, threads } from "../src/wasm.ts";
+import { arena, kernels, setThreads, simdBuild, threads } from "../src/wasm.ts";
 import { currentRuntime, type Effort, glibcTunables, loadAverage, medians, runtimeVersion, significant } from "./measure.ts";
 import type { GemmRow } from "./rows.ts";
 import { describeError, loadTfjs, matMulTask } from "./tfjs.ts";
@@ -18,6 +19,16 @@ function gflops(m: number, ms: number): number {
 }
 
 export async function gemmRows(effort: Effort): Promise<GemmRow[]> {
+  const before = threads();
+  setThreads(1);
+  try {
+    return await gemmRowsOnOneThread(effort);
+  } finally {
+    setThreads(before === 1 ? 1 : undefined);
+  }
+}
+
+async function gemmRowsOnOneThread(effort: Effort): Promise<GemmRow[]> {
   const rows: GemmRow[] = [];
   let peerError: string | undefined;
   const tfjs = await loadTfjs().catch((error) => {
