@@ -206,7 +206,11 @@ export class WorkerPool {
    */
   setActive(active: boolean): void {
     this.views();
-    for (const worker of this.workers) Atomics.store(this.int32, worker.header + ACTIVE, active ? 1 : 0);
+    for (const worker of this.workers) {
+      Atomics.store(this.int32, worker.header + ACTIVE, active ? 1 : 0);
+      // Wake a sleeping worker now, so that it spins, awake, by the first tape of the computation.
+      if (active) Atomics.notify(this.int32, worker.header + SEQ);
+    }
   }
 
   /** Stops every worker (they are also unref'd: a script exits without this). */
