@@ -12,7 +12,7 @@
 import { baselineThreadsWasmBase64, baselineWasmBase64, relaxedThreadsWasmBase64, relaxedWasmBase64 } from "./wasm/kernels.generated.ts";
 import { MemoryError, UnsupportedError, ValueError } from "./errors.ts";
 import { BLOCK_BYTES, threadsAvailable, WorkerPool } from "./threads/pool.ts";
-import { closeThreads, parallelKernels } from "./threads/parallel.ts";
+import { closeThreads, isComputing, parallelKernels } from "./threads/parallel.ts";
 
 /** The kernels' exports. Pointers are byte offsets into `memory`, sizes are element counts. */
 // deno-lint-ignore no-explicit-any
@@ -376,6 +376,12 @@ export function setThreads(n: number | undefined): number {
     throw new UnsupportedError(
       `setThreads(${n}): threads need SharedArrayBuffer, Atomics.wait on the calling thread and node:worker_threads ` +
         `(node, deno, bun)${loaded?.module !== undefined || precompiledOnly ? ", and the embedded kernels (not a precompiled module)" : ""}; this host runs one thread`,
+    );
+  }
+  if (isComputing()) {
+    throw new UnsupportedError(
+      `setThreads(${n}) was called during a computation (from its onChunk callback or a quasiLinear forward): ` +
+        "changing the number of threads reloads the kernels under it; call it after the computation returns",
     );
   }
   const previous = threadsSet;

@@ -210,6 +210,25 @@ test("a consumer that stops between chunks (an onChunk that throws, a generator 
   }
 });
 
+test("setThreads during a computation (from onChunk) is refused, and the computation completes unharmed", () => {
+  manualSeed(6);
+  const net = mlpNetwork();
+  const x = randn([8, 784], 6);
+  const expected = jacobian(net, x).data.slice();
+  const streamed = new Float32Array(expected.length);
+  const width = expected.length / 8;
+  let refused = 0;
+  jacobian(net, x, {
+    onChunk: (first, rows) => {
+      assert.throws(() => setThreads(1), (error: unknown) => error instanceof UnsupportedError && /during a computation/.test(error.message));
+      refused++;
+      streamed.set(rows.data, first * width);
+    },
+  });
+  assert.ok(refused > 0);
+  assertIdentical([streamed], [expected], "streamed while setThreads was refused");
+});
+
 test("a script that computed on threads exits by itself, and JACOBIAN_WASM_THREADS sets the count", { skip }, () => {
   const source = `
     import { jacobian, randn, threads, Linear } from ${JSON.stringify(new URL("../mod.ts", import.meta.url).pathname)};

@@ -51,8 +51,16 @@ function pool(state: Threads): WorkerPool {
   return state.pool;
 }
 
+/** Whether a computation is running (setThreads may not reload the kernels under it). */
+let computing = false;
+
+export function isComputing(): boolean {
+  return computing;
+}
+
 /** Says a computation starts or ends: the workers spin between its calls, and sleep after. */
 export function setComputing(active: boolean): void {
+  computing = active;
   if (threads === undefined) return;
   threads.active = active;
   threads.pool?.setActive(active);
