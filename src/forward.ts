@@ -42,8 +42,11 @@ export function exclusively<T>(what: string, body: () => T): T {
   }
 }
 
-/** Takes the one-computation flag for `what` (refusing a re-entrant call); returns its release. */
-function claim(what: string): () => void {
+/**
+ * Takes the one-computation flag for `what` (refusing a re-entrant call); returns its release.
+ * `wakeWorkers`: a batch whose kernels will be split between threads (see setComputing).
+ */
+function claim(what: string, wakeWorkers = false): () => void {
   if (running !== undefined) {
     throw new UnsupportedError(
       `jacobian-wasm was called re-entrantly: ${what} was asked for while ${running} was running, from inside its onChunk callback, ` +
@@ -52,7 +55,7 @@ function claim(what: string): () => void {
     );
   }
   running = what;
-  setComputing(true);
+  setComputing(true, wakeWorkers);
   return () => {
     running = undefined;
     setComputing(false);
@@ -156,7 +159,7 @@ export class BatchRuns {
    * the event loop a turn between chunks cannot have its memory overwritten by a call made then.
    */
   *runs(): Generator<[plan: Plan, firstSample: number], void, undefined> {
-    const release = claim(RUNNING[this.mode]);
+    const release = claim(RUNNING[this.mode], this.N >= 2);
     try {
       yield* this.eachRun();
     } finally {

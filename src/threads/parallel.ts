@@ -58,12 +58,15 @@ export function isComputing(): boolean {
   return computing;
 }
 
-/** Says a computation starts or ends: the workers spin between its calls, and sleep after. */
-export function setComputing(active: boolean): void {
+/**
+ * Says a computation starts or ends: the workers spin between its calls, and sleep after.
+ * `wake`: the computation is a batch that will be split, so wake the workers at once.
+ */
+export function setComputing(active: boolean, wake = false): void {
   computing = active;
   if (threads === undefined) return;
   threads.active = active;
-  threads.pool?.setActive(active);
+  threads.pool?.setActive(active, wake);
 }
 
 /** Runs `body` with every kernel call recorded instead of run; returns the calls, in order. */
@@ -134,19 +137,42 @@ export function parallelKernels(exports: Exports, module: WebAssembly.Module, co
       running.push([name, fn]);
       continue;
     }
-    const countArg = SAMPLES_ARGUMENT[name] ?? 0;
-    running.push([name, (...args: number[]): number => {
+    const split = (args: number[]): number => {
       // While workers make the next chunks of J (postTapes), a call runs whole, here.
-      // (A call of one sample or row is never split: most calls of small batches end here.)
-      if (args[countArg] >= 2 && state.pool?.busy !== true) {
+      if (state.pool?.busy !== true) {
         const parts = rule(args, count, state.workspace, exports);
         if (parts !== undefined) return runParts(state, id, fn, parts, name === "first_nonfinite" ? args : undefined);
       }
       return fn(...args);
-    }]);
+    };
+    running.push([name, splitting(fn, SAMPLES_ARGUMENT[name] ?? 0, split)]);
   }
   state.setRecording(false);
   return facade;
+}
+
+/**
+ * A kernel's wrapper that hands calls of two or more samples to `split` and calls `fn` directly
+ * with the rest (a call of one sample or row is never split: most calls of small batches end
+ * here). Written out per arity: a call through `...args` costs a wrapped kernel of a naive
+ * loop (thousands of one-sample calls) more than the kernel.
+ */
+function splitting(fn: (...args: number[]) => number, countArg: number, split: (args: number[]) => number): (...args: number[]) => number {
+  const at = (a: number, b: number) => (countArg === 0 ? a : b);
+  switch (fn.length) {
+    case 2:
+      return (a: number, b: number) => (at(a, b) < 2 ? fn(a, b) : split([a, b]));
+    case 6:
+      return (a: number, b: number, c: number, d: number, e: number, f: number) => (at(a, b) < 2 ? fn(a, b, c, d, e, f) : split([a, b, c, d, e, f]));
+    case 7:
+      return (a: number, b: number, c: number, d: number, e: number, f: number, g: number) =>
+        at(a, b) < 2 ? fn(a, b, c, d, e, f, g) : split([a, b, c, d, e, f, g]);
+    case 10:
+      return (a: number, b: number, c: number, d: number, e: number, f: number, g: number, h: number, i: number, j: number) =>
+        at(a, b) < 2 ? fn(a, b, c, d, e, f, g, h, i, j) : split([a, b, c, d, e, f, g, h, i, j]);
+    default:
+      return (...args: number[]) => (args[countArg] < 2 ? fn(...args) : split(args));
+  }
 }
 
 /** Part 0 here, the others on workers 0.., each one call; first_nonfinite's results combined. */

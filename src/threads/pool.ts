@@ -202,14 +202,15 @@ export class WorkerPool {
 
   /**
    * Marks a computation as running (workers spin between its tapes) or over (they sleep):
-   * idle workers take no CPU.
+   * idle workers take no CPU. `wake`: wake them now, for a computation that will split.
    */
-  setActive(active: boolean): void {
+  setActive(active: boolean, wake = false): void {
     this.views();
     for (const worker of this.workers) {
       Atomics.store(this.int32, worker.header + ACTIVE, active ? 1 : 0);
-      // Wake a sleeping worker now, so that it spins, awake, by the first tape of the computation.
-      if (active) Atomics.notify(this.int32, worker.header + SEQ);
+      // Wake a sleeping worker now, so that it spins, awake, by the first tape of the computation
+      // (only for one that will split: a spinning worker slows this thread down, on these VMs).
+      if (active && wake) Atomics.notify(this.int32, worker.header + SEQ);
     }
   }
 
