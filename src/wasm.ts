@@ -94,17 +94,23 @@ export function kernelsGeneration(): number {
   return generation;
 }
 
-// JACOBIAN_WASM_SIMD=baseline|relaxed forces a build (tests use it to cover both).
-function readForcedBuild(): SimdBuild | undefined {
+/** An environment variable on node, bun or deno; undefined where unset, empty or not readable (Deno without --allow-env). */
+function environmentVariable(name: string): string | undefined {
   // deno-lint-ignore no-explicit-any
   const g = globalThis as any;
   let value: string | undefined;
   try {
-    value = g.process?.env?.JACOBIAN_WASM_SIMD ?? g.Deno?.env?.get?.("JACOBIAN_WASM_SIMD");
+    value = g.process?.env?.[name] ?? g.Deno?.env?.get?.(name);
   } catch {
-    value = undefined; // Deno without --allow-env: no override
+    value = undefined;
   }
-  if (value === undefined || value === "") return undefined;
+  return value === "" ? undefined : value;
+}
+
+// JACOBIAN_WASM_SIMD=baseline|relaxed forces a build (tests use it to cover both).
+function readForcedBuild(): SimdBuild | undefined {
+  const value = environmentVariable("JACOBIAN_WASM_SIMD");
+  if (value === undefined) return undefined;
   if (value !== "baseline" && value !== "relaxed") {
     throw new TypeError(`JACOBIAN_WASM_SIMD must be "baseline" or "relaxed", got "${value}"`);
   }
@@ -312,15 +318,8 @@ function machineCores(): number {
 
 // JACOBIAN_WASM_THREADS=n asks for n threads (1: the plain build, no workers).
 function readThreadsVariable(): number | undefined {
-  // deno-lint-ignore no-explicit-any
-  const g = globalThis as any;
-  let value: string | undefined;
-  try {
-    value = g.process?.env?.JACOBIAN_WASM_THREADS ?? g.Deno?.env?.get?.("JACOBIAN_WASM_THREADS");
-  } catch {
-    value = undefined; // Deno without --allow-env
-  }
-  if (value === undefined || value === "") return undefined;
+  const value = environmentVariable("JACOBIAN_WASM_THREADS");
+  if (value === undefined) return undefined;
   const n = Number(value);
   if (!Number.isInteger(n) || n < 1 || n > MAX_THREADS) {
     throw new TypeError(`JACOBIAN_WASM_THREADS must be an integer from 1 to ${MAX_THREADS}, got "${value}"`);
