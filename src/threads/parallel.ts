@@ -19,8 +19,6 @@ interface Threads {
   /** The workers, started by the first call that splits (a quick refusal never starts them). */
   pool: WorkerPool | undefined;
   startPool: () => WorkerPool;
-  /** Export name → index in `WebAssembly.Module.exports` order (the workers' numbering). */
-  index: Map<string, number>;
   /** Whether a computation is running (see setComputing). */
   active: boolean;
   /** Where calls go while a tape is recorded. */
@@ -113,7 +111,7 @@ export function parallelKernels(exports: Exports, module: WebAssembly.Module, co
   const running: [string, (...args: number[]) => number][] = [];
   const recorders: [string, (...args: number[]) => number][] = [];
   const state: Threads = {
-    count, pool: undefined, startPool, active: false, index, recording: undefined, workspace: { ptr: -1, stride: 0 },
+    count, pool: undefined, startPool, active: false, recording: undefined, workspace: { ptr: -1, stride: 0 },
     // While a tape is recorded every function records; otherwise a kernel without a split rule
     // is the export itself (no wrapper on the path of the many small calls of a small batch).
     setRecording(on: boolean) {
