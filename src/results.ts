@@ -7,6 +7,7 @@ import { MemoryError, ShapeError } from "./errors.ts";
 import type { Module } from "./layers/module.ts";
 import type { RowSink } from "./plan.ts";
 import type { Tensor } from "./tensor.ts";
+import { freshFloats } from "./threads/parallel.ts";
 
 /**
  * Options shared by `jacobian` and `perSampleGradients`.
@@ -115,7 +116,7 @@ export class ResultWriter {
     const R = N * K;
     if (options.out === undefined) checkResultSize(N, K, D);
     if (!options.asTuple) {
-      const data = options.out ?? new Float32Array(R * D);
+      const data = options.out ?? freshFloats(R * D);
       if (options.out !== undefined && !(options.out instanceof Float32Array && options.out.length === R * D)) {
         throw new ShapeError(
           `out: expected a Float32Array of ${R * D} floats (${lead.join(" × ")} × ${D}), got ${
@@ -132,7 +133,7 @@ export class ResultWriter {
     const columns: number[] = [];
     let column = 0;
     for (const [, parameter] of net.parameters()) {
-      parts.push({ shape: [...lead, ...parameter.shape], data: new Float32Array(R * parameter.data.length) });
+      parts.push({ shape: [...lead, ...parameter.shape], data: freshFloats(R * parameter.data.length) });
       columns.push(column);
       column += parameter.data.length;
     }

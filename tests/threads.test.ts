@@ -13,10 +13,13 @@ import {
   batchL2,
   clippedGradientSum,
   jacobian,
+  Linear,
   manualSeed,
   ntk,
   perSampleGradients,
   randn,
+  ReLU,
+  Sequential,
   setThreads,
   threads,
   UnsupportedError,
@@ -27,7 +30,7 @@ import { modelFromSpec } from "../src/io/spec.ts";
 import { cnnNetwork, mlpNetwork, seedNetwork } from "../src/examples.ts";
 import { chunkTuning } from "../src/plan.ts";
 import { rowChunks } from "../src/jacobian.ts";
-import { splitTuning } from "../src/threads/parallel.ts";
+import { freshTuning, splitTuning } from "../src/threads/parallel.ts";
 import { threadsAvailable } from "../src/threads/pool.ts";
 import { arbitraryNetwork } from "./helpers/architectures.ts";
 import type { NetworkCase } from "./helpers/architectures.ts";
@@ -140,6 +143,43 @@ test("the public cases (seed3d, mlp, cnn) at their sizes give bit-identical resu
   try {
     publicCases().forEach(([name, run], i) => assertIdentical([run()], [expected[i][1]], name));
   } finally {
+    setThreads(undefined);
+  }
+});
+
+test("a fresh result from freshTuning.minBytes on is shared memory, faulted in by every thread, holding the one-thread values; smaller ones stay ordinary", { skip }, () => {
+  // Sizes that straddle pages unevenly: J of N × K × D floats, tuple parts of all sizes.
+  const shapes = fc.sample(
+    fc.record({ N: fc.integer({ min: 2, max: 40 }), inputs: fc.integer({ min: 1, max: 90 }), hidden: fc.integer({ min: 1, max: 70 }), K: fc.integer({ min: 1, max: 5 }) }),
+    { numRuns: runs(12), seed: 5 },
+  );
+  const compute = ({ N, inputs, hidden, K }: (typeof shapes)[number]) => {
+    manualSeed(N + inputs);
+    const net = new Sequential(new Linear(inputs, hidden), new ReLU(), new Linear(hidden, K));
+    const x = randn([N, inputs], hidden);
+    const tuple = jacobian(net, x, { asTuple: true }) as { data: Float32Array }[];
+    return [jacobian(net, x).data, ...tuple.map((part) => part.data)];
+  };
+  const { minBytes } = freshTuning;
+  setThreads(1);
+  const expected = shapes.map(compute);
+  setThreads(2);
+  try {
+    freshTuning.minBytes = 4096;
+    shapes.forEach((shape, i) => {
+      const actual = compute(shape);
+      assertIdentical(actual, expected[i], JSON.stringify(shape));
+      actual.forEach((data, r) => {
+        const shared = data.byteLength >= 4096;
+        assert.equal(data.buffer instanceof SharedArrayBuffer, shared, `${JSON.stringify(shape)}: result ${r} of ${data.byteLength} bytes`);
+        assert.equal(expected[i][r].buffer instanceof SharedArrayBuffer, false, "one thread: an ordinary ArrayBuffer");
+      });
+    });
+    freshTuning.minBytes = minBytes;
+    const small = compute(shapes[0]);
+    assert.ok(small.every((data) => !(data.buffer instanceof SharedArrayBuffer)), "below the default 1 MiB: ordinary");
+  } finally {
+    freshTuning.minBytes = minBytes;
     setThreads(undefined);
   }
 });

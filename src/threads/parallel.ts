@@ -92,6 +92,26 @@ export function finishTapes(): void {
   if (threads?.pool?.busy) threads.pool.finish();
 }
 
+/**
+ * A fresh result is backed by a SharedArrayBuffer, its pages faulted in by every thread, from
+ * `minBytes` on (below, posting the buffer costs more than the faults it shares).
+ */
+export const freshTuning = { minBytes: 1 << 20 };
+
+/**
+ * `length` floats of new memory for a result: with threads and from `freshTuning.minBytes`
+ * on, in a SharedArrayBuffer whose pages every thread faults in at once (pool.ts, touchPages);
+ * else an ordinary Float32Array. On these VMs a fresh page costs a fault of several µs, which
+ * is most of the time a large result takes when it is not written into an `out` of the caller's.
+ */
+export function freshFloats(length: number): Float32Array {
+  const state = threads;
+  if (state === undefined || state.count < 2 || length * 4 < freshTuning.minBytes || state.pool?.busy === true) return new Float32Array(length);
+  const buffer = new SharedArrayBuffer(length * 4);
+  pool(state).touchPages(buffer);
+  return new Float32Array(buffer);
+}
+
 /** Stops the workers, if they started, and forgets the parallel state (the kernels are unloaded). */
 export function closeThreads(): void {
   threads?.pool?.close();

@@ -13,6 +13,8 @@
  *   [4] 1 once the worker has instantiated the kernels (start-up)
  *   [5] 1 while a computation runs: the worker spins between tapes instead of sleeping
  *   tape at +TAPE_OFFSET: Float64 words: call count, then per call: export index, argc, args.
+ * One call is not a kernel: index TOUCH_PAGES writes a zero to every page of [from, to) of
+ * the SharedArrayBuffer last posted to the worker's port (see `touchPages`).
  */
 import { workerSource } from "./worker_source.ts";
 
@@ -22,6 +24,12 @@ const TAPE_OFFSET = 64;
 const TAPE_WORDS = (BLOCK_BYTES - TAPE_OFFSET) / 8;
 
 const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
+
+/** The tape's "export index" of the page-touching call (worker_source.ts knows it too). */
+const TOUCH_PAGES = -1;
+
+/** Bytes of a memory page: one write in each faults the whole page in. */
+export const PAGE_BYTES = 4096;
 
 /**
  * How long a waiting thread spins on its control word during a computation before it sleeps
@@ -40,19 +48,29 @@ interface Started {
   /** Float64 index of its tape. */
   tape: number;
   sequence: number;
+  /** Where a SharedArrayBuffer for TOUCH_PAGES is posted (the worker takes it with receiveMessageOnPort). */
+  port: { postMessage(value: unknown): void; close(): void };
   stop(): void;
 }
 
 // deno-lint-ignore no-explicit-any
-type NodeWorker = { postMessage(value: unknown): void; unref(): void; terminate(): unknown; on(event: string, listener: (...args: any[]) => void): void };
+type NodeWorker = { postMessage(value: unknown, transfer?: unknown[]): void; unref(): void; terminate(): unknown; on(event: string, listener: (...args: any[]) => void): void };
+type NodePort = Started["port"] & { unref(): void };
 
-/** `node:worker_threads`' Worker where the host has it (node, deno and bun all do), else undefined. */
-function nodeWorkerClass(): (new (source: string, options: { eval: true }) => NodeWorker) | undefined {
+/** What the pool takes from `node:worker_threads`. */
+interface WorkerThreads {
+  Worker: new (source: string, options: { eval: true }) => NodeWorker;
+  MessageChannel: new () => { port1: NodePort; port2: NodePort };
+}
+
+/** `node:worker_threads` where the host has it (node, deno and bun all do), else undefined. */
+function workerThreads(): WorkerThreads | undefined {
   // deno-lint-ignore no-explicit-any
   const process = (globalThis as any).process;
   if (typeof process?.getBuiltinModule !== "function") return undefined;
   try {
-    return process.getBuiltinModule("node:worker_threads")?.Worker;
+    const module = process.getBuiltinModule("node:worker_threads");
+    return typeof module?.Worker === "function" && typeof module?.MessageChannel === "function" ? module : undefined;
   } catch {
     return undefined;
   }
@@ -61,7 +79,7 @@ function nodeWorkerClass(): (new (source: string, options: { eval: true }) => No
 /** Whether this host can run the pool: shared memory, a thread that may block, worker threads. */
 export function threadsAvailable(): boolean {
   if (typeof SharedArrayBuffer !== "function" || typeof Atomics?.wait !== "function") return false;
-  return nodeWorkerClass() !== undefined;
+  return workerThreads() !== undefined;
 }
 
 /** The workers of one shared memory. */
@@ -83,8 +101,9 @@ export class WorkerPool {
     scratchDelta: (worker: number) => number,
     timeoutMs = 20_000,
   ) {
-    const Worker = nodeWorkerClass();
-    if (Worker === undefined) throw new Error("internal: WorkerPool without node:worker_threads");
+    const threads = workerThreads();
+    if (threads === undefined) throw new Error("internal: WorkerPool without node:worker_threads");
+    const { Worker, MessageChannel } = threads;
     this.int32 = new Int32Array(memory.buffer as unknown as SharedArrayBuffer);
     this.float64 = new Float64Array(memory.buffer as unknown as SharedArrayBuffer);
     try {
@@ -95,8 +114,14 @@ export class WorkerPool {
         const worker = new Worker(workerSource, { eval: true });
         worker.unref(); // an idle pool never keeps a script from exiting
         worker.on("error", () => {}); // reported through the control block instead
-        worker.postMessage({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS });
-        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, stop: () => void worker.terminate() });
+        const { port1, port2 } = new MessageChannel();
+        port1.unref();
+        worker.postMessage({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS, port: port2 }, [port2]);
+        const stop = () => {
+          port1.close();
+          void worker.terminate();
+        };
+        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, port: port1, stop });
       }
       const deadline = performance.now() + timeoutMs;
       for (const worker of this.workers) {
@@ -212,6 +237,33 @@ export class WorkerPool {
       // (only for one that will split: a spinning worker slows this thread down, on these VMs).
       if (active && wake) Atomics.notify(this.int32, worker.header + SEQ);
     }
+  }
+
+  /**
+   * Faults in every page of `buffer`, the threads in parallel (worker w the (w + 2)-th share of
+   * the pages, this thread the first), by writing a zero to each: the buffer must be new, with
+   * nothing in it yet. A fresh page costs a fault of several microseconds on a virtual machine,
+   * and a fresh result of hundreds of MB is mostly that: faulted by every thread, it is ready
+   * sooner than the computation could fault it alone.
+   */
+  touchPages(buffer: SharedArrayBuffer): void {
+    const pages = Math.ceil(buffer.byteLength / PAGE_BYTES);
+    const threads = this.workers.length + 1;
+    const share = (t: number) => [Math.floor((pages * t) / threads) * PAGE_BYTES, Math.min(buffer.byteLength, Math.floor((pages * (t + 1)) / threads) * PAGE_BYTES)];
+    const tapes: Call[][] = [];
+    for (let w = 0; w < this.workers.length; w++) {
+      const [from, to] = share(w + 1);
+      if (to <= from) tapes.push([]);
+      else {
+        this.workers[w].port.postMessage(buffer);
+        tapes.push([[TOUCH_PAGES, [from, to]]]);
+      }
+    }
+    this.run(tapes, () => {
+      const [from, to] = share(0);
+      const bytes = new Uint8Array(buffer);
+      for (let at = from; at < to; at += PAGE_BYTES) bytes[at] = 0;
+    });
   }
 
   /** Stops every worker (they are also unref'd: a script exits without this). */

@@ -2,14 +2,21 @@
  * What a worker thread runs (`node:worker_threads` with `eval: true`, in node, deno and bun):
  * it instantiates the kernels over the shared memory it is sent, moves their scratch to its
  * own copy, says it is ready, then runs each tape posted to its control block (see pool.ts)
- * until told to stop. Kept as a string so that the package needs no worker file of its own.
+ * until told to stop. The one call on a tape that is not a kernel, TOUCH_PAGES, takes its
+ * buffer from the port it was given, synchronously (`receiveMessageOnPort`). Kept as a string so that the package needs no worker file of its own.
  */
 export const workerSource = `
 "use strict";
-const { parentPort } = require("node:worker_threads");
-parentPort.once("message", ({ module, memory, control, delta, tapeOffset, spinMs: SPIN_MS }) => {
+const { parentPort, receiveMessageOnPort } = require("node:worker_threads");
+parentPort.once("message", ({ module, memory, control, delta, tapeOffset, spinMs: SPIN_MS, port }) => {
   const header = control >>> 2;
   const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
+  const TOUCH_PAGES = -1, PAGE_BYTES = 4096;
+  // [from, to) of the buffer the pool posted to the port: a zero written to each page faults it in.
+  const touchPages = (from, to) => {
+    const bytes = new Uint8Array(receiveMessageOnPort(port).message);
+    for (let at = from; at < to; at += PAGE_BYTES) bytes[at] = 0;
+  };
   let int32 = new Int32Array(memory.buffer);
   let kernels;
   try {
@@ -44,7 +51,7 @@ parentPort.once("message", ({ module, memory, control, delta, tapeOffset, spinMs
     try {
       let word = 1;
       for (let c = tape[0]; c > 0; c--) {
-        const fn = kernels[tape[word]];
+        const fn = tape[word] === TOUCH_PAGES ? touchPages : kernels[tape[word]];
         const argc = tape[word + 1];
         const args = new Array(argc);
         for (let a = 0; a < argc; a++) args[a] = tape[word + 2 + a];
