@@ -13,9 +13,12 @@ parentPort.once("message", ({ module, memory, control, delta, tapeOffset, spinMs
   const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
   const TOUCH_PAGES = -1, PAGE_BYTES = 4096;
   // [from, to) of the buffer the pool posted to the port: a zero written to each page faults it in.
+  // An untouched ArrayBuffer of the buffer's size makes this isolate's collector count it, so
+  // that it lets go of the buffer as soon as the caller's does (parallel.ts, sharedResultsFreed).
   const touchPages = (from, to) => {
     const bytes = new Uint8Array(receiveMessageOnPort(port).message);
     for (let at = from; at < to; at += PAGE_BYTES) bytes[at] = 0;
+    void new ArrayBuffer(bytes.byteLength);
   };
   let int32 = new Int32Array(memory.buffer);
   let kernels;
