@@ -58,6 +58,43 @@ function nodeWorkerClass(): (new (source: string, options: { eval: true }) => No
   }
 }
 
+/** What a worker is sent to start (worker_source.ts' `runTapes` takes it). */
+export interface WorkerStart {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: number;
+  delta: number;
+  tapeOffset: number;
+  spinMs: number;
+}
+
+/**
+ * How a pool makes its workers: `node:worker_threads` (below, the default), or a browser's
+ * Web Workers (web_workers.ts). `blocking`: whether the constructor may wait for them blocked in
+ * `Atomics.wait`; a backend that may not (a worker cannot start while its parent blocks) has its
+ * caller await `startingWord()` instead.
+ */
+export interface WorkerBackend {
+  /** Starts one worker and sends it `start`; returns how to stop it. */
+  spawn(start: WorkerStart): () => void;
+  readonly blocking: boolean;
+}
+
+function nodeBackend(): WorkerBackend {
+  const Worker = nodeWorkerClass();
+  if (Worker === undefined) throw new Error("internal: WorkerPool without node:worker_threads");
+  return {
+    blocking: true,
+    spawn(start) {
+      const worker = new Worker(workerSource, { eval: true });
+      worker.unref(); // an idle pool never keeps a script from exiting
+      worker.on("error", () => {}); // reported through the control block instead
+      worker.postMessage(start);
+      return () => void worker.terminate();
+    },
+  };
+}
+
 /** Whether this host can run the pool: shared memory, a thread that may block, worker threads. */
 export function threadsAvailable(): boolean {
   if (typeof SharedArrayBuffer !== "function" || typeof Atomics?.wait !== "function") return false;
@@ -82,9 +119,8 @@ export class WorkerPool {
     control: number,
     scratchDelta: (worker: number) => number,
     timeoutMs = 20_000,
+    backend: WorkerBackend = nodeBackend(),
   ) {
-    const Worker = nodeWorkerClass();
-    if (Worker === undefined) throw new Error("internal: WorkerPool without node:worker_threads");
     this.int32 = new Int32Array(memory.buffer as unknown as SharedArrayBuffer);
     this.float64 = new Float64Array(memory.buffer as unknown as SharedArrayBuffer);
     try {
@@ -92,25 +128,32 @@ export class WorkerPool {
         const at = control + w * BLOCK_BYTES;
         const header = at >>> 2;
         this.int32.fill(0, header, header + TAPE_OFFSET / 4);
-        const worker = new Worker(workerSource, { eval: true });
-        worker.unref(); // an idle pool never keeps a script from exiting
-        worker.on("error", () => {}); // reported through the control block instead
-        worker.postMessage({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS });
-        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, stop: () => void worker.terminate() });
+        const stop = backend.spawn({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS });
+        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, stop });
       }
       const deadline = performance.now() + timeoutMs;
-      for (const worker of this.workers) {
-        while (Atomics.load(this.int32, worker.header + READY) === 0) {
-          const left = deadline - performance.now();
-          if (left <= 0) throw new Error(`a worker thread did not start within ${timeoutMs} ms`);
-          Atomics.wait(this.int32, worker.header + READY, 0, Math.min(left, 100));
-        }
-        if (Atomics.load(this.int32, worker.header + FAILED) !== 0) throw new Error("a worker thread could not instantiate the kernels");
+      for (let word: number; backend.blocking && (word = this.startingWord()) >= 0;) {
+        const left = deadline - performance.now();
+        if (left <= 0) throw new Error(`a worker thread did not start within ${timeoutMs} ms`);
+        Atomics.wait(this.int32, word, 0, Math.min(left, 100));
       }
     } catch (error) {
       this.close();
       throw error;
     }
+  }
+
+  /**
+   * Start-up: the Int32 index of the READY word of the first worker not yet ready (it is 0
+   * until the worker is; wait on it), or −1 when all are. Throws if one could not instantiate
+   * the kernels.
+   */
+  startingWord(): number {
+    for (const worker of this.workers) {
+      if (Atomics.load(this.int32, worker.header + READY) === 0) return worker.header + READY;
+      if (Atomics.load(this.int32, worker.header + FAILED) !== 0) throw new Error("a worker thread could not instantiate the kernels");
+    }
+    return -1;
   }
 
   /** Workers in the pool (threads − 1: the calling thread is the other one). */
