@@ -2,11 +2,14 @@
 // A static file server for the repository root, on loopback only, so that a page can
 // `import ... from "/dist/mod.js"` (browsers load ES modules over http, not from file://).
 //
-//   node scripts/serve.mjs [path] [--port N]     (or PORT=N; 0, the default, picks a free port)
+//   node scripts/serve.mjs [path] [--port N] [--isolated]     (or PORT=N; 0, the default, picks a free port)
 //
 // prints `open http://127.0.0.1:PORT/<path>` and serves until interrupted. Used by
 // `npm run demo:browser` and, through `serve()`, by tests/browser.test.ts. Nothing outside
-// the root is served (no `..`, no symlinks out of it), and nothing is cached.
+// the root is served (no `..`, no symlinks out of it), and nothing is cached. `--isolated`
+// sends every file with `Cross-Origin-Opener-Policy: same-origin` and
+// `Cross-Origin-Embedder-Policy: require-corp`: its pages and their workers are cross-origin
+// isolated (`crossOriginIsolated`), which SharedArrayBuffer, and so threads, need.
 import { createServer } from "node:http";
 import { createReadStream, realpathSync, statSync } from "node:fs";
 import { dirname, extname, join, resolve, sep } from "node:path";
@@ -59,12 +62,16 @@ function send(res, status, text) {
   res.end(text + "\n");
 }
 
+/** The headers that make a page, and the workers it starts, cross-origin isolated. */
+const ISOLATION = { "cross-origin-opener-policy": "same-origin", "cross-origin-embedder-policy": "require-corp" };
+
 /**
  * Starts the server on `host`:`port` (port 0 = a free one) and resolves once it listens.
- * @param {{ root?: string, port?: number, host?: string, quiet?: boolean }} [options]
+ * `isolated`: send the cross-origin isolation headers (see above) with every file.
+ * @param {{ root?: string, port?: number, host?: string, quiet?: boolean, isolated?: boolean }} [options]
  * @returns {Promise<{ url: string, port: number, close(): Promise<void> }>}
  */
-export function serve({ root = REPO, port = 0, host = "127.0.0.1", quiet = true } = {}) {
+export function serve({ root = REPO, port = 0, host = "127.0.0.1", quiet = true, isolated = false } = {}) {
   const base = resolve(root);
   const realRoot = realpathSync(base);
   const server = createServer((req, res) => {
@@ -94,6 +101,7 @@ export function serve({ root = REPO, port = 0, host = "127.0.0.1", quiet = true 
       "content-length": stats.size,
       "cache-control": "no-store",
       "x-content-type-options": "nosniff",
+      ...(isolated ? ISOLATION : {}),
     });
     if (req.method === "HEAD") return res.end();
     createReadStream(file).on("error", () => res.destroy()).pipe(res);
@@ -120,13 +128,15 @@ export function serve({ root = REPO, port = 0, host = "127.0.0.1", quiet = true 
 
 function parseArgs(argv) {
   let path = "";
+  let isolated = false;
   let port = process.env.PORT !== undefined && process.env.PORT !== "" ? process.env.PORT : "0";
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i];
     if (arg === "--port" || arg === "-p") port = argv[++i] ?? "";
     else if (arg.startsWith("--port=")) port = arg.slice("--port=".length);
+    else if (arg === "--isolated") isolated = true;
     else if (arg === "--help" || arg === "-h") {
-      console.log("usage: node scripts/serve.mjs [path] [--port N]   (PORT=N also works; 0 = a free port)");
+      console.log("usage: node scripts/serve.mjs [path] [--port N] [--isolated]   (PORT=N also works; 0 = a free port; --isolated: COOP/COEP headers)");
       process.exit(0);
     } else path = arg;
   }
@@ -135,13 +145,13 @@ function parseArgs(argv) {
     console.error(`serve: --port must be an integer from 0 to 65535, got ${JSON.stringify(port)}`);
     process.exit(2);
   }
-  return { path: path.replace(/^\.?\/+/, ""), port: number };
+  return { path: path.replace(/^\.?\/+/, ""), port: number, isolated };
 }
 
 if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
-  const { path, port } = parseArgs(process.argv.slice(2));
-  const { url, close } = await serve({ port });
-  console.log(`serving ${REPO} on loopback`);
+  const { path, port, isolated } = parseArgs(process.argv.slice(2));
+  const { url, close } = await serve({ port, isolated });
+  console.log(`serving ${REPO} on loopback${isolated ? ", cross-origin isolated (COOP same-origin, COEP require-corp)" : ""}`);
   console.log(`open ${url}${path}`);
   const stop = () => close().then(() => process.exit(0));
   process.on("SIGINT", stop);

@@ -13,6 +13,7 @@ import { baselineThreadsWasmBase64, baselineWasmBase64, relaxedThreadsWasmBase64
 import { MemoryError, UnsupportedError, ValueError } from "./errors.ts";
 import { BLOCK_BYTES, threadsAvailable, WorkerPool } from "./threads/pool.ts";
 import { closeThreads, isComputing, parallelKernels } from "./threads/parallel.ts";
+import { startWebPool, webWorkersAvailable } from "./threads/web_workers.ts";
 
 /** The kernels' exports. Pointers are byte offsets into `memory`, sizes are element counts. */
 // deno-lint-ignore no-explicit-any
@@ -141,7 +142,9 @@ export function wasmBytes(build: SimdBuild = preferredBuild()): Uint8Array<Array
  * "jacobian-wasm/kernels.baseline.wasm"` in a worker) it instantiates that instead, and
  * `build` says which build it is (default "baseline"). The same module again is a no-op;
  * another module once the kernels are loaded is an error (the networks' plans live in the
- * loaded kernels' memory).
+ * loaded kernels' memory). In a dedicated worker of a cross-origin-isolated page it also starts
+ * the threads (`setThreads`, else `navigator.hardwareConcurrency`), which a browser can only do
+ * asynchronously: until it resolves, computations run on one thread.
  *
  * @example
  * ```ts
@@ -154,11 +157,14 @@ export async function initialize(
   build?: SimdBuild,
 ): Promise<SimdBuild> {
   if (module === undefined) {
-    if (loaded) return loaded.build;
+    // In a browser's worker the threads start here (see startWebThreads), not on first use.
+    const webThreads = webThreadsWanted();
+    if (loaded && (webThreads === 1 || loaded.threads === webThreads || loaded.module !== undefined)) return loaded.build;
     if (precompiledOnly) throw notLoaded("initialize() was called without a module");
     if (build !== undefined && build !== "baseline" && build !== "relaxed") {
       throw new TypeError(`initialize: build must be "baseline" or "relaxed", got ${JSON.stringify(build)}`);
     }
+    if (webThreads > 1) return startWebThreads(loaded?.build ?? build ?? preferredBuild(), webThreads);
     return loadEmbedded(build ?? preferredBuild());
   }
   if (!(module instanceof WebAssembly.Module)) {
@@ -233,11 +239,32 @@ function loadEmbedded(build: SimdBuild): SimdBuild {
 }
 
 /**
- * The threads build over a new shared memory, and `threads − 1` workers over the same memory.
+ * The threads build over a new shared memory, and `threads − 1` workers over the same memory
+ * (started by the first call that splits).
+ */
+function loadThreaded(build: SimdBuild, threads: number): SimdBuild {
+  const laid = layOutThreaded(build, threads);
+  return installThreaded(laid, () => new WorkerPool(laid.memory, laid.module, laid.workers, laid.control, laid.scratchDelta));
+}
+
+/** The threads build instantiated over its shared memory, laid out for its workers; not yet loaded. */
+interface Threaded {
+  build: SimdBuild;
+  threads: number;
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  exports: Kernels;
+  workers: number;
+  control: number;
+  scratchDelta: (worker: number) => number;
+  reserved: number;
+}
+
+/**
  * Above the static data: each worker's control block, then each worker's copy of the static
  * scratch (its kernels' packing buffers are moved there), then the plans.
  */
-function loadThreaded(build: SimdBuild, threads: number): SimdBuild {
+function layOutThreaded(build: SimdBuild, threads: number): Threaded {
   const bytes = decodeBase64(build === "relaxed" ? relaxedThreadsWasmBase64 : baselineThreadsWasmBase64);
   let module: WebAssembly.Module;
   let instance: WebAssembly.Instance | undefined;
@@ -264,12 +291,72 @@ function loadThreaded(build: SimdBuild, threads: number): SimdBuild {
   const reserved = workers * (BLOCK_BYTES + staticBytes);
   const have = memory!.buffer.byteLength;
   if (scratch + workers * staticBytes > have) memory!.grow(Math.ceil((scratch + workers * staticBytes - have) / PAGE));
-  const startPool = () => new WorkerPool(memory!, module, workers, control, (w) => scratch + w * staticBytes);
-  const kernels = parallelKernels(exports, module, threads, startPool) as Kernels;
-  loaded = { kernels, build, threads, reserved };
+  return { build, threads, module, memory: memory!, exports, workers, control, scratchDelta: (w) => scratch + w * staticBytes, reserved };
+}
+
+/** Makes `laid` the loaded kernels (parallelKernels makes it the parallel state: only now, synchronously). */
+function installThreaded(laid: Threaded, startPool: () => WorkerPool): SimdBuild {
+  const kernels = parallelKernels(laid.exports, laid.module, laid.threads, startPool) as Kernels;
+  loaded = { kernels, build: laid.build, threads: laid.threads, reserved: laid.reserved };
   generation++;
   arena.reset();
-  return build;
+  return laid.build;
+}
+
+/** The threads `await initialize()` starts in a browser's worker (web_workers.ts); 1 where none can start. */
+function webThreadsWanted(): number {
+  if (precompiledOnly || !webWorkersAvailable() || (webStartFailed && threadsSet === undefined)) return 1;
+  return Math.min(threadsSet ?? machineCores(), MAX_THREADS);
+}
+
+/** Set when the default threads could not start in a browser's worker: later initialize() calls do not try again (each try may take the start-up timeout). */
+let webStartFailed = false;
+
+/** The pending start of a browser's workers, and for how many threads (concurrent initialize() calls share it). */
+let webStart: { threads: number; done: Promise<SimdBuild> } | undefined;
+
+/**
+ * In a browser's worker: lays out the threads build, awaits its workers' start-up (it cannot
+ * be waited for blocked, see web_workers.ts), then loads it in place of whatever ran meanwhile
+ * (the plain build, on one thread: plans laid out for it are rebuilt, as after setThreads). A
+ * failure is an UnsupportedError where threads were asked for (setThreads), else one thread.
+ */
+function startWebThreads(build: SimdBuild, threads: number): Promise<SimdBuild> {
+  if (webStart?.threads === threads) return webStart.done;
+  const done = (async () => {
+    let laid: Threaded;
+    let pool: WorkerPool;
+    try {
+      laid = layOutThreaded(build, threads);
+      pool = await startWebPool(laid.memory, laid.module, laid.workers, laid.control, laid.scratchDelta);
+    } catch (error) {
+      if (threadsSet !== undefined) {
+        throw new UnsupportedError(`${threads} threads could not start here: ${error instanceof Error ? error.message : String(error)}`);
+      }
+      webStartFailed = true;
+      return loadedNow()?.build ?? loadEmbedded(build);
+    }
+    // Meanwhile setThreads may have asked for another number, or initialize(module) loaded a
+    // module. (No computation runs now: they are synchronous, and this resumes between tasks.)
+    const now = loadedNow();
+    if (now?.module !== undefined) {
+      pool.close();
+      return now.build;
+    }
+    if (webThreadsWanted() !== threads) {
+      pool.close();
+      return initialize();
+    }
+    if (now !== undefined) unload();
+    return installThreaded(laid, () => pool);
+  })();
+  const start = { threads, done };
+  webStart = start;
+  const forget = () => {
+    if (webStart === start) webStart = undefined;
+  };
+  done.then(forget, forget);
+  return done;
 }
 
 /** Stops the workers and forgets the kernels: the next call loads them as `threadsWanted()` says. */
@@ -337,8 +424,10 @@ function threadsWanted(): number {
  * How many threads the computations run on: the calling thread and `threads() − 1` workers
  * sharing its WebAssembly memory (loading the kernels first if nothing did). By default the
  * machine's cores where threads can run (node, deno and bun: `SharedArrayBuffer`, atomics and
- * `node:worker_threads`), 1 elsewhere (browsers, workerd); `JACOBIAN_WASM_THREADS` or
- * `setThreads` choose another number.
+ * `node:worker_threads`; a browser's dedicated worker of a cross-origin-isolated page, once
+ * `await initialize()` has started them), 1 elsewhere (a browser's main thread, a page that is
+ * not cross-origin isolated, workerd); `JACOBIAN_WASM_THREADS` or `setThreads` choose another
+ * number.
  *
  * @example
  * ```ts
@@ -357,7 +446,9 @@ export function threads(): number {
  * run (see `threads`): elsewhere it is an `UnsupportedError`. Changing the number reloads the
  * kernels: every plan is rebuilt on its next call and the workers of the old number are
  * stopped. Results are the same for any number (work is split by samples). Returns the
- * number in force. Not callable during a computation (from `onChunk`, say).
+ * number in force. Not callable during a computation (from `onChunk`, say). In a browser's
+ * worker, where workers start only asynchronously, more than 1 takes effect at the next
+ * `await initialize()` (until then the number in force stays); 1 takes effect at once.
  *
  * @example
  * ```ts
@@ -371,10 +462,10 @@ export function setThreads(n: number | undefined): number {
   if (n !== undefined && (typeof n !== "number" || !Number.isInteger(n) || n < 1 || n > MAX_THREADS)) {
     throw new ValueError(`setThreads: n must be an integer from 1 to ${MAX_THREADS} (or undefined for the default), got ${showNumber(n)}`);
   }
-  if (n !== undefined && n > 1 && (precompiledOnly || !threadsAvailable() || (loaded !== undefined && loaded.module !== undefined))) {
+  if (n !== undefined && n > 1 && (precompiledOnly || !(threadsAvailable() || webWorkersAvailable()) || (loaded !== undefined && loaded.module !== undefined))) {
     throw new UnsupportedError(
-      `setThreads(${n}): threads need SharedArrayBuffer, Atomics.wait on the calling thread and node:worker_threads ` +
-        `(node, deno, bun)${loaded?.module !== undefined || precompiledOnly ? ", and the embedded kernels (not a precompiled module)" : ""}; this host runs one thread`,
+      `setThreads(${n}): threads need SharedArrayBuffer, Atomics.wait on the calling thread and worker threads ` +
+        `(node, deno, bun; in a browser, a dedicated worker of a cross-origin-isolated page)${loaded?.module !== undefined || precompiledOnly ? ", and the embedded kernels (not a precompiled module)" : ""}; this host runs one thread`,
     );
   }
   if (isComputing()) {
@@ -385,7 +476,10 @@ export function setThreads(n: number | undefined): number {
   }
   const previous = threadsSet;
   threadsSet = n;
-  if (loaded !== undefined && loaded.module === undefined && threadsWanted() !== threads()) {
+  // In a browser's worker, more than one thread starts only in `await initialize()` (the workers
+  // start asynchronously): until then the threads in force stay. One thread is at once.
+  const wanted = webWorkersAvailable() ? (webThreadsWanted() === 1 ? 1 : loaded?.threads) : threadsWanted();
+  if (loaded !== undefined && loaded.module === undefined && wanted !== loaded.threads) {
     const build = loaded.build;
     unload();
     try {

@@ -4,7 +4,9 @@
  * the page imports the built ES module /dist/mod.js, computes a batch's per-sample gradients
  * and their norms, and leaves them on `window.results`; this process computes the same from
  * mod.ts and compares. Also: the page without `await initialize()` (the kernels compiled
- * synchronously on the main thread by the first computation), and the server itself.
+ * synchronously on the main thread by the first computation), the server itself, and threads
+ * in a dedicated worker (tests/browser_threads/): on 2 of them where the page is cross-origin
+ * isolated, bit for bit the results of one thread; on 1 where it is not, and on the main thread.
  *
  * playwright-core runs in this process under all three runners (node, deno and bun all drive
  * Chromium over its pipe directly). Chromium missing is a failure, not a skip: CI installs it
@@ -16,7 +18,19 @@ import { spawn } from "node:child_process";
 import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
-import { Linear, manualSeed, perSampleGradients, perSampleNorms, randn, ReLU, Sequential } from "../mod.ts";
+import {
+  Conv2d,
+  Flatten,
+  jacobian,
+  Linear,
+  manualSeed,
+  MaxPool2d,
+  perSampleGradients,
+  perSampleNorms,
+  randn,
+  ReLU,
+  Sequential,
+} from "../mod.ts";
 import { root, runtimeName } from "./helpers/cli.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
@@ -93,10 +107,10 @@ function assertClose(actual: number[], wanted: number[], what: string, tolerance
 }
 
 // scripts/serve.mjs is plain JavaScript (no declarations): imported by a computed URL, typed here.
-async function startServer(): Promise<Server> {
+async function startServer(isolated = false): Promise<Server> {
   const serveModule = new URL("../scripts/serve.mjs", import.meta.url).href;
-  const { serve } = (await import(serveModule)) as { serve(options?: { port?: number }): Promise<Server> };
-  return serve({ port: 0 });
+  const { serve } = (await import(serveModule)) as { serve(options?: { port?: number; isolated?: boolean }): Promise<Server> };
+  return serve({ port: 0, isolated });
 }
 
 function requireChromium() {
@@ -111,10 +125,12 @@ function requireChromium() {
   }
 }
 
-/** Loads the page, collects everything it reports as going wrong, and returns its results. */
-async function load(browser: Browser, url: string): Promise<{ results: PageResults; problems: string[] }> {
+/** Loads the page, collects everything it reports as going wrong, and returns its results (and the URLs of the workers it started). */
+async function load(browser: Browser, url: string, timeoutMs = 20_000): Promise<{ results: unknown; problems: string[]; workers: string[] }> {
   const page: Page = await browser.newPage();
   const problems: string[] = [];
+  const workers: string[] = [];
+  page.on("worker", (worker) => workers.push(worker.url()));
   page.on("console", (message) => {
     if (message.type() === "error") problems.push(`console.error: ${message.text()}`);
   });
@@ -126,12 +142,12 @@ async function load(browser: Browser, url: string): Promise<{ results: PageResul
   try {
     await page.goto(url);
     try {
-      await page.waitForFunction(() => (window as unknown as { results?: unknown }).results !== undefined, null, { timeout: 20_000 });
+      await page.waitForFunction(() => (window as unknown as { results?: unknown }).results !== undefined, null, { timeout: timeoutMs });
     } catch (error) {
-      throw new Error(`the page set no window.results within 20 s; it reported: ${JSON.stringify(problems)}`, { cause: error });
+      throw new Error(`the page set no window.results within ${timeoutMs / 1000} s; it reported: ${JSON.stringify(problems)}`, { cause: error });
     }
-    const results = await page.evaluate(() => (window as unknown as { results: PageResults }).results);
-    return { results, problems };
+    const results = await page.evaluate(() => (window as unknown as { results: unknown }).results);
+    return { results, problems, workers };
   } finally {
     await page.close();
   }
@@ -151,7 +167,8 @@ test("Chromium: the demo page's per-sample gradients and norms equal this proces
       "no initialize()": `${server.url}examples/browser/?initialize=0`,
     };
     for (const [name, url] of Object.entries(pages)) {
-      const { results, problems } = await load(browser, url);
+      const loaded = await load(browser, url);
+      const [results, problems] = [loaded.results as PageResults, loaded.problems];
       assert.equal(results.error, undefined, `${name}: the page failed: ${results.error}`);
       assert.deepEqual(problems, [], `${name}: the page reported problems`);
       assert.deepEqual(results.config, CONFIG, `${name}: examples/browser/main.js's CONFIG changed; update this test's`);
@@ -167,6 +184,153 @@ test("Chromium: the demo page's per-sample gradients and norms equal this proces
   } finally {
     await browser?.close();
     await server.close();
+  }
+});
+
+/** What tests/browser_threads/worker.js computes from (its `CONFIG`). */
+const THREADS_CONFIG = { weightSeed: 3, dataSeed: 4, cnnSamples: 16, mlpSamples: 40 };
+
+interface ThreadsRun {
+  when: string;
+  threads: number;
+  gradientsShape: number[];
+  gradients: string; // base64 of the Float32Array's bytes
+  gradientsMs: number;
+  jacobianShape: number[];
+  jacobian: string;
+  jacobianMs: number;
+}
+
+interface ThrownError {
+  name: string;
+  message: string;
+}
+
+interface ThreadsPageResults {
+  error?: string;
+  main: { crossOriginIsolated: boolean; threads: number; setThreadsTwo?: ThrownError };
+  worker: {
+    config: typeof THREADS_CONFIG;
+    crossOriginIsolated: boolean;
+    hardwareConcurrency: number;
+    build: string;
+    setThreadsOne: number;
+    setThreadsTwo?: ThrownError;
+    setThreadsTwoReturned?: number;
+    runs: ThreadsRun[];
+  };
+}
+
+/** worker.js's computation, here: a CNN's per-sample gradients and an MLP's Jacobian. */
+function threadsExpected(): { gradients: Float32Array; gradientsShape: readonly number[]; jacobian: Float32Array; jacobianShape: readonly number[] } {
+  const { weightSeed, dataSeed, cnnSamples: N, mlpSamples } = THREADS_CONFIG;
+  manualSeed(weightSeed);
+  const cnn = new Sequential(
+    new Conv2d(3, 16, 3, { padding: 1 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Conv2d(16, 32, 3, { padding: 1 }),
+    new ReLU(),
+    new MaxPool2d(2),
+    new Flatten(),
+    new Linear(32 * 8 * 8, 10),
+  );
+  const mlp = new Sequential(new Linear(32, 64), new ReLU(), new Linear(64, 4));
+  const x = randn([N, 3, 32, 32], dataSeed);
+  const labels = { shape: [N], data: Int32Array.from({ length: N }, (_, n) => (n * 7) % 10) };
+  const G = perSampleGradients(cnn, x, labels, { loss: "cross_entropy", reduction: "sum" });
+  const J = jacobian(mlp, randn([mlpSamples, 32], dataSeed + 1));
+  return { gradients: G.data.slice(), gradientsShape: G.shape, jacobian: J.data.slice(), jacobianShape: J.shape };
+}
+
+function decodeFloats(base64: string): Float32Array {
+  const bytes = Buffer.from(base64, "base64");
+  return new Float32Array(bytes.buffer.slice(bytes.byteOffset, bytes.byteOffset + bytes.byteLength));
+}
+
+function assertIdentical(actual: Float32Array, wanted: Float32Array, what: string): void {
+  assert.equal(actual.length, wanted.length, `${what}: length`);
+  for (let i = 0; i < wanted.length; i++) {
+    if (!Object.is(actual[i], wanted[i])) assert.fail(`${what}: element ${i} is ${actual[i]}, ${wanted[i]} on one thread`);
+  }
+}
+
+/** Compares per sample (row n of a [N, ...] result), as assertClose does per row. */
+function assertCloseBySample(actual: Float32Array, wanted: Float32Array, samples: number, what: string): void {
+  assert.equal(actual.length, wanted.length, `${what}: length`);
+  const width = wanted.length / samples;
+  for (let n = 0; n < samples; n++) {
+    assertClose([...actual.subarray(n * width, (n + 1) * width)], [...wanted.subarray(n * width, (n + 1) * width)], `${what}, sample ${n}`);
+  }
+}
+
+test("Chromium: a dedicated worker of a cross-origin-isolated page runs navigator.hardwareConcurrency threads after await initialize(), bit for bit one thread's results; one thread elsewhere", { timeout: 180_000 }, async () => {
+  requireChromium();
+  const want = threadsExpected();
+  const servers = { isolated: await startServer(true), "not isolated": await startServer(false) };
+  let browser: Browser | undefined;
+  try {
+    // The isolation headers are on every file of the isolated server, and on none of the other.
+    for (const [name, server] of Object.entries(servers)) {
+      const response = await fetch(`${server.url}tests/browser_threads/worker.js`);
+      await response.arrayBuffer();
+      const isolated = name === "isolated";
+      assert.equal(response.headers.get("cross-origin-opener-policy"), isolated ? "same-origin" : null, name);
+      assert.equal(response.headers.get("cross-origin-embedder-policy"), isolated ? "require-corp" : null, name);
+    }
+    browser = await chromium.launch({ executablePath: CHROMIUM, args: CHROMIUM_ARGS });
+    for (const [name, server] of Object.entries(servers)) {
+      const isolated = name === "isolated";
+      const loaded = await load(browser, `${server.url}tests/browser_threads/`, 120_000);
+      const results = loaded.results as ThreadsPageResults;
+      assert.equal(results.error, undefined, `${name}: the page failed: ${results.error}`);
+      assert.deepEqual(loaded.problems, [], `${name}: the page reported problems`);
+      const { main, worker } = results;
+      assert.deepEqual(worker.config, THREADS_CONFIG, `${name}: tests/browser_threads/worker.js's CONFIG changed; update this test's`);
+      assert.equal(main.crossOriginIsolated, isolated, `${name}: the page's crossOriginIsolated`);
+      assert.equal(worker.crossOriginIsolated, isolated, `${name}: the worker's crossOriginIsolated`);
+      // The main thread may not block in Atomics.wait: one thread, and more is refused.
+      assert.equal(main.threads, 1, `${name}: threads() on the main thread`);
+      assert.equal(main.setThreadsTwo?.name, "UnsupportedError", `${name}: setThreads(2) on the main thread: ${JSON.stringify(main.setThreadsTwo)}`);
+      assert.match(main.setThreadsTwo!.message, /dedicated worker of a cross-origin-isolated page/);
+      const cores = Math.min(worker.hardwareConcurrency, 64);
+      const runs = Object.fromEntries(worker.runs.map((run) => [run.when, run]));
+      // Until `await initialize()` started the workers, one thread.
+      assert.equal(runs["before initialize()"].threads, 1, `${name}: threads() before initialize()`);
+      if (isolated) {
+        assert.ok(cores > 1, `${name}: this test needs a machine of 2 or more cores (navigator.hardwareConcurrency ${worker.hardwareConcurrency})`);
+        assert.equal(runs["after initialize()"].threads, cores, `${name}: threads() after initialize() is navigator.hardwareConcurrency`);
+        assert.equal(runs["again"].threads, cores);
+        // More than one thread later takes effect at the next `await initialize()`; until then, the number in force.
+        assert.equal(worker.setThreadsTwo, undefined, `${name}: setThreads(2) in the worker threw ${JSON.stringify(worker.setThreadsTwo)}`);
+        assert.equal(worker.setThreadsTwoReturned, 1, `${name}: setThreads(2) returns the number in force until initialize()`);
+        assert.equal(runs["setThreads(2), initialize()"].threads, 2);
+        // The pool's workers are Web Workers made from a Blob URL.
+        assert.ok(loaded.workers.filter((url) => url.startsWith("blob:")).length >= cores - 1, `${name}: the workers started: ${JSON.stringify(loaded.workers)}`);
+      } else {
+        for (const run of worker.runs) assert.equal(run.threads, 1, `${name}: threads() ${run.when}`);
+        assert.equal(worker.setThreadsTwo?.name, "UnsupportedError", `${name}: setThreads(2) in the worker: ${JSON.stringify(worker.setThreadsTwo)}`);
+        assert.deepEqual(loaded.workers.filter((url) => url.startsWith("blob:")), [], `${name}: no workers of the pool`);
+      }
+      assert.equal(worker.setThreadsOne, 1);
+      assert.equal(runs["setThreads(1)"].threads, 1);
+      // Every run, on any number of threads, gives the one-thread run's results, bit for bit.
+      const one = runs["setThreads(1)"];
+      const oneGradients = decodeFloats(one.gradients);
+      const oneJacobian = decodeFloats(one.jacobian);
+      for (const run of worker.runs) {
+        assert.deepEqual(run.gradientsShape, want.gradientsShape, `${name}, ${run.when}: the gradients' shape`);
+        assert.deepEqual(run.jacobianShape, want.jacobianShape, `${name}, ${run.when}: the Jacobian's shape`);
+        assertIdentical(decodeFloats(run.gradients), oneGradients, `${name}, ${run.when} (${run.threads} threads): per-sample gradients`);
+        assertIdentical(decodeFloats(run.jacobian), oneJacobian, `${name}, ${run.when} (${run.threads} threads): Jacobian`);
+      }
+      // And this process's, to the tolerance of another build (relaxed SIMD's fused multiply-adds).
+      assertCloseBySample(oneGradients, want.gradients, THREADS_CONFIG.cnnSamples, `${name}: per-sample gradients`);
+      assertCloseBySample(oneJacobian, want.jacobian, THREADS_CONFIG.mlpSamples, `${name}: Jacobian`);
+    }
+  } finally {
+    await browser?.close();
+    for (const server of Object.values(servers)) await server.close();
   }
 });
 

@@ -48,14 +48,20 @@ interface Started {
   /** Float64 index of its tape. */
   tape: number;
   sequence: number;
-  /** Where a SharedArrayBuffer for TOUCH_PAGES is posted (the worker takes it with receiveMessageOnPort). */
-  port: { postMessage(value: unknown): void; close(): void };
+  /** Where a SharedArrayBuffer for TOUCH_PAGES is posted (the worker takes it with receiveMessageOnPort): node:worker_threads only. */
+  port?: WorkerPort;
   stop(): void;
+}
+
+/** This side of a channel to a worker. */
+export interface WorkerPort {
+  postMessage(value: unknown): void;
+  close(): void;
 }
 
 // deno-lint-ignore no-explicit-any
 type NodeWorker = { postMessage(value: unknown, transfer?: unknown[]): void; unref(): void; terminate(): unknown; on(event: string, listener: (...args: any[]) => void): void };
-type NodePort = Started["port"] & { unref(): void };
+type NodePort = WorkerPort & { unref(): void };
 
 /** What the pool takes from `node:worker_threads`. */
 interface WorkerThreads {
@@ -74,6 +80,52 @@ function workerThreads(): WorkerThreads | undefined {
   } catch {
     return undefined;
   }
+}
+
+/** What a worker is sent to start (worker_source.ts' `runTapes` takes it). */
+export interface WorkerStart {
+  module: WebAssembly.Module;
+  memory: WebAssembly.Memory;
+  control: number;
+  delta: number;
+  tapeOffset: number;
+  spinMs: number;
+  /** The worker's end of a channel for TOUCH_PAGES' buffers (node:worker_threads only). */
+  port?: unknown;
+}
+
+/**
+ * How a pool makes its workers: `node:worker_threads` (below, the default), or a browser's
+ * Web Workers (web_workers.ts). `blocking`: whether the constructor may wait for them blocked in
+ * `Atomics.wait`; a backend that may not (a worker cannot start while its parent blocks) has its
+ * caller await `startingWord()` instead.
+ */
+export interface WorkerBackend {
+  /** Starts one worker and sends it `start`; returns how to stop it and, where the worker can take a buffer synchronously, a port to post it to. */
+  spawn(start: WorkerStart): { stop(): void; port?: WorkerPort };
+  readonly blocking: boolean;
+}
+
+function nodeBackend(): WorkerBackend {
+  const threads = workerThreads();
+  if (threads === undefined) throw new Error("internal: WorkerPool without node:worker_threads");
+  const { Worker, MessageChannel } = threads;
+  return {
+    blocking: true,
+    spawn(start) {
+      const worker = new Worker(workerSource, { eval: true });
+      worker.unref(); // an idle pool never keeps a script from exiting
+      worker.on("error", () => {}); // reported through the control block instead
+      const { port1, port2 } = new MessageChannel();
+      port1.unref();
+      worker.postMessage({ ...start, port: port2 }, [port2]);
+      const stop = () => {
+        port1.close();
+        void worker.terminate();
+      };
+      return { stop, port: port1 };
+    },
+  };
 }
 
 /** Whether this host can run the pool: shared memory, a thread that may block, worker threads. */
@@ -100,10 +152,8 @@ export class WorkerPool {
     control: number,
     scratchDelta: (worker: number) => number,
     timeoutMs = 20_000,
+    backend: WorkerBackend = nodeBackend(),
   ) {
-    const threads = workerThreads();
-    if (threads === undefined) throw new Error("internal: WorkerPool without node:worker_threads");
-    const { Worker, MessageChannel } = threads;
     this.int32 = new Int32Array(memory.buffer as unknown as SharedArrayBuffer);
     this.float64 = new Float64Array(memory.buffer as unknown as SharedArrayBuffer);
     try {
@@ -111,31 +161,32 @@ export class WorkerPool {
         const at = control + w * BLOCK_BYTES;
         const header = at >>> 2;
         this.int32.fill(0, header, header + TAPE_OFFSET / 4);
-        const worker = new Worker(workerSource, { eval: true });
-        worker.unref(); // an idle pool never keeps a script from exiting
-        worker.on("error", () => {}); // reported through the control block instead
-        const { port1, port2 } = new MessageChannel();
-        port1.unref();
-        worker.postMessage({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS, port: port2 }, [port2]);
-        const stop = () => {
-          port1.close();
-          void worker.terminate();
-        };
-        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, port: port1, stop });
+        const { stop, port } = backend.spawn({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS });
+        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, port, stop });
       }
       const deadline = performance.now() + timeoutMs;
-      for (const worker of this.workers) {
-        while (Atomics.load(this.int32, worker.header + READY) === 0) {
-          const left = deadline - performance.now();
-          if (left <= 0) throw new Error(`a worker thread did not start within ${timeoutMs} ms`);
-          Atomics.wait(this.int32, worker.header + READY, 0, Math.min(left, 100));
-        }
-        if (Atomics.load(this.int32, worker.header + FAILED) !== 0) throw new Error("a worker thread could not instantiate the kernels");
+      for (let word: number; backend.blocking && (word = this.startingWord()) >= 0;) {
+        const left = deadline - performance.now();
+        if (left <= 0) throw new Error(`a worker thread did not start within ${timeoutMs} ms`);
+        Atomics.wait(this.int32, word, 0, Math.min(left, 100));
       }
     } catch (error) {
       this.close();
       throw error;
     }
+  }
+
+  /**
+   * Start-up: the Int32 index of the READY word of the first worker not yet ready (it is 0
+   * until the worker is; wait on it), or −1 when all are. Throws if one could not instantiate
+   * the kernels.
+   */
+  startingWord(): number {
+    for (const worker of this.workers) {
+      if (Atomics.load(this.int32, worker.header + READY) === 0) return worker.header + READY;
+      if (Atomics.load(this.int32, worker.header + FAILED) !== 0) throw new Error("a worker thread could not instantiate the kernels");
+    }
+    return -1;
   }
 
   /** Workers in the pool (threads − 1: the calling thread is the other one). */
@@ -255,7 +306,9 @@ export class WorkerPool {
       const [from, to] = share(w + 1);
       if (to <= from) tapes.push([]);
       else {
-        this.workers[w].port.postMessage(buffer);
+        const port = this.workers[w].port;
+        if (port === undefined) throw new Error("internal: touchPages on workers without a port");
+        port.postMessage(buffer);
         tapes.push([[TOUCH_PAGES, [from, to]]]);
       }
     }

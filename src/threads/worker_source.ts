@@ -1,14 +1,15 @@
 /**
- * What a worker thread runs (`node:worker_threads` with `eval: true`, in node, deno and bun):
- * it instantiates the kernels over the shared memory it is sent, moves their scratch to its
- * own copy, says it is ready, then runs each tape posted to its control block (see pool.ts)
- * until told to stop. The one call on a tape that is not a kernel, TOUCH_PAGES, takes its
- * buffer from the port it was given, synchronously (`receiveMessageOnPort`). Kept as a string so that the package needs no worker file of its own.
+/**
+ * What a worker thread runs: it instantiates the kernels over the shared memory it is sent,
+ * moves their scratch to its own copy, says it is ready, then runs each tape posted to its
+ * control block (see pool.ts) until told to stop. Kept as a string so that the package needs
+ * no worker file of its own. One function, `runTapes`, wrapped twice: for `node:worker_threads`
+ * with `eval: true` (node, deno and bun) and for a Web Worker made from a Blob URL (a browser's
+ * dedicated worker, web_workers.ts). The one call on a tape that is not a kernel, TOUCH_PAGES,
+ * takes its buffer from the port it was given, synchronously (`receiveMessageOnPort`, which
+ * only node:worker_threads has; the pool posts it only there).
  */
-export const workerSource = `
-"use strict";
-const { parentPort, receiveMessageOnPort } = require("node:worker_threads");
-parentPort.once("message", ({ module, memory, control, delta, tapeOffset, spinMs: SPIN_MS, port }) => {
+const runTapes = `({ module, memory, control, delta, tapeOffset, spinMs: SPIN_MS, port }, receiveMessageOnPort) => {
   const header = control >>> 2;
   const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
   const TOUCH_PAGES = -1, PAGE_BYTES = 4096;
@@ -69,5 +70,20 @@ parentPort.once("message", ({ module, memory, control, delta, tapeOffset, spinMs
     Atomics.store(int32, header + DONE, sequence);
     Atomics.notify(int32, header + DONE);
   }
-});
+}`;
+
+/** The worker of `node:worker_threads` (`eval: true`): its first message starts it. */
+export const workerSource = `
+"use strict";
+const { parentPort, receiveMessageOnPort } = require("node:worker_threads");
+parentPort.once("message", (data) => (${runTapes})(data, receiveMessageOnPort));
+`;
+
+/** The classic Web Worker (from a Blob URL): its first message starts it; it never returns to its event loop. */
+export const webWorkerSource = `
+"use strict";
+self.onmessage = ({ data }) => {
+  self.onmessage = null;
+  (${runTapes})(data);
+};
 `;
