@@ -11,7 +11,7 @@ import type { Module, Step } from "./layers/module.ts";
 import type { Tensor } from "./tensor.ts";
 import { formatShape, numel } from "./tensor.ts";
 import { align, arena, formatBytes, kernels, kernelsGeneration, MAX_BYTES } from "./wasm.ts";
-import { finishTapes, postTapes, recordCalls, setWorkspace, threadCount } from "./threads/parallel.ts";
+import { finishTapes, postTapes, recordCalls, setWorkspace, threadCount, threadsWorthUsing } from "./threads/parallel.ts";
 import { MemoryError, ShapeError, UnsupportedError } from "./errors.ts";
 import { explainInputMismatch } from "./expected_input.ts";
 
@@ -289,7 +289,7 @@ export class Plan {
       rows: samples * this.K,
       chunk: arena.f32().subarray(at >>> 2, (at >>> 2) + samples * rowFloats),
     });
-    if (this.threads > 1 && this.N > this.chunkSamples) {
+    if (this.threads > 1 && this.N > this.chunkSamples && threadsWorthUsing()) {
       yield* this.chunksOnThreads(steps, view);
       return;
     }
@@ -306,28 +306,39 @@ export class Plan {
    * chunk takes (recorded with its own chunk buffer and workspace). The workers' buffers come
    * in two sets: while a group's chunks are handed on, the workers already make the next
    * group's in the other set.
+   *
+   * Chunks hold `chunkSamples` samples, but in the last group, where the samples left are shared
+   * evenly: 128 samples in chunks of 10 on 2 threads would leave a worker waiting for the 13th.
+   * Where chunks start changes no value: every sample's rows are made by the same calls.
    */
   private *chunksOnThreads(
     steps: readonly Step[],
     view: (first: number, samples: number, at: number) => { firstRow: number; rows: number; chunk: Float32Array },
   ): Generator<{ firstRow: number; rows: number; chunk: Float32Array }, void, undefined> {
-    const workers = this.threads - 1;
-    const group = this.chunkSamples * this.threads;
+    const threads = this.threads;
+    const workers = threads - 1;
+    const most = this.chunkSamples;
     const ownWorkspace = this.workspace.ptr;
     /** Worker w's buffer in set `set`: after this thread's own, which is buffer 0. */
     const bufferOf = (set: number, w: number) => this.chunkPtr + (1 + set * workers + w) * this.chunkStride;
-    const firstsOf = (start: number) => {
-      const firsts: number[] = [];
-      for (let t = 0; t < this.threads && start + t * this.chunkSamples < this.N; t++) firsts.push(start + t * this.chunkSamples);
-      return firsts;
+    /** The next group from sample `first` on: its first sample and each thread's samples (this thread's first). */
+    const groupFrom = (first: number) => {
+      const samples = Math.min(this.N - first, threads * most);
+      const perThread = Math.ceil(samples / threads);
+      const sizes = new Array<number>(threads).fill(0);
+      let left = samples;
+      for (let t = 0; t < threads; t++) left -= sizes[t] = Math.min(perThread, left);
+      return { first, sizes };
     };
-    const samplesFrom = (first: number) => Math.min(this.chunkSamples, this.N - first);
-    const post = (start: number, set: number) => {
-      const tapes = firstsOf(start).slice(1).map((first, w) => {
+    type Group = ReturnType<typeof groupFrom>;
+    const startOf = (group: Group, t: number) => group.first + group.sizes.slice(0, t).reduce((a, b) => a + b, 0);
+    const post = (group: Group, set: number) => {
+      const tapes = group.sizes.slice(1).map((samples, w) => {
+        if (samples === 0) return [];
         this.workspace.ptr = ownWorkspace + (w + 1) * this.workspaceStride;
         try {
           return recordCalls(() => {
-            for (const step of steps) step.perSample(first, samplesFrom(first), bufferOf(set, w));
+            for (const step of steps) step.perSample(startOf(group, w + 1), samples, bufferOf(set, w));
           });
         } finally {
           this.workspace.ptr = ownWorkspace;
@@ -336,14 +347,18 @@ export class Plan {
       postTapes(tapes);
     };
     try {
-      post(0, 0);
-      for (let start = 0, set = 0; start < this.N; start += group, set = 1 - set) {
-        const firsts = firstsOf(start);
-        for (const step of steps) step.perSample(firsts[0], samplesFrom(firsts[0]), this.chunkPtr);
+      let group: Group | undefined = groupFrom(0);
+      post(group, 0);
+      for (let set = 0; group !== undefined; set = 1 - set) {
+        const own = group.sizes[0];
+        for (const step of steps) if (own > 0) step.perSample(group.first, own, this.chunkPtr);
         finishTapes();
-        if (start + group < this.N) post(start + group, 1 - set);
-        yield view(firsts[0], samplesFrom(firsts[0]), this.chunkPtr);
-        for (let w = 0; w + 1 < firsts.length; w++) yield view(firsts[w + 1], samplesFrom(firsts[w + 1]), bufferOf(set, w));
+        const end: number = startOf(group, threads);
+        const next = end < this.N ? groupFrom(end) : undefined;
+        if (next !== undefined) post(next, 1 - set);
+        if (own > 0) yield view(group.first, own, this.chunkPtr);
+        for (let w = 0; w < workers; w++) if (group.sizes[w + 1] > 0) yield view(startOf(group, w + 1), group.sizes[w + 1], bufferOf(set, w));
+        group = next;
       }
     } finally {
       finishTapes(); // a consumer that stopped early: no worker may still write when we return

@@ -27,6 +27,16 @@ interface Threads {
   setRecording(on: boolean): void;
   /** The running plan's workspace (thread t's copy at ptr + t · stride): only calls given it are split. */
   workspace: { ptr: number; stride: number };
+  /** Until when (performance.now()) nothing is split: the workers were found starved (see `contention`). */
+  soloUntil: number;
+  /** How long the next starved finding keeps this thread alone (doubles while they stay starved). */
+  soloMs: number;
+  /** Tapes judged so far (see judgeTapes). */
+  judged: number;
+  /** Recent findings of starved workers, 0 to 1 (see judgeTapes). */
+  starvation: number;
+  /** When the tapes in flight were posted (performance.now()). */
+  postedAt: number;
 }
 
 let threads: Threads | undefined;
@@ -49,6 +59,46 @@ function pool(state: Threads): WorkerPool {
   return state.pool;
 }
 
+/**
+ * When the workers cannot keep up, because other processes hold the cores (a busy machine, a
+ * second program computing), a split waits on a thread that is not running, and a computation
+ * on threads becomes several times slower than on one (measured: cnn 21 → 108 ms beside other
+ * work). So each finished wait is judged from the workers' own clocks (pool.ts, lastTapes): a
+ * worker that began its tape over `maxLatencyMs` after it was posted (a wake-up from sleep
+ * takes ~0.25 ms here, a thread waiting for a core a time slice of several) or that ran it
+ * over `slowerBy` times as long as this thread ran its share, by over `minMs`, is starved; so
+ * is this thread, when it ran an equal share (a split call's) that much longer than a worker.
+ * The first `warmupTapes` tapes of a pool are not judged: its workers' first calls are slow
+ * while their code is compiled and optimised. After three findings in a row, for `soloMs` (from `firstSoloMs`, doubling up to `maxSoloMs` while the finding repeats)
+ * this thread computes alone and the workers sleep. Results do not change: a split changes no value.
+ */
+export const contention = { maxLatencyMs: 2, slowerBy: 1.5, minMs: 0.3, firstSoloMs: 250, maxSoloMs: 4000, warmupTapes: 64 };
+
+/** Whether splitting is worth it now: threads exist and the workers were not found starved lately. */
+export function threadsWorthUsing(): boolean {
+  return threads !== undefined && threads.count > 1 && performance.now() >= threads.soloUntil;
+}
+
+/** Judges the tapes that just finished, after `ownMs` of this thread's own share (see `contention`). */
+function judgeTapes(state: Threads, ownMs: number, equalShares: boolean): void {
+  if (++state.judged <= contention.warmupTapes) return;
+  const { latencyMs, runMs } = state.pool!.lastTapes;
+  const slower = (a: number, b: number) => a > contention.slowerBy * b && a - b > contention.minMs;
+  // Of equal shares (a split call's), this thread's taking much longer means it lost its core.
+  const starved = latencyMs > contention.maxLatencyMs || slower(runMs, ownMs) || (equalShares && slower(ownMs, runMs));
+  // One slow tape is no finding: a worker's first calls run before its code is optimised, and
+  // a virtual machine stalls a thread now and then. Three in a row are.
+  state.starvation = 0.7 * state.starvation + (starved ? 0.3 : 0);
+  if (state.starvation > 0.5) {
+    state.soloUntil = performance.now() + state.soloMs;
+    state.soloMs = Math.min(contention.maxSoloMs, 2 * state.soloMs);
+    state.starvation = 0.4; // when the workers are tried again, one more slow tape is enough
+    state.pool!.setActive(false); // the workers sleep instead of spinning on a core another thread needs
+  } else if (!starved && state.starvation < 0.1) {
+    state.soloMs = contention.firstSoloMs;
+  }
+}
+
 /** Whether a computation is running (setThreads may not reload the kernels under it). */
 let computing = false;
 
@@ -63,8 +113,10 @@ export function isComputing(): boolean {
 export function setComputing(active: boolean, wake = false): void {
   computing = active;
   if (threads === undefined) return;
-  threads.active = active;
-  threads.pool?.setActive(active, wake);
+  // While the workers are found starved, they sleep through the computation (nothing is split).
+  const use = active && threadsWorthUsing();
+  threads.active = use;
+  threads.pool?.setActive(use, wake);
 }
 
 /** Runs `body` with every kernel call recorded instead of run; returns the calls, in order. */
@@ -84,12 +136,18 @@ export function recordCalls(body: () => void): Call[] {
 
 /** Starts `tapes[w]` on worker w and returns at once; `finishTapes` waits for them. */
 export function postTapes(tapes: readonly (readonly Call[])[]): void {
-  pool(threads!).post(tapes);
+  const state = threads!;
+  pool(state).post(tapes);
+  state.postedAt = performance.now();
 }
 
-/** Waits for the tapes `postTapes` started (nothing to wait for: returns at once). */
+/** Waits for the tapes `postTapes` started (nothing to wait for: returns at once), timing the wait. */
 export function finishTapes(): void {
-  if (threads?.pool?.busy) threads.pool.finish();
+  const state = threads;
+  if (state?.pool?.busy !== true) return;
+  const waiting = performance.now();
+  state.pool.finish();
+  judgeTapes(state, waiting - state.postedAt, false);
 }
 
 /**
@@ -127,12 +185,12 @@ const accounted = new WeakMap<SharedArrayBuffer, ArrayBuffer>();
 export function freshFloats(length: number): Float32Array {
   const state = threads;
   const bytes = length * 4;
-  if (state === undefined || state.count < 2 || bytes < freshTuning.minBytes || state.pool?.busy === true || !sharedResultsFreed()) {
+  if (!threadsWorthUsing() || bytes < freshTuning.minBytes || state!.pool?.busy === true || !sharedResultsFreed()) {
     return new Float32Array(length);
   }
   const buffer = new SharedArrayBuffer(bytes);
   accounted.set(buffer, new ArrayBuffer(bytes));
-  pool(state).touchPages(buffer);
+  pool(state!).touchPages(buffer);
   return new Float32Array(buffer);
 }
 
@@ -156,6 +214,7 @@ export function parallelKernels(exports: Exports, module: WebAssembly.Module, co
   const recorders: [string, (...args: number[]) => number][] = [];
   const state: Threads = {
     count, pool: undefined, startPool, active: false, recording: undefined, workspace: { ptr: -1, stride: 0 },
+    soloUntil: 0, soloMs: contention.firstSoloMs, starvation: 0, judged: 0, postedAt: 0,
     // While a tape is recorded every function records; otherwise a kernel without a split rule
     // is the export itself (no wrapper on the path of the many small calls of a small batch).
     setRecording(on: boolean) {
@@ -180,8 +239,9 @@ export function parallelKernels(exports: Exports, module: WebAssembly.Module, co
       continue;
     }
     const split = (args: number[]): number => {
-      // While workers make the next chunks of J (postTapes), a call runs whole, here.
-      if (state.pool?.busy !== true) {
+      // While workers make the next chunks of J (postTapes), a call runs whole, here; so it does
+      // while the workers are found starved.
+      if (state.pool?.busy !== true && performance.now() >= state.soloUntil) {
         const parts = rule(args, count, state.workspace, exports);
         if (parts !== undefined) return runParts(state, id, fn, parts, name === "first_nonfinite" ? args : undefined);
       }
@@ -220,9 +280,13 @@ function splitting(fn: (...args: number[]) => number, countArg: number, split: (
 /** Part 0 here, the others on workers 0.., each one call; first_nonfinite's results combined. */
 function runParts(state: Threads, id: number, fn: (...args: number[]) => number, parts: number[][], scan: number[] | undefined): number {
   let own = 0;
+  const started = performance.now();
+  let ownDone = started;
   const results = pool(state).run(parts.slice(1).map((args) => [[id, args] as const]), () => {
     own = fn(...parts[0]);
+    ownDone = performance.now();
   });
+  judgeTapes(state, ownDone - started, true);
   if (scan === undefined) return own;
   // The first non-finite value: in the earliest part that found one, at its offset.
   if (own >= 0) return own;

@@ -12,6 +12,8 @@
  *   [3] 1 when a call threw (the message is in the worker's console; the caller throws)
  *   [4] 1 once the worker has instantiated the kernels (start-up)
  *   [5] 1 while a computation runs: the worker spins between tapes instead of sleeping
+ *   Float64 word [4] (byte 32): when the worker began its last tape, [5] when it ended it, in ms
+ *   since the epoch (performance.timeOrigin + now(), comparable between threads)
  *   tape at +TAPE_OFFSET: Float64 words: call count, then per call: export index, argc, args.
  * One call is not a kernel: index TOUCH_PAGES writes a zero to every page of [from, to) of
  * the SharedArrayBuffer last posted to the worker's port (see `touchPages`).
@@ -24,6 +26,11 @@ const TAPE_OFFSET = 64;
 const TAPE_WORDS = (BLOCK_BYTES - TAPE_OFFSET) / 8;
 
 const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
+/** Float64 words of the header: when the last tape began and ended (worker_source.ts writes them). */
+const BEGAN = 4, ENDED = 5;
+
+/** The current time in ms since the epoch, as every thread of the process reads it. */
+const epochNow = () => performance.timeOrigin + performance.now();
 
 /** The tape's "export index" of the page-touching call (worker_source.ts knows it too). */
 const TOUCH_PAGES = -1;
@@ -48,6 +55,10 @@ interface Started {
   /** Float64 index of its tape. */
   tape: number;
   sequence: number;
+  /** When it ended its last tape (ms since the epoch): within SPIN_MS of it, during a computation, it is spinning. */
+  ended: number;
+  /** Whether it was spinning, awake, when its last tape was posted. */
+  awake: boolean;
   /** Where a SharedArrayBuffer for TOUCH_PAGES is posted (the worker takes it with receiveMessageOnPort): node:worker_threads only. */
   port?: WorkerPort;
   stop(): void;
@@ -162,7 +173,7 @@ export class WorkerPool {
         const header = at >>> 2;
         this.int32.fill(0, header, header + TAPE_OFFSET / 4);
         const { stop, port } = backend.spawn({ module, memory, control: at, delta: scratchDelta(w), tapeOffset: TAPE_OFFSET, spinMs: SPIN_MS });
-        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, port, stop });
+        this.workers.push({ header, tape: (at + TAPE_OFFSET) >>> 3, sequence: 0, ended: 0, awake: false, port, stop });
       }
       const deadline = performance.now() + timeoutMs;
       for (let word: number; backend.blocking && (word = this.startingWord()) >= 0;) {
@@ -243,8 +254,24 @@ export class WorkerPool {
       Atomics.store(this.int32, worker.header + SEQ, worker.sequence);
       Atomics.notify(this.int32, worker.header + SEQ);
       this.pending.push(w);
+      // A worker that sleeps takes a wake-up to begin (from 0.25 to several ms on these VMs): only
+      // one that should be spinning is judged by when it began.
+      worker.awake = this.active && epochNow() - worker.ended < SPIN_MS;
+      this.postedAt = epochNow();
     }
   }
+
+  /** Whether a computation runs (the workers spin between its tapes). */
+  private active = false;
+
+  /** When the tapes in flight were posted (ms since the epoch). */
+  private postedAt = 0;
+
+  /**
+   * Of the tapes `finish` last waited for: the longest a spinning worker took to begin one after
+   * it was posted (a worker that had no core), and the longest one ran, in ms.
+   */
+  readonly lastTapes = { latencyMs: 0, runMs: 0 };
 
   /** Whether tapes are posted and not yet finished. */
   get busy(): boolean {
@@ -256,6 +283,7 @@ export class WorkerPool {
     this.views();
     const results = new Array<number>(count).fill(0);
     let failed = false;
+    let latencyMs = 0, runMs = 0;
     for (const w of this.pending) {
       const worker = this.workers[w];
       const spinUntil = performance.now() + SPIN_MS;
@@ -266,12 +294,18 @@ export class WorkerPool {
         Atomics.wait(this.int32, worker.header + DONE, done, 1000);
       }
       if (w < count) results[w] = this.int32[worker.header + RESULT];
+      const began = this.float64[(worker.header >>> 1) + BEGAN];
+      worker.ended = this.float64[(worker.header >>> 1) + ENDED];
+      if (worker.awake) latencyMs = Math.max(latencyMs, began - this.postedAt);
+      runMs = Math.max(runMs, worker.ended - began);
       if (this.int32[worker.header + FAILED] !== 0) {
         this.int32[worker.header + FAILED] = 0;
         failed = true;
       }
     }
     this.pending = [];
+    this.lastTapes.latencyMs = latencyMs;
+    this.lastTapes.runMs = runMs;
     if (failed) throw new Error("jacobian-wasm: a kernel failed on a worker thread");
     return results;
   }
@@ -282,6 +316,7 @@ export class WorkerPool {
    */
   setActive(active: boolean, wake = false): void {
     this.views();
+    this.active = active;
     for (const worker of this.workers) {
       Atomics.store(this.int32, worker.header + ACTIVE, active ? 1 : 0);
       // Wake a sleeping worker now, so that it spins, awake, by the first tape of the computation

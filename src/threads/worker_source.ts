@@ -13,6 +13,10 @@ const runTapes = `({ module, memory, control, delta, tapeOffset, spinMs: SPIN_MS
   const header = control >>> 2;
   const SEQ = 0, DONE = 1, RESULT = 2, FAILED = 3, READY = 4, ACTIVE = 5;
   const TOUCH_PAGES = -1, PAGE_BYTES = 4096;
+  // When each tape began and ended, in ms since the epoch (the pool judges from them whether
+  // this thread has a core of its own: parallel.ts, contention).
+  const BEGAN = (control >>> 3) + 4, ENDED = BEGAN + 1;
+  const epochNow = () => performance.timeOrigin + performance.now();
   // [from, to) of the buffer the pool posted to the port: a zero written to each page faults it in.
   // An untouched ArrayBuffer of the buffer's size makes this isolate's collector count it, so
   // that it lets go of the buffer as soon as the caller's does (parallel.ts, sharedResultsFreed).
@@ -50,6 +54,8 @@ const runTapes = `({ module, memory, control, delta, tapeOffset, spinMs: SPIN_MS
     if (sequence === seen) continue;
     seen = sequence;
     if (int32.buffer !== memory.buffer) int32 = new Int32Array(memory.buffer);
+    const times = new Float64Array(memory.buffer);
+    times[BEGAN] = epochNow();
     const tape = new Float64Array(memory.buffer, control + tapeOffset);
     let result = 0;
     try {
@@ -66,6 +72,7 @@ const runTapes = `({ module, memory, control, delta, tapeOffset, spinMs: SPIN_MS
       console.error("jacobian-wasm worker:", error);
       Atomics.store(int32, header + FAILED, 1);
     }
+    times[ENDED] = epochNow();
     Atomics.store(int32, header + RESULT, result);
     Atomics.store(int32, header + DONE, sequence);
     Atomics.notify(int32, header + DONE);
