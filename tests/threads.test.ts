@@ -180,7 +180,7 @@ test("a fresh result from freshTuning.minBytes on is shared memory on node, faul
     });
     freshTuning.minBytes = minBytes;
     const small = compute(shapes[0]);
-    assert.ok(small.every((data) => !(data.buffer instanceof SharedArrayBuffer)), "below the default 1 MiB: ordinary");
+    assert.ok(small.every((data) => !(data.buffer instanceof SharedArrayBuffer)), "below the default 32 MiB: ordinary");
   } finally {
     freshTuning.minBytes = minBytes;
     setThreads(undefined);
@@ -192,6 +192,8 @@ test("fresh shared results (node) are freed as ordinary ones are: 40 results of 
   const N = 256; // J: 256 × 16448 floats = 16.1 MiB
   const x = randn([N, 256], 1);
   const y = { shape: [N], data: new Int32Array(N).map((_, i) => i % 16) };
+  const { minBytes } = freshTuning;
+  freshTuning.minBytes = 2 ** 20; // shared from 1 MiB (the default, 32 MiB, would make a slower test)
   setThreads(2);
   try {
     const rss = () => process.memoryUsage().rss;
@@ -210,6 +212,7 @@ test("fresh shared results (node) are freed as ordinary ones are: 40 results of 
     const grown = (peak - before) / 2 ** 20;
     assert.ok(grown < 10 * 16.1, `resident memory grew by ${grown.toFixed(0)} MiB over 40 fresh results of 16.1 MiB`);
   } finally {
+    freshTuning.minBytes = minBytes;
     setThreads(undefined);
   }
 });
@@ -243,15 +246,15 @@ test("workers found starved (every tape judged slow) leave this thread computing
     for (let i = 0; i < 3; i++) assertIdentical([compute()], [expected], `alone, call ${i}`);
     assert.equal(posts, 0, "nothing posted to the workers while they are found starved");
     // Once soloMs has passed, the workers are tried again (and, judged fine, kept).
-    Object.assign(contention, saved, { firstSoloMs: 1 });
+    Object.assign(contention, saved, { firstSoloMs: 200 });
     setThreads(1);
     setThreads(2);
     Object.assign(contention, { maxLatencyMs: -1, warmupTapes: 0 });
     compute();
     assert.equal(threadsWorthUsing(), false);
     Object.assign(contention, saved);
-    const until = performance.now() + 50;
-    while (performance.now() < until) { /* let the short solo period pass */ }
+    const until = performance.now() + 5_000;
+    while (!threadsWorthUsing() && performance.now() < until) { /* let the solo period of 200 ms pass */ }
     assert.ok(threadsWorthUsing(), "tried again after soloMs");
     posts = 0;
     assertIdentical([compute()], [expected], "threads again");

@@ -69,8 +69,9 @@ function pool(state: Threads): WorkerPool {
  * over `slowerBy` times as long as this thread ran its share, by over `minMs`, is starved; so
  * is this thread, when it ran an equal share (a split call's) that much longer than a worker.
  * The first `warmupTapes` tapes of a pool are not judged: its workers' first calls are slow
- * while their code is compiled and optimised. After three findings in a row, for `soloMs` (from `firstSoloMs`, doubling up to `maxSoloMs` while the finding repeats)
- * this thread computes alone and the workers sleep. Results do not change: a split changes no value.
+ * while their code is compiled and optimised. After three findings in a row, for `soloMs`
+ * (from `firstSoloMs`, doubling up to `maxSoloMs` while the finding repeats) this thread
+ * computes alone and the workers sleep. Results do not change: a split changes no value.
  */
 export const contention = { maxLatencyMs: 2, slowerBy: 1.5, minMs: 0.3, firstSoloMs: 250, maxSoloMs: 4000, warmupTapes: 64 };
 
@@ -89,10 +90,10 @@ function judgeTapes(state: Threads, ownMs: number, equalShares: boolean): void {
   // One slow tape is no finding: a worker's first calls run before its code is optimised, and
   // a virtual machine stalls a thread now and then. Three in a row are.
   state.starvation = 0.7 * state.starvation + (starved ? 0.3 : 0);
-  if (state.starvation > 0.5) {
+  if (state.starvation > 0.6) {
     state.soloUntil = performance.now() + state.soloMs;
     state.soloMs = Math.min(contention.maxSoloMs, 2 * state.soloMs);
-    state.starvation = 0.4; // when the workers are tried again, one more slow tape is enough
+    state.starvation = 0.45; // when the workers are tried again, one more slow tape is enough
     state.pool!.setActive(false); // the workers sleep instead of spinning on a core another thread needs
   } else if (!starved && state.starvation < 0.1) {
     state.soloMs = contention.firstSoloMs;
@@ -152,9 +153,12 @@ export function finishTapes(): void {
 
 /**
  * A fresh result is backed by a SharedArrayBuffer, its pages faulted in by every thread, from
- * `minBytes` on (below, posting the buffer costs more than the faults it shares).
+ * `minBytes` on: 32 MiB, glibc's largest mmap threshold, above which every new array is new
+ * pages. Below it, an ordinary array often reuses pages the process freed before, and is the
+ * faster (cnn's 13 MB result on 2 threads, node: 26 ms ordinary, 44 ms shared; mlp's 240 MB:
+ * 761 ms ordinary, 534 ms shared).
  */
-export const freshTuning = { minBytes: 1 << 20 };
+export const freshTuning = { minBytes: 32 * 2 ** 20 };
 
 /**
  * Whether a SharedArrayBuffer that every thread touched is freed as soon as an ArrayBuffer
