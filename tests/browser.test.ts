@@ -19,18 +19,16 @@ import { existsSync } from "node:fs";
 import { join } from "node:path";
 import { chromium, type Browser, type Page } from "playwright-core";
 import {
-  Conv2d,
-  Flatten,
   jacobian,
   Linear,
   manualSeed,
-  MaxPool2d,
   perSampleGradients,
   perSampleNorms,
   randn,
   ReLU,
   Sequential,
 } from "../mod.ts";
+import { cnnNetwork } from "../src/examples.ts";
 import { root, runtimeName } from "./helpers/cli.ts";
 
 const CHROMIUM = process.env.CHROMIUM_PATH || "/usr/bin/chromium";
@@ -225,16 +223,7 @@ interface ThreadsPageResults {
 function threadsExpected(): { gradients: Float32Array; gradientsShape: readonly number[]; jacobian: Float32Array; jacobianShape: readonly number[] } {
   const { weightSeed, dataSeed, cnnSamples: N, mlpSamples } = THREADS_CONFIG;
   manualSeed(weightSeed);
-  const cnn = new Sequential(
-    new Conv2d(3, 16, 3, { padding: 1 }),
-    new ReLU(),
-    new MaxPool2d(2),
-    new Conv2d(16, 32, 3, { padding: 1 }),
-    new ReLU(),
-    new MaxPool2d(2),
-    new Flatten(),
-    new Linear(32 * 8 * 8, 10),
-  );
+  const cnn = cnnNetwork();
   const mlp = new Sequential(new Linear(32, 64), new ReLU(), new Linear(64, 4));
   const x = randn([N, 3, 32, 32], dataSeed);
   const labels = { shape: [N], data: Int32Array.from({ length: N }, (_, n) => (n * 7) % 10) };

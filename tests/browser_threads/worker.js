@@ -3,13 +3,10 @@
 // process and compares. The sizes split with the default tuning: a CNN's per-sample gradients
 // (its convolutions split by samples) and an MLP's Jacobian in several chunks of rows.
 import {
-  Conv2d,
-  Flatten,
   initialize,
   jacobian,
   Linear,
   manualSeed,
-  MaxPool2d,
   perSampleGradients,
   randn,
   ReLU,
@@ -18,22 +15,14 @@ import {
   simdBuild,
   threads,
 } from "/dist/mod.js";
+import { cnnNetwork } from "/dist/src/examples.js";
 
 /** What the computation depends on; the test builds the same from it. */
 export const CONFIG = { weightSeed: 3, dataSeed: 4, cnnSamples: 16, mlpSamples: 40 };
 
 function networks() {
   manualSeed(CONFIG.weightSeed);
-  const cnn = new Sequential(
-    new Conv2d(3, 16, 3, { padding: 1 }),
-    new ReLU(),
-    new MaxPool2d(2),
-    new Conv2d(16, 32, 3, { padding: 1 }),
-    new ReLU(),
-    new MaxPool2d(2),
-    new Flatten(),
-    new Linear(32 * 8 * 8, 10),
-  );
+  const cnn = cnnNetwork(); // the public cnn case's network
   const mlp = new Sequential(new Linear(32, 64), new ReLU(), new Linear(64, 4));
   return { cnn, mlp };
 }
