@@ -208,9 +208,11 @@ test("fresh shared results (node) are freed as ordinary ones are: 40 results of 
       perSampleGradients(net, x, y, { loss: "cross_entropy", reduction: "sum" });
       peak = Math.max(peak, rss());
     }
-    // Held until some unrelated collection, 40 results would add 640 MiB.
+    // Held until some unrelated collection, 40 results would add 640 MiB or more (694 measured);
+    // freed as ordinary arrays are, a few results' worth (up to 171 MiB seen, V8's collector
+    // choosing when), so the bound is half the leak.
     const grown = (peak - before) / 2 ** 20;
-    assert.ok(grown < 10 * 16.1, `resident memory grew by ${grown.toFixed(0)} MiB over 40 fresh results of 16.1 MiB`);
+    assert.ok(grown < 20 * 16.1, `resident memory grew by ${grown.toFixed(0)} MiB over 40 fresh results of 16.1 MiB`);
   } finally {
     freshTuning.minBytes = minBytes;
     setThreads(undefined);
